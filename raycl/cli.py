@@ -1,0 +1,97 @@
+"""``raycl`` command line. Every subcommand is a thin call into ``raycl.api``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from raycl.errors import RayclError
+
+
+def _overrides(p):
+    p.add_argument("overrides", nargs="*", metavar="section.key=value",
+                   help="config overrides, e.g. optim.base_lr=0.1 distributed.workers=4")
+
+
+def _address(p):
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="raycl", description="Distributed contrastive learning on Ray + DeepSpeed")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("train", help="pre-train from a YAML config")
+    p.add_argument("config")
+    _overrides(p)
+    _address(p)
+
+    p = sub.add_parser("demo", help="SimCLR on the built-in digits with 2 CPU workers, then evaluation")
+    _overrides(p)
+    _address(p)
+
+    p = sub.add_parser("eval", help="kNN and linear probe of a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--no-linear", action="store_true", help="kNN only")
+
+    p = sub.add_parser("config", help="config tools")
+    csub = p.add_subparsers(dest="config_cmd", required=True)
+    c = csub.add_parser("show", help="print the resolved, validated config")
+    c.add_argument("config")
+    _overrides(c)
+
+    p = sub.add_parser("data", help="data tools")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    c = dsub.add_parser("convert", help="image folder -> Parquet shards (index, image, label)")
+    c.add_argument("image_folder")
+    c.add_argument("dest_url")
+    c.add_argument("--rows-per-shard", type=int, default=10_000)
+
+    p = sub.add_parser("bench", help="benchmarks that print figures")
+    bsub = p.add_subparsers(dest="bench_cmd", required=True)
+    c = bsub.add_parser("overhead", help="raycl step (Ray worker + DeepSpeed) vs a bare PyTorch loop")
+    c.add_argument("config", nargs="?", default=None, help="default: the demo config")
+    c.add_argument("--steps", type=int, default=20)
+    c.add_argument("--repeats", type=int, default=3)
+    _overrides(c)
+    _address(c)
+    return ap
+
+
+def run(args) -> int:
+    from raycl import api
+    from raycl.config import load_config
+
+    if args.cmd == "config":
+        print(load_config(args.config, args.overrides).to_yaml(), end="")
+    elif args.cmd == "train":
+        out = api.train(load_config(args.config, args.overrides), args.address)
+        print(json.dumps(out))
+    elif args.cmd == "demo":
+        print(json.dumps(api.demo(args.overrides, args.address)))
+    elif args.cmd == "eval":
+        print(json.dumps(api.evaluate(args.checkpoint, linear=not args.no_linear)))
+    elif args.cmd == "data":
+        from raycl.data.parquet import convert_image_folder
+
+        print(json.dumps(convert_image_folder(args.image_folder, args.dest_url, args.rows_per_shard)))
+    elif args.cmd == "bench":
+        from raycl.train.bench import overhead
+
+        cfg = load_config(args.config or api.demo_config_path(), args.overrides)
+        print(json.dumps(overhead(cfg, steps=args.steps, repeats=args.repeats, address=args.address)))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except RayclError as e:
+        print(f"raycl: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""Typed, validated configuration.
+
+A config is seven sections of plain dataclasses.  ``load_config`` reads YAML, applies ``key.sub=value``
+overrides and validates everything on the driver, before any Ray worker starts, so a typo costs one
+clear error instead of a cluster allocation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+import yaml
+
+from raycl.errors import ConfigError
+
+
+def _f(default, *, ge=None, gt=None, le=None, help=""):
+    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "help": help})
+
+
+@dataclass
+class DataConfig:
+    dataset: Literal["demo", "parquet"] = "demo"
+    path: Optional[str] = None            # fsspec URL of a folder of Parquet shards (dataset: parquet)
+    eval_path: Optional[str] = None       # held-out shards; default: hold out eval_fraction of path
+    eval_fraction: float = _f(0.2, gt=0.0, le=0.9)
+    num_samples: Optional[int] = _f(None, ge=1, help="use only the first N training samples")
+    image_size: int = _f(28, ge=8)
+    channels: Literal[1, 3] = 1
+    batch_size: int = _f(256, ge=1, help="global batch per optimizer step")
+    on_corrupt: Literal["error", "skip"] = "error"
+    drop_last: bool = False
+    shuffle_window: int = _f(65536, ge=1)
+
+
+@dataclass
+class ModelConfig:
+    backbone: Literal["resnet18", "resnet50"] = "resnet18"
+    stem: Literal["small", "imagenet"] = "small"
+    width: int = _f(64, ge=4, help="channels of the first stage (64 in torchvision)")
+    proj_hidden_dim: int = _f(512, ge=1)
+    proj_out_dim: int = _f(128, ge=1)
+    sync_bn: bool = False
+
+
+@dataclass
+class MethodConfig:
+    name: str = "simclr"
+    temperature: float = _f(0.5, gt=0.0)
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "lars"] = "sgd"
+    base_lr: float = _f(0.3, ge=0.0, help="lr at batch 256 (linear scaling rule)")
+    lr_scaling: Literal["linear", "none"] = "linear"
+    momentum: float = _f(0.9, ge=0.0, le=1.0)
+    weight_decay: float = _f(1e-6, ge=0.0)
+    warmup_epochs: float = _f(1.0, ge=0.0)
+    final_lr: float = _f(0.0, ge=0.0)
+    trust_coefficient: float = _f(0.001, gt=0.0)
+    lars_exclude_bias_and_norm: bool = True
+
+
+@dataclass
+class DistributedConfig:
+    workers: int = _f(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = _f(1.0, gt=0.0)
+    zero_stage: Literal[0, 1, 2] = 1
+    grad_accum: int = _f(1, ge=1)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    torch_threads: Optional[int] = _f(None, ge=1, help="intra-op threads per CPU worker")
+
+
+@dataclass
+class EvalConfig:
+    knn_k: int = _f(200, ge=1)
+    knn_temperature: float = _f(0.1, gt=0.0)
+    every_epochs: int = _f(1, ge=1)
+    max_train_samples: Optional[int] = _f(None, ge=1, help="bank size for the kNN monitor")
+    linear_epochs: int = _f(30, ge=1)
+    linear_lr: float = _f(0.1, gt=0.0)
+
+
+@dataclass
+class RunConfig:
+    name: str = "raycl"
+    storage_path: str = "~/raycl_runs"
+    epochs: int = _f(10, ge=1)
+    seed: int = 0
+    checkpoint_every: int = _f(1, ge=1)
+    keep_checkpoints: int = _f(2, ge=1)
+    max_failures: int = _f(0, ge=-1, help="worker-group restarts; -1 = unlimited")
+    log_every: int = _f(10, ge=1, help="steps between progress lines")
+    stop_after_epochs: Optional[int] = _f(None, ge=1, help="end this invocation early; rerun resumes")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def micro_batch(self) -> int:
+        """Samples one worker feeds through the model per forward pass."""
+        return self.data.batch_size // (self.distributed.workers * self.distributed.grad_accum)
+
+    @property
+    def lr(self) -> float:
+        """Peak lr after the linear scaling rule (Goyal et al.): base_lr x batch / 256."""
+        scale = self.data.batch_size / 256 if self.optim.lr_scaling == "linear" else 1.0
+        return self.optim.base_lr * scale
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def _describe(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is typing.Union:
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_describe(a) for a in inner) + " or null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _coerce(path: str, tp, value):
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(path, inner, value)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value in allowed and type(value) is type(allowed[allowed.index(value)]):
+            return value
+        raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+    }[tp]
+    if not ok(value):
+        raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _check_range(path: str, f: dataclasses.Field, value):
+    if value is None:
+        return
+    m = f.metadata
+    if m.get("ge") is not None and value < m["ge"]:
+        raise ConfigError(f"{path}: must be >= {m['ge']}, got {value!r}")
+    if m.get("gt") is not None and value <= m["gt"]:
+        raise ConfigError(f"{path}: must be > {m['gt']}, got {value!r}")
+    if m.get("le") is not None and value > m["le"]:
+        raise ConfigError(f"{path}: must be <= {m['le']}, got {value!r}")
+
+
+def _build_section(name: str, cls, raw: Any):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a mapping of keys, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}: unknown key; allowed keys in '{name}': {', '.join(fields)}")
+    values = {}
+    for key, value in raw.items():
+        path = f"{name}.{key}"
+        value = _coerce(path, hints[key], value)
+        _check_range(path, fields[key], value)
+        values[key] = value
+    obj = cls(**values)
+    for key, f in fields.items():
+        if key not in values:
+            _check_range(f"{name}.{key}", f, getattr(obj, key))
+    return obj
+
+
+SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def from_dict(raw: dict | None) -> Config:
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping with sections {', '.join(SECTIONS)}, got {raw!r}")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown section; allowed sections: {', '.join(SECTIONS)}")
+    hints = typing.get_type_hints(Config)
+    cfg = Config(**{name: _build_section(name, hints[name], raw.get(name)) for name in SECTIONS})
+    validate(cfg)
+    return cfg
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` strings; values are parsed as YAML scalars (``0.1``, ``true``, ``null``)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"override {item!r}: expected section.key=value, e.g. optim.base_lr=0.1")
+        section, sub = parts
+        value = yaml.safe_load(text) if text.strip() else None
+        node = raw.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{section}: expected a mapping of keys, got {node!r}")
+        node[sub] = value
+    return raw
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
+    raw: dict = {}
+    if path is not None:
+        import fsspec
+
+        try:
+            with fsspec.open(path, "r") as fh:
+                raw = yaml.safe_load(fh) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path!r} does not exist") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path!r} is not valid YAML: {e}") from None
+    return from_dict(apply_overrides(raw, overrides or []))
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks; per-field types and ranges were checked when the sections were built."""
+    from raycl.methods import REGISTRY
+
+    if cfg.method.name not in REGISTRY:
+        raise ConfigError(f"method.name: unknown method {cfg.method.name!r}; available: {', '.join(sorted(REGISTRY))}")
+    d = cfg.distributed
+    per = d.workers * d.grad_accum
+    if cfg.data.batch_size % per:
+        lo = cfg.data.batch_size // per * per
+        raise ConfigError(
+            f"data.batch_size: {cfg.data.batch_size} is not divisible by distributed.workers x "
+            f"distributed.grad_accum = {d.workers} x {d.grad_accum} = {per}; "
+            f"use a multiple of {per} such as {max(lo, per)} or {lo + per}"
+        )
+    if cfg.data.dataset == "parquet":
+        if not cfg.data.path:
+            raise ConfigError("data.path: required when data.dataset is 'parquet' (an fsspec URL of Parquet shards)")
+        _require_exists("data.path", cfg.data.path)
+    elif cfg.data.path:
+        raise ConfigError("data.path: only used with data.dataset: parquet; the demo dataset is built in")
+    if cfg.data.num_samples is not None and cfg.data.dataset != "demo":
+        raise ConfigError("data.num_samples: only applies to the demo dataset; write a smaller shard set instead")
+    if cfg.optim.name == "lars" and d.zero_stage > 0:
+        raise ConfigError(
+            f"optim.name: lars with distributed.zero_stage: {d.zero_stage} would compute trust ratios over "
+            "ZeRO's flat partitions instead of layers; use distributed.zero_stage: 0 with lars, or optim.name: sgd")
+    if cfg.data.eval_path:
+        _require_exists("data.eval_path", cfg.data.eval_path)
+    if cfg.run.checkpoint_every > cfg.run.epochs:
+        raise ConfigError(
+            f"run.checkpoint_every: {cfg.run.checkpoint_every} is more than run.epochs={cfg.run.epochs}; "
+            "no checkpoint would be written"
+        )
+    if cfg.optim.warmup_epochs >= cfg.run.epochs and cfg.run.epochs > 1:
+        raise ConfigError(
+            f"optim.warmup_epochs: {cfg.optim.warmup_epochs} must be less than run.epochs={cfg.run.epochs}"
+        )
+    if cfg.optim.final_lr > cfg.lr:
+        raise ConfigError(f"optim.final_lr: {cfg.optim.final_lr} exceeds the peak lr {cfg.lr:g}")
+    if d.precision == "bf16" and not d.use_gpu:
+        raise ConfigError("distributed.precision: bf16 needs distributed.use_gpu: true; use fp32 on CPU")
+
+
+def _require_exists(field_name: str, url: str) -> None:
+    import fsspec
+
+    try:
+        fs, p = fsspec.core.url_to_fs(url)
+        exists = fs.exists(p)
+    except Exception as e:  # an unknown protocol, a malformed URL
+        raise ConfigError(f"{field_name}: cannot open {url!r}: {e}") from None
+    if not exists:
+        raise ConfigError(f"{field_name}: {url!r} does not exist")

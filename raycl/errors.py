@@ -1,0 +1,17 @@
+"""The errors raycl raises for bad input: each names the field, file or value at fault."""
+
+
+class RayclError(Exception):
+    """Base class: the CLI prints these as one line and exits 2, without a traceback."""
+
+
+class ConfigError(RayclError, ValueError):
+    """A config field is missing, unknown, of the wrong type or out of range."""
+
+
+class DataError(RayclError):
+    """A dataset, shard or row cannot be read."""
+
+
+class CheckpointError(RayclError):
+    """A checkpoint cannot be restored into this run (other model, method or layout)."""

@@ -1,0 +1,12 @@
+"""Methods by name: a config's ``method.name`` picks one from ``REGISTRY``."""
+from raycl.methods.base import Method, MethodBatch
+from raycl.methods.simclr import SimCLR
+
+REGISTRY: dict[str, type[Method]] = {m.name: m for m in (SimCLR,)}
+
+
+def build_method(cfg, channels: int) -> Method:
+    return REGISTRY[cfg.method.name](cfg, channels)
+
+
+__all__ = ["REGISTRY", "Method", "MethodBatch", "build_method"]

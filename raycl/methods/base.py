@@ -1,0 +1,33 @@
+"""What every method is: an nn.Module that turns a batch into (loss, scalars to log)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class MethodBatch:
+    views: list[torch.Tensor]   # augmented views, each [b, C, H, W]
+    index: torch.Tensor         # int64 [b], global sample ids
+    labels: torch.Tensor        # int64 [b], -1 when unknown
+
+
+class Method(nn.Module):
+    """Subclasses build their networks in ``__init__(cfg, channels)`` and implement ``forward``.
+
+    ``backbone`` must be the encoder whose pooled features evaluation uses; ``n_views`` tells the
+    data pipeline how many augmented views per sample the method wants.
+    """
+
+    n_views = 2
+    backbone: nn.Module
+
+    def forward(self, batch: MethodBatch) -> tuple[torch.Tensor, dict[str, float]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def signature(self) -> dict:
+        """What a checkpoint must match to be loaded into this method (name and every shape)."""
+        return {"method": self.name,
+                "shapes": {k: list(v.shape) for k, v in self.state_dict().items()}}

@@ -1,0 +1,71 @@
+"""One worker's model, optimizer and DeepSpeed engine, and the step they take together."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from raycl.data.views import SimCLRViews
+from raycl.methods import MethodBatch, build_method
+from raycl.optim import build_optimizer, build_schedule
+
+
+def deepspeed_config(cfg) -> dict:
+    d = cfg.distributed
+    return {
+        "train_batch_size": cfg.data.batch_size,
+        "train_micro_batch_size_per_gpu": cfg.micro_batch,
+        "gradient_accumulation_steps": d.grad_accum,
+        "zero_optimization": {"stage": d.zero_stage},
+        # raycl's optimizers are plain torch optimizers handed to DeepSpeed.
+        "zero_allow_untested_optimizer": True,
+        "bf16": {"enabled": d.precision == "bf16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def build_engine(cfg, channels: int, steps_per_epoch: int):
+    """Method + optimizer + warm-up/cosine schedule, wrapped in a DeepSpeed engine.
+
+    deepspeed is imported here, not at module level: importing it on the CPU-only Train
+    controller fails (ray#50406)."""
+    import deepspeed
+
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank (DeepSpeed also broadcasts)
+    method = build_method(cfg, channels)
+    if cfg.model.sync_bn:
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    optimizer = build_optimizer(method, cfg.optim, cfg.lr)
+    total = cfg.run.epochs * steps_per_epoch
+    warmup = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
+    final_ratio = cfg.optim.final_lr / cfg.lr if cfg.lr > 0 else 0.0
+    schedule = build_schedule(optimizer, total, warmup, final_ratio)
+    engine, _, _, _ = deepspeed.initialize(model=method, optimizer=optimizer, lr_scheduler=schedule,
+                                           config=deepspeed_config(cfg))
+    return engine
+
+
+def make_views(cfg, n_views: int) -> SimCLRViews:
+    return SimCLRViews(cfg.data.image_size, n_views=n_views)
+
+
+def train_step(engine, views_fn, images: np.ndarray, index: np.ndarray, labels: np.ndarray,
+               grad_accum: int, g: torch.Generator, device) -> torch.Tensor:
+    """One optimizer step over this worker's share of the global batch, in ``grad_accum``
+    micro-batches (DeepSpeed scales each backward by 1/grad_accum and steps on the last).
+    Returns the mean loss as a tensor (no host sync)."""
+    mb = len(images) // grad_accum
+    total = torch.zeros((), device=device)
+    for m in range(grad_accum):
+        sl = slice(m * mb, (m + 1) * mb)
+        x = torch.from_numpy(images[sl]).to(device, non_blocking=True)
+        batch = MethodBatch(views_fn(x, g), torch.from_numpy(index[sl]).to(device),
+                            torch.from_numpy(labels[sl]).to(device))
+        loss, _ = engine(batch)
+        engine.backward(loss)
+        engine.step()
+        total += loss.detach()
+    return total / grad_accum

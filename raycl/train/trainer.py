@@ -1,0 +1,124 @@
+"""The driver side: start or join Ray, check the run before any worker starts, fit a TorchTrainer,
+and turn a worker's failure into the one clear error that caused it."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from raycl.errors import ConfigError, RayclError
+from raycl.train import checkpoint as ck
+from raycl.train.worker import train_loop
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join ``address`` (or $RAY_ADDRESS), else start a local instance sized for this machine."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level="WARNING")
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level="WARNING",
+                 configure_logging=True)
+
+
+def storage(cfg) -> dict:
+    """RunConfig storage arguments: a local path, a URL pyarrow knows, or any other fsspec URL."""
+    path = cfg.run.storage_path
+    proto = path.split("://", 1)[0] if "://" in path else "file"
+    if proto == "file":
+        return {"storage_path": os.path.abspath(os.path.expanduser(path.removeprefix("file://")))}
+    if proto in ("s3", "gs", "gcs", "hdfs", "abfs", "abfss"):
+        return {"storage_path": path}
+    import fsspec
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, root = fsspec.core.url_to_fs(path)
+    return {"storage_path": root, "storage_filesystem": PyFileSystem(FSSpecHandler(fs))}
+
+
+def run_dir(cfg) -> str | None:
+    st = storage(cfg)
+    return os.path.join(st["storage_path"], cfg.run.name) if "storage_filesystem" not in st and \
+        "://" not in st["storage_path"] else None
+
+
+def latest_local_checkpoint(cfg) -> str | None:
+    d = run_dir(cfg)
+    if d is None:
+        return None
+    best, best_step = None, -1
+    for state_file in glob.glob(os.path.join(d, "checkpoint_*", ck.STATE_FILE)):
+        with open(state_file) as fh:
+            step = json.load(fh)["global_step"]
+        if step > best_step:
+            best, best_step = os.path.dirname(state_file), step
+    return best
+
+
+def check_resume(cfg) -> str | None:
+    """Before any worker starts: a run directory's checkpoint must fit this run's method and model."""
+    latest = latest_local_checkpoint(cfg)
+    if latest is None:
+        return None
+    from raycl.methods import build_method
+
+    state = ck.read_state(latest)
+    ck.check_signature(state["signature"], build_method(cfg, cfg.data.channels).signature(), latest)
+    return latest
+
+
+def check_resources(cfg) -> None:
+    d = cfg.distributed
+    avail = ray.cluster_resources()
+    need_cpu = d.workers * d.cpus_per_worker
+    if need_cpu > avail.get("CPU", 0):
+        raise ConfigError(f"distributed.workers x distributed.cpus_per_worker = {need_cpu:g} CPUs, "
+                          f"but the Ray cluster has {avail.get('CPU', 0):g}; lower one of them")
+    if d.use_gpu and d.workers > avail.get("GPU", 0):
+        raise ConfigError(f"distributed.use_gpu: {d.workers} workers need {d.workers} GPUs, "
+                          f"the Ray cluster has {avail.get('GPU', 0):g}")
+
+
+def worker_error(e: Exception) -> Exception:
+    """The first raycl error inside a worker-group failure, else the failure itself."""
+    failures = getattr(e, "worker_failures", None) or {}
+    for exc in list(failures.values()) + [getattr(e, "controller_failure", None)]:
+        seen = 0
+        while exc is not None and seen < 10:
+            if isinstance(exc, RayclError):
+                return exc
+            exc = getattr(exc, "cause", None) or exc.__cause__
+            seen += 1
+    return e
+
+
+def fit(cfg, address: str | None = None):
+    """Run ``cfg`` on Ray Train; returns the ray.train.Result."""
+    init_ray(address, num_cpus=None)
+    check_resources(cfg)
+    resumed_from = check_resume(cfg)
+    if resumed_from:
+        print(f"[raycl] run {cfg.run.name!r} has a checkpoint at {resumed_from}: resuming", flush=True)
+    d = cfg.distributed
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=cfg.to_dict(),
+        scaling_config=ScalingConfig(num_workers=d.workers, use_gpu=d.use_gpu,
+                                     resources_per_worker={"CPU": d.cpus_per_worker}),
+        run_config=RunConfig(name=cfg.run.name, **storage(cfg),
+                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints),
+                             failure_config=FailureConfig(max_failures=cfg.run.max_failures)),
+    )
+    try:
+        return trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        err = worker_error(e)
+        if err is e:
+            raise
+        raise err from None

@@ -1,0 +1,116 @@
+"""The function every Ray Train worker runs: build, maybe resume, train, monitor, checkpoint."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+import ray.train
+import ray.train.torch
+from raycl import dist
+from raycl.config import from_dict
+from raycl.data import EpochLoader, build_sources
+from raycl.eval import extract, knn_top1
+from raycl.train import checkpoint as ck
+from raycl.train.engine import build_engine, make_views, train_step
+from raycl.train.progress import Progress
+
+
+def knn_monitor(backbone, train_src, eval_src, cfg, device) -> float:
+    """kNN top-1 on the held-out split; feature extraction is split across the workers."""
+    r, w = dist.rank(), dist.world_size()
+    n_bank = min(len(train_src), cfg.eval.max_train_samples or len(train_src))
+    bank, bank_y = extract(backbone, train_src, np.arange(n_bank)[r::w], device=device, max_rows=n_bank)
+    test, test_y = extract(backbone, eval_src, np.arange(len(eval_src))[r::w], device=device)
+    bank, bank_y = dist.all_gather_nograd(bank.to(device)), dist.all_gather_nograd(bank_y.to(device))
+    test, test_y = dist.all_gather_nograd(test.to(device)), dist.all_gather_nograd(test_y.to(device))
+    return knn_top1(bank, bank_y, test, test_y, cfg.eval.knn_k, cfg.eval.knn_temperature)
+
+
+def aug_generator(seed: int, epoch: int, rank: int, device) -> torch.Generator:
+    """Augmentation randomness is a function of (seed, epoch, rank): a resumed epoch replays exactly."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]))
+    return g
+
+
+def save_checkpoint(engine, cfg, epoch: int, global_step: int, metrics: dict, rank: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="raycl-ckpt-") as tmp:
+        engine.save_checkpoint(os.path.join(tmp, ck.DS_DIR), tag=ck.DS_TAG)
+        torch.save(ck.rng_state(), os.path.join(tmp, f"rng_rank{rank}.pt"))
+        if rank == 0:
+            ck.write_state(tmp, {"epoch": epoch, "global_step": global_step, "config": cfg.to_dict(),
+                                 "signature": engine.module.signature(), "metrics": metrics})
+            torch.save({"config": cfg.to_dict(), "state_dict": engine.module.state_dict()},
+                       os.path.join(tmp, ck.MODEL_FILE))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def resume(engine, rank: int) -> tuple[int, int]:
+    """Load the latest checkpoint Ray Train knows of; return (epochs done, global step)."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0, 0
+    with checkpoint.as_directory() as d:
+        state = ck.read_state(d)
+        ck.check_signature(state["signature"], engine.module.signature(), d)
+        engine.load_checkpoint(os.path.join(d, ck.DS_DIR), tag=ck.DS_TAG)
+        rng_file = os.path.join(d, f"rng_rank{rank}.pt")
+        if os.path.exists(rng_file):
+            ck.set_rng_state(torch.load(rng_file, weights_only=False))
+    return state["epoch"] + 1, state["global_step"]
+
+
+def train_loop(config: dict) -> None:
+    cfg = from_dict(config)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if cfg.distributed.torch_threads:
+        torch.set_num_threads(cfg.distributed.torch_threads)
+    device = ray.train.torch.get_device()
+
+    train_src, eval_src = build_sources(cfg)
+    loader = EpochLoader(train_src, cfg.data.batch_size, rank, world, cfg.run.seed,
+                         cfg.data.drop_last, cfg.data.shuffle_window)
+    spe = loader.steps_per_epoch
+    engine = build_engine(cfg, cfg.data.channels, spe)
+    views = make_views(cfg, engine.module.n_views)
+    start_epoch, global_step = resume(engine, rank)
+    if rank == 0 and start_epoch:
+        print(f"[raycl] resumed from epoch {start_epoch} (global step {global_step})", flush=True)
+
+    epochs = cfg.run.epochs
+    progress = Progress(epochs * spe, spe, epochs, cfg.data.batch_size, global_step)
+    stop_at = epochs if cfg.run.stop_after_epochs is None else min(epochs, start_epoch + cfg.run.stop_after_epochs)
+    for epoch in range(start_epoch, stop_at):
+        engine.train()
+        g = aug_generator(cfg.run.seed, epoch, rank, device)
+        t0, loss_sum, skipped = time.perf_counter(), torch.zeros((), device=device), 0
+        for step, batch in enumerate(loader.batches(epoch)):
+            loss = train_step(engine, views, batch.images, batch.index, batch.labels,
+                              cfg.distributed.grad_accum, g, device)
+            loss_sum += loss
+            skipped += batch.skipped
+            global_step += 1
+            if rank == 0 and ((step + 1) % cfg.run.log_every == 0 or step + 1 == spe):
+                print(progress.line(epoch, step, global_step, loss.item(), engine.get_lr()[0]), flush=True)
+        epoch_time = time.perf_counter() - t0
+        skipped_all = int(dist.all_reduce_sum(torch.tensor([skipped], device=device)).item())
+        last = epoch + 1 == epochs
+        metrics = {"epoch": epoch + 1, "global_step": global_step,
+                   "loss": float(dist.all_reduce_sum(loss_sum.clone()).item() / (spe * world)),
+                   "lr": float(engine.get_lr()[0]), "images_per_s": spe * cfg.data.batch_size / epoch_time,
+                   "epoch_time_s": epoch_time, "corrupt_skipped": skipped_all}
+        if (epoch + 1) % cfg.eval.every_epochs == 0 or last:
+            metrics["knn_top1"] = knn_monitor(engine.module.backbone, train_src, eval_src, cfg, device)
+        if rank == 0:
+            knn = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
+            print(f"[raycl] epoch {epoch + 1}/{epochs} done: loss {metrics['loss']:.4f}{knn} "
+                  f"images/s {metrics['images_per_s']:.0f}", flush=True)
+        if (epoch + 1) % cfg.run.checkpoint_every == 0 or last or epoch + 1 == stop_at:
+            save_checkpoint(engine, cfg, epoch, global_step, metrics, rank)
+        else:
+            ray.train.report(metrics)
