@@ -15,16 +15,18 @@ from raycl.train import checkpoint as ck
 from raycl.train.worker import train_loop
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Join ``address`` (or $RAY_ADDRESS), else start a local instance sized for this machine."""
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Join ``address`` (or $RAY_ADDRESS), else start a local instance sized for this machine.
+    Returns True when this call started Ray (the caller then shuts it down)."""
     if ray.is_initialized():
-        return
+        return False
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level="WARNING")
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level="WARNING",
-                 configure_logging=True)
+        # The dashboard process hosts the State API that Ray Train's placement-group cleaner polls.
+        ray.init(num_cpus=num_cpus or os.cpu_count(), dashboard_host="127.0.0.1", logging_level="WARNING")
+    return True
 
 
 def storage(cfg) -> dict:
@@ -100,7 +102,15 @@ def worker_error(e: Exception) -> Exception:
 
 def fit(cfg, address: str | None = None):
     """Run ``cfg`` on Ray Train; returns the ray.train.Result."""
-    init_ray(address, num_cpus=None)
+    owned = init_ray(address)
+    try:
+        return _fit(cfg)
+    finally:
+        if owned:
+            ray.shutdown()  # flushes worker logs before the caller prints its result
+
+
+def _fit(cfg):
     check_resources(cfg)
     resumed_from = check_resume(cfg)
     if resumed_from:

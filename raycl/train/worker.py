@@ -1,7 +1,9 @@
 """The function every Ray Train worker runs: build, maybe resume, train, monitor, checkpoint."""
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import tempfile
 import time
 
@@ -17,6 +19,12 @@ from raycl.eval import extract, knn_top1
 from raycl.train import checkpoint as ck
 from raycl.train.engine import build_engine, make_views, train_step
 from raycl.train.progress import Progress
+
+
+def say(line: str) -> None:
+    """Write to stdout directly: Ray Train's patched print would log the line a second time."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def knn_monitor(backbone, train_src, eval_src, cfg, device) -> float:
@@ -66,6 +74,7 @@ def resume(engine, rank: int) -> tuple[int, int]:
 
 def train_loop(config: dict) -> None:
     cfg = from_dict(config)
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     if cfg.distributed.torch_threads:
@@ -80,7 +89,7 @@ def train_loop(config: dict) -> None:
     views = make_views(cfg, engine.module.n_views)
     start_epoch, global_step = resume(engine, rank)
     if rank == 0 and start_epoch:
-        print(f"[raycl] resumed from epoch {start_epoch} (global step {global_step})", flush=True)
+        say(f"[raycl] resumed from epoch {start_epoch} (global step {global_step})")
 
     epochs = cfg.run.epochs
     progress = Progress(epochs * spe, spe, epochs, cfg.data.batch_size, global_step)
@@ -96,7 +105,7 @@ def train_loop(config: dict) -> None:
             skipped += batch.skipped
             global_step += 1
             if rank == 0 and ((step + 1) % cfg.run.log_every == 0 or step + 1 == spe):
-                print(progress.line(epoch, step, global_step, loss.item(), engine.get_lr()[0]), flush=True)
+                say(progress.line(epoch, step, global_step, loss.item(), engine.get_lr()[0]))
         epoch_time = time.perf_counter() - t0
         skipped_all = int(dist.all_reduce_sum(torch.tensor([skipped], device=device)).item())
         last = epoch + 1 == epochs
@@ -108,8 +117,8 @@ def train_loop(config: dict) -> None:
             metrics["knn_top1"] = knn_monitor(engine.module.backbone, train_src, eval_src, cfg, device)
         if rank == 0:
             knn = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
-            print(f"[raycl] epoch {epoch + 1}/{epochs} done: loss {metrics['loss']:.4f}{knn} "
-                  f"images/s {metrics['images_per_s']:.0f}", flush=True)
+            say(f"[raycl] epoch {epoch + 1}/{epochs} done: loss {metrics['loss']:.4f}{knn} "
+                  f"images/s {metrics['images_per_s']:.0f}")
         if (epoch + 1) % cfg.run.checkpoint_every == 0 or last or epoch + 1 == stop_at:
             save_checkpoint(engine, cfg, epoch, global_step, metrics, rank)
         else:

@@ -1,0 +1,30 @@
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real local Ray instance shared by the tests that need it (ray.init costs ~7 s)."""
+    import ray
+
+    ray.init(num_cpus=4, dashboard_host="127.0.0.1", logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """A config that trains in seconds: 256 demo digits, a width-8 ResNet-18, 2 workers."""
+    from raycl.config import load_config
+
+    def make(*overrides):
+        base = ["data.num_samples=256", "data.batch_size=64", "model.width=8", "model.proj_hidden_dim=32",
+                "model.proj_out_dim=16", "run.epochs=2", "run.storage_path=" + str(tmp_path / "runs"),
+                "run.log_every=2", "eval.knn_k=20", "eval.linear_epochs=2", "distributed.torch_threads=1",
+                "optim.warmup_epochs=0"]
+        return load_config(None, base + list(overrides))
+
+    return make

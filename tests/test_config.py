@@ -1,0 +1,102 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from raycl.config import Config, apply_overrides, from_dict, load_config
+from raycl.errors import ConfigError
+
+
+def err(raw=None, overrides=()):
+    with pytest.raises(ConfigError) as e:
+        from_dict(apply_overrides(raw or {}, list(overrides)))
+    return str(e.value)
+
+
+def test_defaults_validate_and_round_trip():
+    cfg = from_dict({})
+    assert isinstance(cfg, Config)
+    again = from_dict(yaml.safe_load(cfg.to_yaml()))
+    assert again == cfg
+
+
+@pytest.mark.parametrize("override, field, hint", [
+    ("method.temperature=0", "method.temperature", "> 0"),
+    ("method.temperature=-0.5", "method.temperature", "> 0"),
+    ("optim.base_lr=-0.1", "optim.base_lr", ">= 0"),
+    ("run.epochs=0", "run.epochs", ">= 1"),
+    ("data.batch_size=255", "data.batch_size", "divisible"),
+    ("distributed.zero_stage=3", "distributed.zero_stage", "one of 0, 1, 2"),
+    ("optim.name=adam", "optim.name", "'sgd', 'lars'"),
+    ("data.batch_size=abc", "data.batch_size", "an integer"),
+    ("data.batch_size=2.5", "data.batch_size", "an integer"),
+    ("distributed.use_gpu=1", "distributed.use_gpu", "true or false"),
+    ("model.widht=32", "model.widht", "allowed keys in 'model'"),
+    ("method.name=byol", "method.name", "available: simclr"),
+    ("optim.trust_coefficient=0", "optim.trust_coefficient", "> 0"),
+])
+def test_bad_values_name_the_field(override, field, hint):
+    msg = err(overrides=[override])
+    assert field in msg and hint in msg, msg
+
+
+def test_batch_divisibility_accounts_for_accumulation():
+    msg = err(overrides=["data.batch_size=256", "distributed.workers=2", "distributed.grad_accum=3"])
+    assert "2 x 3 = 6" in msg and "252" in msg and "258" in msg
+
+
+def test_unknown_section_and_missing_dataset_path(tmp_path):
+    assert "allowed sections" in err({"trainer": {}})
+    assert "data.path" in err(overrides=["data.dataset=parquet"])
+    missing = tmp_path / "nope"
+    msg = err(overrides=["data.dataset=parquet", f"data.path={missing}"])
+    assert "data.path" in msg and "does not exist" in msg and str(missing) in msg
+
+
+def test_lars_refused_under_zero_partitions():
+    assert "zero_stage" in err(overrides=["optim.name=lars", "distributed.zero_stage=1"])
+    from_dict(apply_overrides({}, ["optim.name=lars", "distributed.zero_stage=0"]))
+
+
+def test_overrides_are_typed():
+    cfg = from_dict(apply_overrides({}, ["optim.base_lr=0.05", "data.drop_last=true", "data.num_samples=null"]))
+    assert cfg.optim.base_lr == 0.05 and cfg.data.drop_last is True and cfg.data.num_samples is None
+    assert "section.key=value" in err(overrides=["nodot=1"])
+
+
+def test_linear_scaling_and_micro_batch():
+    cfg = from_dict(apply_overrides({}, ["data.batch_size=4096", "optim.base_lr=0.3", "distributed.workers=2",
+                                          "distributed.grad_accum=4", "run.epochs=100",
+                                          "optim.warmup_epochs=10"]))
+    assert cfg.lr == pytest.approx(4.8)
+    assert cfg.micro_batch == 512
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(bad))
+
+
+def test_cli_config_show_prints_resolved_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  base_lr: 0.2\n")
+    out = subprocess.run([sys.executable, "-m", "raycl", "config", "show", str(path), "run.epochs=7"],
+                         capture_output=True, text=True, check=True).stdout
+    shown = yaml.safe_load(out)
+    assert shown["optim"]["base_lr"] == 0.2 and shown["run"]["epochs"] == 7
+    assert set(shown) == {"data", "model", "method", "optim", "distributed", "eval", "run"}
+
+
+def test_cli_bad_value_is_one_line_without_traceback(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("method:\n  temperature: 0.1\n")
+    p = subprocess.run([sys.executable, "-m", "raycl", "config", "show", str(path), "method.temperature=0"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "method.temperature" in p.stderr

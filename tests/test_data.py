@@ -1,0 +1,119 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from raycl.data import ArraySource, EpochLoader
+from raycl.data.demo import demo_sources, load_mnist_5k
+from raycl.data.parquet import ParquetSource, encode_png, write_shards
+from raycl.errors import DataError
+
+
+def digits(n=50):
+    images, labels = load_mnist_5k()
+    return images[:n], labels[:n]
+
+
+def test_demo_dataset_is_real_mnist_with_stratified_holdout():
+    images, labels = load_mnist_5k()
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8
+    assert np.bincount(labels).tolist() == [500] * 10
+    train, held = demo_sources(0.2)
+    assert len(train) == 4000 and len(held) == 1000
+    assert np.bincount(held.read_all().labels).tolist() == [100] * 10
+    assert train.read_all().index.tolist() == list(range(4000))
+
+
+@pytest.mark.parametrize("root", ["local", "memory"])
+def test_parquet_round_trip(tmp_path, root):
+    url = str(tmp_path / "shards") if root == "local" else "memory://raycl-test/shards"
+    images, labels = digits(45)
+    write_shards(url, np.arange(100, 145), [encode_png(im) for im in images], labels,
+                 rows_per_shard=20, row_group_size=7)
+    src = ParquetSource(url, 28, 1)
+    assert len(src) == 45 and len(src.paths) == 3
+    got = src.read_all()
+    assert np.array_equal(got.images, images)
+    assert np.array_equal(got.labels, labels)
+    assert got.index.tolist() == list(range(100, 145))
+
+
+def corrupt_shards(url, bad_rows=(3, 15)):
+    images, labels = digits(24)
+    data = [encode_png(im) for im in images]
+    for r in bad_rows:
+        data[r] = b"\x89PNG not really"
+    write_shards(url, np.arange(24), data, labels, rows_per_shard=12, row_group_size=12)
+    return images
+
+
+def test_corrupt_rows_error_names_row_index_and_shard(tmp_path):
+    url = str(tmp_path / "bad")
+    corrupt_shards(url)
+    src = ParquetSource(url, 28, 1, on_corrupt="error")
+    with pytest.raises(DataError) as e:
+        src.read_block(0)
+    assert "row index 3" in str(e.value) and "part-00000.parquet" in str(e.value)
+    with pytest.raises(DataError, match=r"row index 15 .*part-00001\.parquet"):
+        ParquetSource(url, 28, 1).read_block(1)
+
+
+def test_corrupt_rows_skipped_and_counted(tmp_path):
+    url = str(tmp_path / "bad")
+    images = corrupt_shards(url)
+    src = ParquetSource(url, 28, 1, on_corrupt="skip")
+    loader = EpochLoader(src, 24, rank=0, world=1, seed=0)
+    (batch,) = list(loader.batches(0))
+    assert batch.skipped == 2
+    assert not {3, 15} & set(batch.index.tolist())
+    for i, im in zip(batch.index, batch.images):   # refilled slots hold real rows
+        assert np.array_equal(im, images[i])
+
+
+def test_epoch_split_sees_every_sample_with_equal_steps():
+    n, G, W = 1000, 96, 3
+    src = ArraySource(np.zeros((n, 1, 2, 2), np.uint8), np.arange(n), block_size=128)
+    loaders = [EpochLoader(src, G, r, W, seed=5) for r in range(W)]
+    per_rank = [[b.index for b in ld.batches(2)] for ld in loaders]
+    assert {len(p) for p in per_rank} == {loaders[0].steps_per_epoch} == {11}
+    seen = np.concatenate([np.concatenate(p) for p in per_rank])
+    assert set(seen.tolist()) == set(range(n))
+    assert len(seen) - n == 11 * G - n          # only the last batch's padding repeats
+    again = [b.index for b in EpochLoader(src, G, 1, W, seed=5).batches(2)]
+    assert all(np.array_equal(x, y) for x, y in zip(again, per_rank[1]))
+    other = np.concatenate([b.index for b in EpochLoader(src, G, 1, W, seed=5).batches(3)])
+    assert not np.array_equal(other, np.concatenate(per_rank[1]))
+
+
+def test_drop_last_and_start_step():
+    src = ArraySource(np.zeros((100, 1, 2, 2), np.uint8), np.arange(100))
+    ld = EpochLoader(src, 32, seed=0, drop_last=True)
+    batches = list(ld.batches(0))
+    assert len(batches) == 3 and len(np.unique(np.concatenate([b.index for b in batches]))) == 96
+    assert np.array_equal(list(ld.batches(0, start_step=2))[0].index, batches[2].index)
+
+
+def test_data_convert_cli(tmp_path):
+    from PIL import Image
+
+    images, labels = digits(12)
+    for k, (im, y) in enumerate(zip(images, labels)):
+        d = tmp_path / "folder" / f"class_{y}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im[0]).save(d / f"{k}.png")
+    dest = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "raycl", "data", "convert", str(tmp_path / "folder"), str(dest),
+                        "--rows-per-shard", "5"], capture_output=True, text=True, check=True)
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert summary["images"] == 12 and summary["shards"] == 3
+    got = ParquetSource(str(dest), 28, 1).read_all()
+    classes = summary["classes"]
+    # every stored image decodes to one of the originals, under its folder's class
+    for im, y in zip(got.images, got.labels):
+        k = next(k for k in range(12) if np.array_equal(images[k], im))
+        assert classes[y] == f"class_{labels[k]}"
+    bad = subprocess.run([sys.executable, "-m", "raycl", "data", "convert", str(tmp_path / "none"), str(dest)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
