@@ -10,7 +10,11 @@ def ray_cluster():
     """One real local Ray instance shared by the tests that need it (ray.init costs ~7 s)."""
     import ray
 
-    ray.init(num_cpus=4, dashboard_host="127.0.0.1", logging_level="WARNING")
+    here = os.path.dirname(os.path.abspath(__file__))
+    # Workers unpickle training functions defined in test modules: let them import tests/.
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    ray.init(num_cpus=4, dashboard_host="127.0.0.1", logging_level="WARNING",
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield ray
     ray.shutdown()
 

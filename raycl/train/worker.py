@@ -31,8 +31,8 @@ def knn_monitor(backbone, train_src, eval_src, cfg, device) -> float:
     """kNN top-1 on the held-out split; feature extraction is split across the workers."""
     r, w = dist.rank(), dist.world_size()
     n_bank = min(len(train_src), cfg.eval.max_train_samples or len(train_src))
-    bank, bank_y = extract(backbone, train_src, np.arange(n_bank)[r::w], device=device, max_rows=n_bank)
-    test, test_y = extract(backbone, eval_src, np.arange(len(eval_src))[r::w], device=device)
+    bank, bank_y = extract(backbone, train_src, (r, w), device=device, max_rows=n_bank)
+    test, test_y = extract(backbone, eval_src, (r, w), device=device)
     bank, bank_y = dist.all_gather_nograd(bank.to(device)), dist.all_gather_nograd(bank_y.to(device))
     test, test_y = dist.all_gather_nograd(test.to(device)), dist.all_gather_nograd(test_y.to(device))
     return knn_top1(bank, bank_y, test, test_y, cfg.eval.knn_k, cfg.eval.knn_temperature)
