@@ -60,6 +60,13 @@ def load_checkpoint_model(path: str):
     return cfg, method
 
 
+def history(checkpoint: str) -> list[dict]:
+    """Every epoch's metrics (loss, lr, images/s, kNN top-1) up to a checkpoint, across resumes."""
+    from raycl.train.checkpoint import read_state
+
+    return read_state(os.path.expanduser(checkpoint)).get("history", [])
+
+
 def evaluate(checkpoint: str, linear: bool = True) -> dict:
     cfg, method = load_checkpoint_model(checkpoint)
     return evaluate_backbone(cfg, method.backbone, linear)

@@ -42,6 +42,9 @@ def test_stop_and_resume_equals_uninterrupted_run(ray_cluster, tiny_cfg):
     second = fit(split_cfg)
     assert second.metrics["epoch"] == 3 and second.metrics["global_step"] == whole.metrics["global_step"] == 12
     assert_same_params(final_state(second), final_state(whole), rtol=0, atol=1e-6)
+    from raycl.api import history
+
+    assert [h["epoch"] for h in history(second.checkpoint.path)] == [1, 2, 3]
     # and the interrupted run's first epoch really was shorter than the whole run
     with pytest.raises(AssertionError):
         assert_same_params(first_state, final_state(whole), rtol=0, atol=1e-6)

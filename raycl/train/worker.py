@@ -45,23 +45,25 @@ def aug_generator(seed: int, epoch: int, rank: int, device) -> torch.Generator:
     return g
 
 
-def save_checkpoint(engine, cfg, epoch: int, global_step: int, metrics: dict, rank: int) -> None:
+def save_checkpoint(engine, cfg, epoch: int, global_step: int, metrics: dict, rank: int,
+                    history: list[dict]) -> None:
     with tempfile.TemporaryDirectory(prefix="raycl-ckpt-") as tmp:
         engine.save_checkpoint(os.path.join(tmp, ck.DS_DIR), tag=ck.DS_TAG)
         torch.save(ck.rng_state(), os.path.join(tmp, f"rng_rank{rank}.pt"))
         if rank == 0:
             ck.write_state(tmp, {"epoch": epoch, "global_step": global_step, "config": cfg.to_dict(),
-                                 "signature": engine.module.signature(), "metrics": metrics})
+                                 "signature": engine.module.signature(), "metrics": metrics,
+                                 "history": history})
             torch.save({"config": cfg.to_dict(), "state_dict": engine.module.state_dict()},
                        os.path.join(tmp, ck.MODEL_FILE))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def resume(engine, rank: int) -> tuple[int, int]:
-    """Load the latest checkpoint Ray Train knows of; return (epochs done, global step)."""
+def resume(engine, rank: int) -> tuple[int, int, list[dict]]:
+    """Load the latest checkpoint Ray Train knows of; return (epochs done, global step, history)."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return 0, 0
+        return 0, 0, []
     with checkpoint.as_directory() as d:
         state = ck.read_state(d)
         ck.check_signature(state["signature"], engine.module.signature(), d)
@@ -69,7 +71,7 @@ def resume(engine, rank: int) -> tuple[int, int]:
         rng_file = os.path.join(d, f"rng_rank{rank}.pt")
         if os.path.exists(rng_file):
             ck.set_rng_state(torch.load(rng_file, weights_only=False))
-    return state["epoch"] + 1, state["global_step"]
+    return state["epoch"] + 1, state["global_step"], state.get("history", [])
 
 
 def train_loop(config: dict) -> None:
@@ -87,7 +89,7 @@ def train_loop(config: dict) -> None:
     spe = loader.steps_per_epoch
     engine = build_engine(cfg, cfg.data.channels, spe)
     views = make_views(cfg, engine.module.n_views)
-    start_epoch, global_step = resume(engine, rank)
+    start_epoch, global_step, history = resume(engine, rank)
     if rank == 0 and start_epoch:
         say(f"[raycl] resumed from epoch {start_epoch} (global step {global_step})")
 
@@ -115,11 +117,12 @@ def train_loop(config: dict) -> None:
                    "epoch_time_s": epoch_time, "corrupt_skipped": skipped_all}
         if (epoch + 1) % cfg.eval.every_epochs == 0 or last:
             metrics["knn_top1"] = knn_monitor(engine.module.backbone, train_src, eval_src, cfg, device)
+        history.append(metrics)
         if rank == 0:
             knn = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
             say(f"[raycl] epoch {epoch + 1}/{epochs} done: loss {metrics['loss']:.4f}{knn} "
                   f"images/s {metrics['images_per_s']:.0f}")
         if (epoch + 1) % cfg.run.checkpoint_every == 0 or last or epoch + 1 == stop_at:
-            save_checkpoint(engine, cfg, epoch, global_step, metrics, rank)
+            save_checkpoint(engine, cfg, epoch, global_step, metrics, rank, history)
         else:
             ray.train.report(metrics)
