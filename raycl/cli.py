@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = p.add_subparsers(dest="bench_cmd", required=True)
     c = bsub.add_parser("overhead", help="raycl step (Ray worker + DeepSpeed) vs a bare PyTorch loop")
-    c.add_argument("config", nargs="?", default=None, help="default: the demo config")
+    c.add_argument("--config", default=None, help="default: the demo config")
     c.add_argument("--steps", type=int, default=20)
     c.add_argument("--repeats", type=int, default=3)
     _overrides(c)
