@@ -270,10 +270,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data.path: only used with data.dataset: parquet; the demo dataset is built in")
     if cfg.data.num_samples is not None and cfg.data.dataset != "demo":
         raise ConfigError("data.num_samples: only applies to the demo dataset; write a smaller shard set instead")
-    if cfg.optim.name == "lars" and d.zero_stage > 0:
+    if cfg.optim.name == "lars" and d.zero_stage == 0 and d.precision == "bf16":
         raise ConfigError(
-            f"optim.name: lars with distributed.zero_stage: {d.zero_stage} would compute trust ratios over "
-            "ZeRO's flat partitions instead of layers; use distributed.zero_stage: 0 with lars, or optim.name: sgd")
+            "distributed.zero_stage: 0 with bf16 makes DeepSpeed partition fp32 master weights in a way "
+            "LARS cannot see layers through; use distributed.zero_stage: 1 or 2 with optim.name: lars")
     if cfg.data.eval_path:
         _require_exists("data.eval_path", cfg.data.eval_path)
     if cfg.run.checkpoint_every > cfg.run.epochs:

@@ -54,9 +54,13 @@ def test_unknown_section_and_missing_dataset_path(tmp_path):
     assert "data.path" in msg and "does not exist" in msg and str(missing) in msg
 
 
-def test_lars_refused_under_zero_partitions():
-    assert "zero_stage" in err(overrides=["optim.name=lars", "distributed.zero_stage=1"])
-    from_dict(apply_overrides({}, ["optim.name=lars", "distributed.zero_stage=0"]))
+def test_lars_zero_stage_combinations():
+    for stage in (0, 1, 2):
+        from_dict(apply_overrides({}, ["optim.name=lars", f"distributed.zero_stage={stage}"]))
+    msg = err(overrides=["optim.name=lars", "distributed.zero_stage=0", "distributed.precision=bf16",
+                         "distributed.use_gpu=true"])
+    assert "distributed.zero_stage" in msg and "lars" in msg
+    assert "one of 0, 1, 2" in err(overrides=["optim.name=lars", "distributed.zero_stage=3"])
 
 
 def test_overrides_are_typed():

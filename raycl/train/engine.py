@@ -45,7 +45,20 @@ def build_engine(cfg, channels: int, steps_per_epoch: int):
     schedule = build_schedule(optimizer, total, warmup, final_ratio)
     engine, _, _, _ = deepspeed.initialize(model=method, optimizer=optimizer, lr_scheduler=schedule,
                                            config=deepspeed_config(cfg))
+    attach_lars(engine, optimizer)
     return engine
+
+
+def attach_lars(engine, optimizer) -> None:
+    """Give LARS the layer boundaries inside ZeRO's flat partitions (see raycl.optim.lars)."""
+    from raycl.optim import LARS
+
+    if not isinstance(optimizer, LARS) or engine.optimizer is optimizer:
+        return
+    if not hasattr(engine.optimizer, "single_partition_of_fp32_groups"):
+        raise RuntimeError(f"LARS cannot see layers through {type(engine.optimizer).__name__}; "
+                           "use distributed.zero_stage 1 or 2, or 0 in fp32")
+    optimizer.attach_zero(engine.optimizer)
 
 
 def make_views(cfg, n_views: int) -> SimCLRViews:

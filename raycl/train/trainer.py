@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 
 import ray
@@ -102,7 +103,10 @@ def worker_error(e: Exception) -> Exception:
 
 def fit(cfg, address: str | None = None):
     """Run ``cfg`` on Ray Train; returns the ray.train.Result."""
-    owned = init_ray(address)
+    d = cfg.distributed
+    # A local instance gets at least the CPUs the run asks for: a laptop oversubscribes its cores
+    # rather than waiting forever for resources that will never appear.
+    owned = init_ray(address, num_cpus=max(os.cpu_count() or 1, math.ceil(d.workers * d.cpus_per_worker)))
     try:
         return _fit(cfg)
     finally:
