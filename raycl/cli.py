@@ -56,6 +56,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--repeats", type=int, default=3)
     _overrides(c)
     _address(c)
+    c = bsub.add_parser("lars", help="ZeRO-aware LARS vs SGD step time, and the bytes LARS adds per step")
+    c.add_argument("--config", default=None, help="default: the demo config")
+    c.add_argument("--steps", type=int, default=20)
+    c.add_argument("--repeats", type=int, default=3)
+    c.add_argument("--workers", type=int, default=2)
+    _overrides(c)
+    _address(c)
     return ap
 
 
@@ -77,10 +84,14 @@ def run(args) -> int:
 
         print(json.dumps(convert_image_folder(args.image_folder, args.dest_url, args.rows_per_shard)))
     elif args.cmd == "bench":
-        from raycl.train.bench import overhead
+        from raycl.train import bench
 
         cfg = load_config(args.config or api.demo_config_path(), args.overrides)
-        print(json.dumps(overhead(cfg, steps=args.steps, repeats=args.repeats, address=args.address)))
+        if args.bench_cmd == "lars":
+            out = bench.lars(cfg, args.steps, args.repeats, args.workers, args.address)
+        else:
+            out = bench.overhead(cfg, args.steps, args.repeats, args.address)
+        print(json.dumps(out))
     return 0
 
 

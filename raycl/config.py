@@ -7,6 +7,7 @@ clear error instead of a cluster allocation.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
@@ -58,10 +59,15 @@ class OptimConfig:
     lr_scaling: Literal["linear", "none"] = "linear"
     momentum: float = _f(0.9, ge=0.0, le=1.0)
     weight_decay: float = _f(1e-6, ge=0.0)
+    schedule: Literal["cosine", "step"] = "cosine"
     warmup_epochs: float = _f(1.0, ge=0.0)
-    final_lr: float = _f(0.0, ge=0.0)
+    warmup_steps: Optional[int] = _f(None, ge=0, help="overrides warmup_epochs when set")
+    final_lr: float = _f(0.0, ge=0.0, help="cosine: lr at the last step")
+    milestones: list[int] = field(default_factory=list)  # step: epochs where lr is multiplied by gamma
+    gamma: float = _f(0.1, gt=0.0, le=1.0)
     trust_coefficient: float = _f(0.001, gt=0.0)
     lars_exclude_bias_and_norm: bool = True
+    lars_exclude: list[str] = field(default_factory=list)  # regexes of parameter names also excluded
 
 
 @dataclass
@@ -142,6 +148,12 @@ def _describe(tp) -> str:
 
 def _coerce(path: str, tp, value):
     origin = typing.get_origin(tp)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list of {_describe(inner).removeprefix('a ').removeprefix('an ')}s, "
+                              f"got {value!r}")
+        return [_coerce(f"{path}[{i}]", inner, v) for i, v in enumerate(value)]
     if origin is typing.Union:
         if value is None:
             return None
@@ -285,6 +297,17 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"optim.warmup_epochs: {cfg.optim.warmup_epochs} must be less than run.epochs={cfg.run.epochs}"
         )
+    o = cfg.optim
+    if o.schedule == "step" and not o.milestones:
+        raise ConfigError("optim.milestones: the step schedule needs epochs to decay at, e.g. [150, 225]")
+    if o.milestones and (sorted(o.milestones) != o.milestones or not all(0 < m < cfg.run.epochs for m in o.milestones)):
+        raise ConfigError(f"optim.milestones: {o.milestones} must be increasing epochs between 1 and "
+                          f"run.epochs - 1 = {cfg.run.epochs - 1}")
+    for pat in o.lars_exclude:
+        try:
+            re.compile(pat)
+        except re.error as e:
+            raise ConfigError(f"optim.lars_exclude: {pat!r} is not a valid regular expression: {e}") from None
     if cfg.optim.final_lr > cfg.lr:
         raise ConfigError(f"optim.final_lr: {cfg.optim.final_lr} exceeds the peak lr {cfg.lr:g}")
     if d.precision == "bf16" and not d.use_gpu:

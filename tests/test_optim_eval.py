@@ -76,3 +76,41 @@ def test_linear_probe_separates_separable_data():
     assert linear_probe(x[:300], y[:300], x[300:], y[300:], epochs=10) > 0.95
     shuffled = y[torch.randperm(400, generator=g)]
     assert linear_probe(x[:300], shuffled[:300], x[300:], shuffled[300:], epochs=10) < 0.5
+
+
+def test_step_decay_with_warmup_steps():
+    from raycl.optim import warmup_step_decay
+
+    f = lambda s: warmup_step_decay(s, steps_per_epoch=10, milestones=[3, 5], gamma=0.1, warmup_steps=4)  # noqa: E731
+    assert [f(s) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert f(29) == 1.0 and f(30) == pytest.approx(0.1) and f(49) == pytest.approx(0.1)
+    assert f(50) == pytest.approx(0.01) and f(99) == pytest.approx(0.01)
+
+
+def test_build_schedule_from_config_uses_warmup_steps_and_final_lr():
+    from raycl.config import apply_overrides, from_dict
+    from raycl.optim import build_optimizer, build_schedule
+
+    cfg = from_dict(apply_overrides({}, ["optim.warmup_steps=5", "optim.final_lr=0.003", "run.epochs=10",
+                                          "data.batch_size=512"]))
+    model = two_layer()
+    opt = build_optimizer(model, cfg.optim, cfg.lr)
+    sched = build_schedule(opt, cfg.optim, steps_per_epoch=10, epochs=10, peak_lr=cfg.lr)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(cfg.lr / 5) and lrs[4] == pytest.approx(cfg.lr) == pytest.approx(0.6)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.003)
+
+
+def test_lars_exclude_patterns_and_bias_norm_switch():
+    model = two_layer()   # 0: Linear(3,4), 1: BN(4), 2: Linear(4,2)
+    groups = param_groups(model, 0.1, exclude=[r"^2\.weight$"])
+    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
+    assert ids(groups[0]["params"]) == {id(model[0].weight)}
+    assert id(model[2].weight) in ids(groups[1]["params"]) and groups[1]["lars_exclude"] is True
+    assert groups[1]["weight_decay"] == 0.0
+    all_in = param_groups(model, 0.1, exclude_bias_and_norm=False)
+    assert len(all_in) == 1 and len(all_in[0]["params"]) == 6

@@ -1,6 +1,11 @@
-"""``raycl bench overhead``: raycl's step (inside a Ray Train worker, DeepSpeed engine, method loss)
-against a bare PyTorch loop with the same model, batch, views, loss and optimizer, timed in the
-same worker process, alternating blocks so drift hits both."""
+"""Benchmarks that print figures; each compares two things timed in the same worker processes,
+alternating blocks of steps so drift hits both.
+
+- ``overhead``: raycl's step (Ray Train worker, DeepSpeed engine, method loss) vs a bare PyTorch loop
+  with the same model, batch, views, loss and optimizer.
+- ``lars``: the same raycl step with ZeRO-aware LARS vs SGD, and the bytes LARS's norm all-reduce
+  adds per step next to the gradient reduction.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +15,6 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 import ray.train
@@ -25,52 +29,85 @@ def _time(fn, steps: int) -> float:
     return (time.perf_counter() - t) / steps
 
 
-def _bench_worker(config: dict) -> None:
+def _alternate(a, b, steps: int, repeats: int) -> tuple[float, float]:
+    ta, tb = [], []
+    for _ in range(repeats):
+        ta.append(_time(a, steps))
+        tb.append(_time(b, steps))
+    return statistics.median(ta), statistics.median(tb)
+
+
+def _report(out: dict) -> None:
+    # Ray Train V2 keeps the metrics of checkpointed reports only: carry the figures in one.
+    with tempfile.TemporaryDirectory() as d:
+        if ray.train.get_context().get_world_rank() == 0:
+            with open(os.path.join(d, "bench.json"), "w") as fh:
+                json.dump(out, fh)
+        ray.train.report({"done": 1}, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def _batch(cfg, rank: int, world: int):
     from raycl.data import build_sources
+
+    data = build_sources(cfg)[0].read_all()
+    b = cfg.data.batch_size // world
+    sl = slice(rank * b, (rank + 1) * b)
+    return data.images[sl], data.index[sl], data.labels[sl]
+
+
+def _overhead_worker(config: dict) -> None:
     from raycl.methods import MethodBatch, build_method
     from raycl.optim import build_optimizer
     from raycl.train.engine import build_engine, make_views, train_step
 
     cfg = from_dict(config["cfg"])
-    steps, repeats = config["steps"], config["repeats"]
     device = ray.train.torch.get_device()
-    train_src, _ = build_sources(cfg)
-    data = train_src.read_all()
-    b = cfg.data.batch_size
-    images, index, labels = data.images[:b], data.index[:b], data.labels[:b]
-
+    images, index, labels = _batch(cfg, 0, 1)
     torch.manual_seed(cfg.run.seed)
     bare = build_method(cfg, cfg.data.channels).to(device)
     opt = build_optimizer(bare, cfg.optim, cfg.lr)
     views = make_views(cfg, bare.n_views)
     g = torch.Generator(device=device).manual_seed(0)
+    t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
 
     def bare_step():
-        x = torch.from_numpy(images).to(device)
-        loss, _ = bare(MethodBatch(views(x, g), torch.from_numpy(index).to(device), torch.from_numpy(labels).to(device)))
+        loss, _ = bare(MethodBatch(views(t(images), g), t(index), t(labels)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    engine = build_engine(cfg, cfg.data.channels, steps_per_epoch=10 * steps * repeats)
-
-    def raycl_step():
-        train_step(engine, views, images, index, labels, cfg.distributed.grad_accum, g, device)
-
-    t_bare, t_raycl = [], []
-    for _ in range(repeats):
-        t_bare.append(_time(bare_step, steps))
-        t_raycl.append(_time(raycl_step, steps))
-    out = {"bare_step_s": statistics.median(t_bare), "raycl_step_s": statistics.median(t_raycl),
-           "bare_all": t_bare, "raycl_all": t_raycl, "threads": torch.get_num_threads()}
-    # Ray Train V2 keeps the metrics of checkpointed reports: carry the figures in one.
-    with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "bench.json"), "w") as fh:
-            json.dump(out, fh)
-        ray.train.report({"done": 1}, checkpoint=ray.train.Checkpoint.from_directory(d))
+    engine = build_engine(cfg, cfg.data.channels, steps_per_epoch=1000)
+    t_bare, t_raycl = _alternate(
+        bare_step, lambda: train_step(engine, views, images, index, labels, cfg.distributed.grad_accum, g, device),
+        config["steps"], config["repeats"])
+    _report({"bare_step_s": t_bare, "raycl_step_s": t_raycl, "threads": torch.get_num_threads()})
 
 
-def overhead(cfg, steps: int = 20, repeats: int = 3, address: str | None = None) -> dict:
+def _lars_worker(config: dict) -> None:
+    from raycl.train.engine import build_engine, make_views, train_step
+
+    cfg = from_dict(config["cfg"])
+    ctx = ray.train.get_context()
+    device = ray.train.torch.get_device()
+    images, index, labels = _batch(cfg, ctx.get_world_rank(), ctx.get_world_size())
+    engines = {}
+    for name in ("sgd", "lars"):
+        c = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, name=name))
+        engines[name] = build_engine(c, c.data.channels, steps_per_epoch=1000)
+    views = make_views(cfg, engines["sgd"].module.n_views)
+    g = torch.Generator(device=device).manual_seed(0)
+    step = {n: (lambda e=e: train_step(e, views, images, index, labels, cfg.distributed.grad_accum, g, device))
+            for n, e in engines.items()}
+    t_sgd, t_lars = _alternate(step["sgd"], step["lars"], config["steps"], config["repeats"])
+    params = [p for p in engines["lars"].module.parameters() if p.requires_grad]
+    lars_opt = engines["lars"].optimizer.optimizer if hasattr(engines["lars"].optimizer, "optimizer") else None
+    layers = sum(z.n_layers for z, gr in zip(lars_opt.zero, lars_opt.param_groups) if not gr["lars_exclude"]) \
+        if lars_opt is not None and getattr(lars_opt, "zero", None) else 0
+    _report({"sgd_step_s": t_sgd, "lars_step_s": t_lars, "norm_allreduce_bytes": 2 * layers * 4,
+             "grad_reduce_bytes": sum(p.numel() for p in params) * 4, "threads": torch.get_num_threads()})
+
+
+def _run(worker, cfg, workers: int, extra: dict, address: str | None) -> tuple[dict, object]:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -78,23 +115,41 @@ def overhead(cfg, steps: int = 20, repeats: int = 3, address: str | None = None)
 
     owned = init_ray(address)
     try:
-        cpus = int(ray.cluster_resources().get("CPU", os.cpu_count()))
-        dist = dataclasses.replace(cfg.distributed, workers=1, torch_threads=None, cpus_per_worker=cpus)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", os.cpu_count())) // workers)
+        dist = dataclasses.replace(cfg.distributed, workers=workers, torch_threads=None, cpus_per_worker=cpus)
         cfg = dataclasses.replace(cfg, distributed=dist)
         trainer = TorchTrainer(
-            _bench_worker, train_loop_config={"cfg": cfg.to_dict(), "steps": steps, "repeats": repeats},
-            scaling_config=ScalingConfig(num_workers=1, use_gpu=dist.use_gpu, resources_per_worker={"CPU": cpus}),
-            run_config=RunConfig(name=f"bench-overhead-{int(time.time())}",
+            worker, train_loop_config={"cfg": cfg.to_dict(), **extra},
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=dist.use_gpu,
+                                         resources_per_worker={"CPU": cpus}),
+            run_config=RunConfig(name=f"bench-{worker.__name__.strip('_')}-{int(time.time())}",
                                  storage_path=os.path.abspath(os.path.expanduser(cfg.run.storage_path))))
         with open(os.path.join(trainer.fit().checkpoint.path, "bench.json")) as fh:
-            m = json.load(fh)
+            return json.load(fh), cfg
     finally:
         if owned:
             ray.shutdown()
-    return {"bench": "overhead", "backbone": cfg.model.backbone, "width": cfg.model.width,
-            "batch": cfg.data.batch_size, "zero_stage": cfg.distributed.zero_stage,
-            "device": "gpu" if cfg.distributed.use_gpu else "cpu", "threads": m["threads"],
+
+
+def _describe(cfg) -> dict:
+    return {"backbone": cfg.model.backbone, "width": cfg.model.width, "batch": cfg.data.batch_size,
+            "workers": cfg.distributed.workers, "zero_stage": cfg.distributed.zero_stage,
+            "device": "gpu" if cfg.distributed.use_gpu else "cpu"}
+
+
+def overhead(cfg, steps: int = 20, repeats: int = 3, address: str | None = None) -> dict:
+    m, cfg = _run(_overhead_worker, cfg, 1, {"steps": steps, "repeats": repeats}, address)
+    b = cfg.data.batch_size
+    return {"bench": "overhead", **_describe(cfg), "threads": m["threads"],
             "bare_step_s": round(m["bare_step_s"], 5), "raycl_step_s": round(m["raycl_step_s"], 5),
             "ratio": round(m["raycl_step_s"] / m["bare_step_s"], 4),
-            "images_per_s_bare": round(cfg.data.batch_size / m["bare_step_s"], 1),
-            "images_per_s_raycl": round(cfg.data.batch_size / m["raycl_step_s"], 1)}
+            "images_per_s_bare": round(b / m["bare_step_s"], 1), "images_per_s_raycl": round(b / m["raycl_step_s"], 1)}
+
+
+def lars(cfg, steps: int = 20, repeats: int = 3, workers: int = 2, address: str | None = None) -> dict:
+    m, cfg = _run(_lars_worker, cfg, workers, {"steps": steps, "repeats": repeats}, address)
+    return {"bench": "lars", **_describe(cfg), "threads": m["threads"],
+            "sgd_step_s": round(m["sgd_step_s"], 5), "lars_step_s": round(m["lars_step_s"], 5),
+            "ratio": round(m["lars_step_s"] / m["sgd_step_s"], 4),
+            "norm_allreduce_bytes": m["norm_allreduce_bytes"], "grad_reduce_bytes": m["grad_reduce_bytes"],
+            "bytes_ratio": round(m["norm_allreduce_bytes"] / m["grad_reduce_bytes"], 6)}

@@ -39,10 +39,7 @@ def build_engine(cfg, channels: int, steps_per_epoch: int):
     if cfg.model.sync_bn:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     optimizer = build_optimizer(method, cfg.optim, cfg.lr)
-    total = cfg.run.epochs * steps_per_epoch
-    warmup = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
-    final_ratio = cfg.optim.final_lr / cfg.lr if cfg.lr > 0 else 0.0
-    schedule = build_schedule(optimizer, total, warmup, final_ratio)
+    schedule = build_schedule(optimizer, cfg.optim, steps_per_epoch, cfg.run.epochs, cfg.lr)
     engine, _, _, _ = deepspeed.initialize(model=method, optimizer=optimizer, lr_scheduler=schedule,
                                            config=deepspeed_config(cfg))
     attach_lars(engine, optimizer)
