@@ -50,6 +50,10 @@ class ModelConfig:
 class MethodConfig:
     name: str = "simclr"
     temperature: float = _f(0.5, gt=0.0)
+    views: Optional[int] = _f(None, ge=2, help="augmented views per sample; default: the method's own")
+    supervised: bool = False            # tcl: positives are same-label samples (else views of one image)
+    k1: float = _f(1.0, ge=0.0)         # tcl: weight of the positives' exp(-z_i.z_p) term
+    k2: float = _f(1.0, ge=0.0)         # tcl: weight of the negatives
 
 
 @dataclass
@@ -265,6 +269,11 @@ def validate(cfg: Config) -> None:
 
     if cfg.method.name not in REGISTRY:
         raise ConfigError(f"method.name: unknown method {cfg.method.name!r}; available: {', '.join(sorted(REGISTRY))}")
+    m = cfg.method
+    if m.name == "tcl" and (m.k1 < 1 or m.k2 < 1):
+        bad = "k1" if m.k1 < 1 else "k2"
+        raise ConfigError(f"method.{bad}: TCL needs k1, k2 >= 1 (paper: supervised k1 4000-5000, k2 1; "
+                          f"self-supervised k1 1, k2 1.5), got {getattr(m, bad)}")
     d = cfg.distributed
     per = d.workers * d.grad_accum
     if cfg.data.batch_size % per:

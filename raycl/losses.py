@@ -59,11 +59,14 @@ def _positive_mask(labels: torch.Tensor) -> torch.Tensor:
     return same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
 
 
-def tcl_per_anchor(z: torch.Tensor, labels: torch.Tensor, temperature: float, k1: float, k2: float) -> torch.Tensor:
-    """L_i of TCL for every anchor i (0 where i has no positive); see ``tcl_loss``."""
-    sim = z @ z.t()
-    pos = _positive_mask(labels)
-    neg = labels.view(-1, 1) != labels.view(1, -1)
+def tcl_per_anchor(z: torch.Tensor, labels: torch.Tensor, temperature: float, k1: float, k2: float,
+                   anchors: slice | None = None) -> torch.Tensor:
+    """L_i of TCL for every anchor i (0 where i has no positive); see ``tcl_loss``. ``anchors``
+    restricts the rows computed (a worker's own views) while all of ``z`` stays in the sums."""
+    rows = slice(None) if anchors is None else anchors
+    sim = z[rows] @ z.t()
+    pos = _positive_mask(labels)[rows]
+    neg = (labels.view(-1, 1) != labels.view(1, -1))[rows]
     logits = sim / temperature
     # log D(z_i) by log-sum-exp over three weighted terms, stable for large k1 and small tau.
     terms = torch.cat([logits.masked_fill(~pos, float("-inf")),

@@ -27,13 +27,35 @@ def local_grad(rank, world):
     return loss.item(), (grad / world), dist.all_gather_nograd(z1.detach())
 
 
+def bn_problem():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(8, 3, 4, 4, generator=g, dtype=torch.float64), torch.randn(8, 3, 4, 4, generator=g,
+                                                                                 dtype=torch.float64)
+
+
+def bn_run(rank, world):
+    """GlobalBatchNorm on this worker's rows; returns output, input gradient, summed weight gradient."""
+    from raycl.dist.batchnorm import convert_global_batchnorm
+
+    x, w = bn_problem()
+    b = 8 // world
+    x = x[rank * b:(rank + 1) * b].clone().requires_grad_(True)
+    bn = convert_global_batchnorm(torch.nn.BatchNorm2d(3).double())
+    y = bn(x)
+    (y * w[rank * b:(rank + 1) * b]).sum().backward()
+    wgrad = bn.weight.grad.clone()
+    dist.all_reduce_sum(wgrad)
+    return {"y": y.detach(), "xgrad": x.grad, "wgrad": wgrad, "running_var": bn.running_var.clone()}
+
+
 def worker(_config):
     import ray.train
 
     ctx = ray.train.get_context()
     loss, grad, gathered = local_grad(ctx.get_world_rank(), ctx.get_world_size())
+    bn = bn_run(ctx.get_world_rank(), ctx.get_world_size())
     with open(f"{_config['out']}/rank{ctx.get_world_rank()}.pt", "wb") as fh:
-        torch.save({"loss": loss, "grad": grad, "gathered": gathered}, fh)
+        torch.save({"loss": loss, "grad": grad, "gathered": gathered, "bn": bn}, fh)
 
 
 def test_gathered_loss_gradient_equals_single_process(ray_cluster, tmp_path):
@@ -60,3 +82,17 @@ def test_gathered_loss_gradient_equals_single_process(ray_cluster, tmp_path):
     detached = [torch.cat([z1[:4], z1[4:].detach()]), torch.cat([z2[:4], z2[4:].detach()])]
     nt_xent(*detached, 0.5, anchor_rows=slice(0, 4)).backward()
     assert not torch.allclose(w2.grad, w.grad)
+
+    # GlobalBatchNorm over 2 workers = BatchNorm over the whole batch, forward and backward
+    x, wt = bn_problem()
+    x.requires_grad_(True)
+    bn = torch.nn.BatchNorm2d(3).double()
+    y = bn(x)
+    (y * wt).sum().backward()
+    assert torch.allclose(torch.cat([r0["bn"]["y"], r1["bn"]["y"]]), y)
+    assert torch.allclose(torch.cat([r0["bn"]["xgrad"], r1["bn"]["xgrad"]]), x.grad)
+    assert torch.allclose(r0["bn"]["wgrad"], bn.weight.grad)
+    assert torch.allclose(r0["bn"]["running_var"], bn.running_var)
+    # a per-worker BN would normalise with local statistics and differ
+    local = torch.nn.BatchNorm2d(3).double()(x[:4].detach())
+    assert not torch.allclose(local, y[:4])

@@ -1,8 +1,10 @@
 """Methods by name: a config's ``method.name`` picks one from ``REGISTRY``."""
 from raycl.methods.base import Method, MethodBatch
 from raycl.methods.simclr import SimCLR
+from raycl.methods.supcon import SupCon
+from raycl.methods.tcl import TCL
 
-REGISTRY: dict[str, type[Method]] = {m.name: m for m in (SimCLR,)}
+REGISTRY: dict[str, type[Method]] = {m.name: m for m in (SimCLR, SupCon, TCL)}
 
 
 def build_method(cfg, channels: int) -> Method:

@@ -37,7 +37,13 @@ def build_engine(cfg, channels: int, steps_per_epoch: int):
     torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank (DeepSpeed also broadcasts)
     method = build_method(cfg, channels)
     if cfg.model.sync_bn:
-        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        # torch's SyncBatchNorm is GPU-only; the global BN runs everywhere.
+        if cfg.distributed.use_gpu:
+            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        else:
+            from raycl.dist.batchnorm import convert_global_batchnorm
+
+            method = convert_global_batchnorm(method)
     optimizer = build_optimizer(method, cfg.optim, cfg.lr)
     schedule = build_schedule(optimizer, cfg.optim, steps_per_epoch, cfg.run.epochs, cfg.lr)
     engine, _, _, _ = deepspeed.initialize(model=method, optimizer=optimizer, lr_scheduler=schedule,
