@@ -54,6 +54,13 @@ class MethodConfig:
     supervised: bool = False            # tcl: positives are same-label samples (else views of one image)
     k1: float = _f(1.0, ge=0.0)         # tcl: weight of the positives' exp(-z_i.z_p) term
     k2: float = _f(1.0, ge=0.0)         # tcl: weight of the negatives
+    queue_size: int = _f(65536, ge=1)   # moco_v2: negatives kept from past batches
+    key_momentum: float = _f(0.999, ge=0.0, le=1.0)  # moco_v2: EMA of the key encoder
+    perturbation: Literal["history", "dropout", "noise"] = "dropout"  # simclic
+    dropout_p: float = _f(0.2, ge=0.0, le=1.0)      # simclic dropout
+    noise_eps: float = _f(0.5, ge=0.0)              # simclic noise: ||delta||_2
+    history_tau: float = _f(0.3, ge=0.0, le=1.0)    # simclic history
+    bank_size: Optional[int] = _f(None, ge=1, help="per-sample store size (>= largest sample index + 1)")
 
 
 @dataclass
@@ -274,6 +281,9 @@ def validate(cfg: Config) -> None:
         bad = "k1" if m.k1 < 1 else "k2"
         raise ConfigError(f"method.{bad}: TCL needs k1, k2 >= 1 (paper: supervised k1 4000-5000, k2 1; "
                           f"self-supervised k1 1, k2 1.5), got {getattr(m, bad)}")
+    if m.name == "simclic" and m.perturbation == "history" and m.bank_size is None:
+        raise ConfigError("method.bank_size: simclic's history perturbation keeps each sample's last z; "
+                          "set it to the number of training samples (4000 for the demo)")
     d = cfg.distributed
     per = d.workers * d.grad_accum
     if cfg.data.batch_size % per:

@@ -117,3 +117,9 @@ def test_data_convert_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "raycl", "data", "convert", str(tmp_path / "none"), str(dest)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_demo_subset_covers_every_class():
+    train, _ = demo_sources(0.2, num_samples=500)
+    counts = np.bincount(train.read_all().labels, minlength=10)
+    assert len(train) == 500 and counts.min() >= 30

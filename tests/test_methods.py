@@ -71,3 +71,80 @@ def test_tcl_k_validation():
         cfg("method.name=tcl", "method.k1=0.5")
     with pytest.raises(ConfigError, match="method.k2"):
         cfg("method.name=tcl", "method.k2=0")
+
+
+def test_moco_v2_step_by_the_pseudocode():
+    c = cfg("method.name=moco_v2", "method.queue_size=10", "method.key_momentum=0.9", "method.temperature=0.2")
+    m = build_method(c, 1).eval()
+    with torch.no_grad():     # make the key encoder differ from the query encoder
+        for p in m.key_backbone.parameters():
+            p.add_(0.01)
+    old_key = [p.clone() for p in m.key_backbone.parameters()]
+    queue0, b = m.queue.clone(), batch(2)
+    loss, _ = m(b)
+    # momentum update
+    for pk, pk0, pq in zip(m.key_backbone.parameters(), old_key, m.backbone.parameters()):
+        assert torch.allclose(pk, 0.9 * pk0 + 0.1 * pq)
+        assert not pk.requires_grad
+    with torch.no_grad():
+        q = F.normalize(m.projector(m.backbone(b.views[0])), dim=1)
+        k = F.normalize(m.key_projector(m.key_backbone(b.views[1])), dim=1)
+    pos = (q * k).sum(1, keepdim=True)
+    ref = F.cross_entropy(torch.cat([pos, q @ queue0.t()], 1) / 0.2, torch.zeros(6, dtype=torch.long))
+    assert torch.allclose(loss, ref, atol=1e-6)
+    # the keys were enqueued at the pointer, the oldest entries replaced, wrapping around
+    assert torch.allclose(m.queue[:6], k, atol=1e-6) and torch.equal(m.queue[6:], queue0[6:])
+    m(batch(2, seed=1))
+    assert int(m.queue_ptr) == 2 and not torch.allclose(m.queue[:2], k[:2])
+    loss.backward()
+    assert m.backbone.conv1.weight.grad is not None and m.key_backbone.conv1.weight.grad is None
+
+
+def test_simclic_perturbations():
+    from raycl.methods.simclic import perturb_dropout, perturb_history, perturb_noise
+
+    torch.manual_seed(0)
+    z = torch.randn(64, 32)
+    d = perturb_noise(z, 0.5) - z
+    assert torch.allclose(d.norm(dim=1), torch.full((64,), 0.5), atol=1e-5)
+    assert torch.all((torch.sign(d) == torch.sign(z)) | (d == 0))
+    dropped = perturb_dropout(z, 0.25)
+    kept = dropped != 0
+    assert 0.7 < kept.float().mean() < 0.8 and torch.equal(dropped[kept], z[kept])
+    prev = torch.randn(64, 32)
+    assert torch.allclose(perturb_history(z, prev, 0.3), 0.3 * prev + 0.7 * z)
+
+
+def test_simclic_history_loss_and_store():
+    c = cfg("method.name=simclic", "method.perturbation=history", "method.bank_size=200", "method.history_tau=0.4")
+    m = build_method(c, 1)
+    assert m.n_views == 1 and m.augmentation == "none"
+    b = batch(1)
+    m.eval()
+    loss, _ = m(b)           # eval: nothing is stored, and with no history both targets are z
+    with torch.no_grad():
+        z = m.projector(m.backbone(b.views[0]))
+        p = m.predictor(z)
+    assert torch.allclose(loss, -F.cosine_similarity(p, z).mean(), atol=1e-6)
+    assert not m.seen.any()
+    m.train()
+    m(b)
+    assert m.seen[b.index].all() and m.seen.sum() == 6
+    stored = m.history[b.index].clone()
+    m.eval()
+    loss2, _ = m(b)
+    with torch.no_grad():
+        z = m.projector(m.backbone(b.views[0]))
+        p = m.predictor(z)
+        target = 0.4 * stored + 0.6 * z
+    assert torch.allclose(loss2, -F.cosine_similarity(p, target).mean(), atol=1e-5)
+    with pytest.raises(ConfigError, match="method.bank_size"):
+        cfg("method.name=simclic", "method.perturbation=history")
+
+
+def test_simclic_gradient_flows_only_through_predictor_branch():
+    m = build_method(cfg("method.name=simclic", "method.perturbation=noise"), 1).train()
+    loss, _ = m(batch(1))
+    loss.backward()
+    assert m.predictor[0].weight.grad.abs().sum() > 0 and m.backbone.conv1.weight.grad.abs().sum() > 0
+    assert -1.0 <= loss.item() <= 1.0

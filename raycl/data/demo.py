@@ -32,10 +32,12 @@ def split_indices(labels: np.ndarray, eval_fraction: float, seed: int = 0) -> tu
 
 
 def demo_sources(eval_fraction: float = 0.2, num_samples: int | None = None) -> tuple[ArraySource, ArraySource]:
-    """Train and held-out sources. Train samples are re-indexed 0..N-1 (the memory bank keys on it)."""
+    """Train and held-out sources. ``num_samples`` keeps a fixed random subset of the training digits.
+    Train samples are re-indexed 0..N-1 (the memory bank keys on it)."""
     images, labels = load_mnist_5k()
     tr, ev = split_indices(labels, eval_fraction)
     if num_samples is not None:
-        tr = tr[:num_samples]
+        # The file is ordered by class: a prefix would hold a few digits only.
+        tr = np.sort(np.random.default_rng(1).permutation(tr)[:num_samples])
     return (ArraySource(images[tr], labels[tr], name="mnist5k-train"),
             ArraySource(images[ev], labels[ev], name="mnist5k-heldout"))

@@ -17,11 +17,12 @@ class MethodBatch:
 class Method(nn.Module):
     """Subclasses build their networks in ``__init__(cfg, channels)`` and implement ``forward``.
 
-    ``backbone`` must be the encoder whose pooled features evaluation uses; ``n_views`` tells the
-    data pipeline how many augmented views per sample the method wants.
+    ``backbone`` must be the encoder whose pooled features evaluation uses; ``n_views`` and
+    ``augmentation`` tell the data pipeline how many views per sample the method wants, and how made.
     """
 
     n_views = 2
+    augmentation = "simclr"   # "none": the views are the normalised images themselves
     backbone: nn.Module
 
     def forward(self, batch: MethodBatch) -> tuple[torch.Tensor, dict[str, float]]:  # pragma: no cover

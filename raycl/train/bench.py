@@ -66,7 +66,7 @@ def _overhead_worker(config: dict) -> None:
     torch.manual_seed(cfg.run.seed)
     bare = build_method(cfg, cfg.data.channels).to(device)
     opt = build_optimizer(bare, cfg.optim, cfg.lr)
-    views = make_views(cfg, bare.n_views)
+    views = make_views(cfg, bare)
     g = torch.Generator(device=device).manual_seed(0)
     t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
 
@@ -94,7 +94,7 @@ def _lars_worker(config: dict) -> None:
     for name in ("sgd", "lars"):
         c = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, name=name))
         engines[name] = build_engine(c, c.data.channels, steps_per_epoch=1000)
-    views = make_views(cfg, engines["sgd"].module.n_views)
+    views = make_views(cfg, engines["sgd"].module)
     g = torch.Generator(device=device).manual_seed(0)
     step = {n: (lambda e=e: train_step(e, views, images, index, labels, cfg.distributed.grad_accum, g, device))
             for n, e in engines.items()}

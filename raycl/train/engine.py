@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import torch
 
-from raycl.data.views import SimCLRViews
+from raycl.data.views import SimCLRViews, eval_view
 from raycl.methods import MethodBatch, build_method
 from raycl.optim import build_optimizer, build_schedule
 
@@ -64,8 +64,11 @@ def attach_lars(engine, optimizer) -> None:
     optimizer.attach_zero(engine.optimizer)
 
 
-def make_views(cfg, n_views: int) -> SimCLRViews:
-    return SimCLRViews(cfg.data.image_size, n_views=n_views)
+def make_views(cfg, method):
+    """The views a method asks for: ``method.n_views`` of them, SimCLR-augmented or the plain images."""
+    if getattr(method, "augmentation", "simclr") == "none":
+        return lambda images, g: [eval_view(images)] * method.n_views
+    return SimCLRViews(cfg.data.image_size, n_views=method.n_views)
 
 
 def train_step(engine, views_fn, images: np.ndarray, index: np.ndarray, labels: np.ndarray,

@@ -88,7 +88,7 @@ def train_loop(config: dict) -> None:
                          cfg.data.drop_last, cfg.data.shuffle_window)
     spe = loader.steps_per_epoch
     engine = build_engine(cfg, cfg.data.channels, spe)
-    views = make_views(cfg, engine.module.n_views)
+    views = make_views(cfg, engine.module)
     start_epoch, global_step, history = resume(engine, rank)
     if rank == 0 and start_epoch:
         say(f"[raycl] resumed from epoch {start_epoch} (global step {global_step})")

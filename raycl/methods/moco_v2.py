@@ -1,0 +1,61 @@
+"""MoCo v2 (He et al. 2020; Chen et al. 2020b): a query encoder trained by InfoNCE against its
+momentum-averaged copy's keys and a queue of past keys.
+
+    f_k.params = m * f_k.params + (1 - m) * f_q.params       # momentum update, no gradient
+    q = normalize(g_q(f_q(x_q)))                               # [b, d]
+    k = normalize(g_k(f_k(x_k))).detach()
+    loss = InfoNCE(q, k+ = k, negatives = queue, tau)          # eq. 1
+    enqueue(all_gather(k)); dequeue the oldest               # every worker keeps the same queue
+
+BatchNorm: with ``model.sync_bn: true`` both encoders normalise over the global batch, which blocks
+the intra-batch leak shuffle-BN guards against.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from raycl import dist
+from raycl.losses import info_nce
+from raycl.methods.base import Method, MethodBatch
+from raycl.models import build_backbone, mlp
+
+
+class MoCoV2(Method):
+    name = "moco_v2"
+
+    def __init__(self, cfg, channels: int):
+        super().__init__()
+        m = cfg.method
+        self.temperature, self.momentum = m.temperature, m.key_momentum
+        self.backbone = build_backbone(cfg.model, channels)
+        self.projector = mlp(self.backbone.out_dim, cfg.model.proj_hidden_dim, cfg.model.proj_out_dim)
+        self.key_backbone = copy.deepcopy(self.backbone).requires_grad_(False)
+        self.key_projector = copy.deepcopy(self.projector).requires_grad_(False)
+        self.register_buffer("queue", F.normalize(torch.randn(m.queue_size, cfg.model.proj_out_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        for q, k in ((self.backbone, self.key_backbone), (self.projector, self.key_projector)):
+            for pq, pk in zip(q.parameters(), k.parameters()):
+                pk.mul_(self.momentum).add_(pq.detach(), alpha=1 - self.momentum)
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        n, size = keys.shape[0], self.queue.shape[0]
+        idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % size
+        self.queue[idx] = keys.to(self.queue.dtype)
+        self.queue_ptr.copy_((self.queue_ptr + n) % size)
+
+    def forward(self, batch: MethodBatch):
+        x_q, x_k = batch.views[:2]
+        q = F.normalize(self.projector(self.backbone(x_q)), dim=1)
+        with torch.no_grad():
+            self.momentum_update()
+            k = F.normalize(self.key_projector(self.key_backbone(x_k)), dim=1)
+        loss = info_nce(q, k, self.queue.clone().detach(), self.temperature)
+        self.enqueue(dist.all_gather_nograd(k))
+        return loss, {}
