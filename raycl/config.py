@@ -61,6 +61,13 @@ class MethodConfig:
     noise_eps: float = _f(0.5, ge=0.0)              # simclic noise: ||delta||_2
     history_tau: float = _f(0.3, ge=0.0, le=1.0)    # simclic history
     bank_size: Optional[int] = _f(None, ge=1, help="per-sample store size (>= largest sample index + 1)")
+    bank_momentum: float = _f(0.5, gt=0.0, le=1.0)   # interclr: w in v <- (1 - w) v + w v_new
+    num_clusters: int = _f(10000, ge=1)              # interclr: k of the online k-means
+    num_negatives: int = _f(16384, ge=1)             # interclr: K per anchor and branch
+    strategy: Literal["semi_hard", "hard", "random", "semi_easy"] = "semi_hard"  # interclr inter negatives
+    intra_margin: float = 0.0                        # interclr MarginNCE margins
+    inter_margin: float = -0.5
+    lam: float = _f(0.75, ge=0.0, le=1.0)            # interclr: lambda L_intra + (1 - lambda) L_inter
 
 
 @dataclass
@@ -281,6 +288,14 @@ def validate(cfg: Config) -> None:
         bad = "k1" if m.k1 < 1 else "k2"
         raise ConfigError(f"method.{bad}: TCL needs k1, k2 >= 1 (paper: supervised k1 4000-5000, k2 1; "
                           f"self-supervised k1 1, k2 1.5), got {getattr(m, bad)}")
+    if m.name == "interclr":
+        if m.bank_size is None:
+            raise ConfigError("method.bank_size: interclr's memory bank needs the number of training samples "
+                              "(4000 for the demo)")
+        if m.num_clusters > m.bank_size:
+            raise ConfigError(f"method.num_clusters: {m.num_clusters} clusters > method.bank_size {m.bank_size} rows")
+        if m.num_negatives >= m.bank_size:
+            raise ConfigError(f"method.num_negatives: K={m.num_negatives} must be < method.bank_size {m.bank_size}")
     if m.name == "simclic" and m.perturbation == "history" and m.bank_size is None:
         raise ConfigError("method.bank_size: simclic's history perturbation keeps each sample's last z; "
                           "set it to the number of training samples (4000 for the demo)")

@@ -12,6 +12,8 @@ EXTRA = {
     "supcon": ["distributed.zero_stage=2"],
     "tcl": ["method.k2=1.5", "model.sync_bn=true"],
     "moco_v2": ["method.queue_size=96", "distributed.zero_stage=2", "method.temperature=0.2"],
+    "interclr": ["method.bank_size=256", "method.num_clusters=8", "method.num_negatives=32", "optim.name=lars",
+                 "distributed.zero_stage=2"],
     "simclic": ["method.perturbation=history", "method.bank_size=256", "optim.name=lars"],
 }
 
@@ -26,6 +28,10 @@ def test_method_trains_on_ray(ray_cluster, tiny_cfg, name):
     state = load_model_file(res.checkpoint.path)["state_dict"]
     if name == "moco_v2":      # 4 steps x 64 gathered keys went through the 96-row queue
         assert int(state["queue_ptr"]) == (4 * 64) % 96
+    if name == "interclr":     # k-means ran once per step on the replicated bank
+        assert int(state["kmeans.steps"]) == 4 and bool(state["kmeans.initialized"])
+        assert torch.allclose(state["bank.rows"].norm(dim=1), torch.ones(256), atol=1e-5)
+        assert set(state["kmeans.labels"].tolist()) <= set(range(8))
     if name == "simclic":      # every training sample's z is in the per-sample store
         assert bool(state["seen"][:256].all())
         assert torch.isfinite(state["history"]).all()

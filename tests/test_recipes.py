@@ -16,7 +16,8 @@ def on_cpu(tmp_path, *extra):
             "model.proj_out_dim=16", "distributed.workers=2", "distributed.use_gpu=false",
             "distributed.precision=fp32", "distributed.cpus_per_worker=1", "distributed.torch_threads=1",
             "run.epochs=1", "run.checkpoint_every=1", "run.max_failures=0", "optim.warmup_epochs=0", "eval.knn_k=20",
-            f"run.storage_path={tmp_path}", *extra]
+            f"run.storage_path={tmp_path}", "method.bank_size=192", "method.num_clusters=10",
+            "method.num_negatives=32", *extra]
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
@@ -27,11 +28,25 @@ def test_recipe_loads_and_validates(recipe, tmp_path):
     assert cfg.optim.name == as_written["optim"]["name"]
 
 
-def test_tcl_lars_recipe_trains_on_ray(ray_cluster, tmp_path):
+def test_interclr_4096_recipe_arithmetic(tmp_path):
+    recipe = next(p for p in RECIPES if p.stem == "interclr_imagenet_4096")
+    cfg = load_config(str(recipe), ["data.dataset=demo", "data.path=null", "data.eval_path=null"])
+    assert cfg.lr == pytest.approx(4.8) and cfg.optim.final_lr == pytest.approx(4.8e-3)
+    assert (cfg.optim.name, cfg.optim.weight_decay, cfg.optim.warmup_epochs, cfg.run.epochs) == ("lars", 1e-6, 10, 1000)
+    assert cfg.micro_batch * cfg.distributed.workers * cfg.distributed.grad_accum == 4096
+    # the same global batch on 2 CPU workers by accumulation
+    two = load_config(str(recipe), ["data.dataset=demo", "data.path=null", "data.eval_path=null",
+                                    "distributed.workers=2", "distributed.grad_accum=16", "distributed.use_gpu=false",
+                                    "distributed.precision=fp32"])
+    assert two.micro_batch == 128 and two.lr == cfg.lr
+
+
+@pytest.mark.parametrize("stem, method", [("tcl_selfsup_lars", "tcl"), ("interclr_imagenet_4096", "interclr")])
+def test_lars_recipes_train_on_ray(ray_cluster, tmp_path, stem, method):
     from raycl.train.trainer import fit
 
-    recipe = next(p for p in RECIPES if p.stem == "tcl_selfsup_lars")
-    cfg = load_config(str(recipe), on_cpu(tmp_path))
-    assert (cfg.method.name, cfg.optim.name, cfg.distributed.zero_stage) == ("tcl", "lars", 2)
+    recipe = next(p for p in RECIPES if p.stem == stem)
+    cfg = load_config(str(recipe), on_cpu(tmp_path, "distributed.grad_accum=2"))
+    assert (cfg.method.name, cfg.optim.name, cfg.distributed.zero_stage) == (method, "lars", 2)
     res = fit(cfg)
     assert res.metrics["global_step"] == 2 and np.isfinite(res.metrics["loss"])
