@@ -50,3 +50,16 @@ def test_lars_recipes_train_on_ray(ray_cluster, tmp_path, stem, method):
     assert (cfg.method.name, cfg.optim.name, cfg.distributed.zero_stage) == (method, "lars", 2)
     res = fit(cfg)
     assert res.metrics["global_step"] == 2 and np.isfinite(res.metrics["loss"])
+
+
+def test_interclr_recipe_at_batch_4096_on_two_cpu_workers(ray_cluster, tmp_path):
+    """The recipe's real global batch, 4096, on 2 CPU workers by accumulating 16 micro-batches of 128."""
+    from raycl.train.trainer import fit
+
+    recipe = next(p for p in RECIPES if p.stem == "interclr_imagenet_4096")
+    cfg = load_config(str(recipe), on_cpu(tmp_path, "data.num_samples=null", "data.batch_size=4096",
+                                          "distributed.grad_accum=16", "model.width=4", "method.bank_size=4000",
+                                          "method.num_clusters=40", "eval.every_epochs=1", "eval.max_train_samples=500"))
+    assert cfg.data.batch_size == 4096 and cfg.micro_batch == 128
+    res = fit(cfg)
+    assert res.metrics["global_step"] == 1 and np.isfinite(res.metrics["loss"])
