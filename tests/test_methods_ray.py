@@ -28,7 +28,9 @@ def test_method_trains_on_ray(ray_cluster, tiny_cfg, name):
     state = load_model_file(res.checkpoint.path)["state_dict"]
     if name == "moco_v2":      # 4 steps x 64 gathered keys went through the 96-row queue
         assert int(state["queue_ptr"]) == (4 * 64) % 96
-    if name == "interclr":     # k-means ran once per step on the replicated bank
+    if name == "interclr":     # k-means ran once per step on the replicated bank; its logs reach the metrics
+        assert {"method/l_intra", "method/l_inter", "method/churn", "method/reseeded"} <= set(res.metrics)
+        assert 0.0 <= res.metrics["method/churn"] <= 1.0
         assert int(state["kmeans.steps"]) == 4 and bool(state["kmeans.initialized"])
         assert torch.allclose(state["bank.rows"].norm(dim=1), torch.ones(256), atol=1e-5)
         assert set(state["kmeans.labels"].tolist()) <= set(range(8))

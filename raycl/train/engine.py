@@ -72,10 +72,10 @@ def make_views(cfg, method):
 
 
 def train_step(engine, views_fn, images: np.ndarray, index: np.ndarray, labels: np.ndarray,
-               grad_accum: int, g: torch.Generator, device) -> torch.Tensor:
+               grad_accum: int, g: torch.Generator, device) -> tuple[torch.Tensor, dict]:
     """One optimizer step over this worker's share of the global batch, in ``grad_accum``
     micro-batches (DeepSpeed scales each backward by 1/grad_accum and steps on the last).
-    Returns the mean loss as a tensor (no host sync)."""
+    Returns the mean loss as a tensor (no host sync) and the method's logs of the last micro-batch."""
     mb = len(images) // grad_accum
     total = torch.zeros((), device=device)
     for m in range(grad_accum):
@@ -83,8 +83,8 @@ def train_step(engine, views_fn, images: np.ndarray, index: np.ndarray, labels: 
         x = torch.from_numpy(images[sl]).to(device, non_blocking=True)
         batch = MethodBatch(views_fn(x, g), torch.from_numpy(index[sl]).to(device),
                             torch.from_numpy(labels[sl]).to(device))
-        loss, _ = engine(batch)
+        loss, logs = engine(batch)
         engine.backward(loss)
         engine.step()
         total += loss.detach()
-    return total / grad_accum
+    return total / grad_accum, logs

@@ -99,11 +99,13 @@ def train_loop(config: dict) -> None:
     for epoch in range(start_epoch, stop_at):
         engine.train()
         g = aug_generator(cfg.run.seed, epoch, rank, device)
-        t0, loss_sum, skipped = time.perf_counter(), torch.zeros((), device=device), 0
+        t0, loss_sum, skipped, log_sums = time.perf_counter(), torch.zeros((), device=device), 0, {}
         for step, batch in enumerate(loader.batches(epoch)):
-            loss = train_step(engine, views, batch.images, batch.index, batch.labels,
-                              cfg.distributed.grad_accum, g, device)
+            loss, logs = train_step(engine, views, batch.images, batch.index, batch.labels,
+                                    cfg.distributed.grad_accum, g, device)
             loss_sum += loss
+            for k, v in logs.items():
+                log_sums[k] = log_sums.get(k, 0.0) + float(v)
             skipped += batch.skipped
             global_step += 1
             if rank == 0 and ((step + 1) % cfg.run.log_every == 0 or step + 1 == spe):
@@ -114,7 +116,8 @@ def train_loop(config: dict) -> None:
         metrics = {"epoch": epoch + 1, "global_step": global_step,
                    "loss": float(dist.all_reduce_sum(loss_sum.clone()).item() / (spe * world)),
                    "lr": float(engine.get_lr()[0]), "images_per_s": spe * cfg.data.batch_size / epoch_time,
-                   "epoch_time_s": epoch_time, "corrupt_skipped": skipped_all}
+                   "epoch_time_s": epoch_time, "corrupt_skipped": skipped_all,
+                   **{f"method/{k}": v / spe for k, v in log_sums.items()}}
         if (epoch + 1) % cfg.eval.every_epochs == 0 or last:
             metrics["knn_top1"] = knn_monitor(engine.module.backbone, train_src, eval_src, cfg, device)
         history.append(metrics)
