@@ -68,6 +68,8 @@ class MethodConfig:
     intra_margin: float = 0.0                        # interclr MarginNCE margins
     inter_margin: float = -0.5
     lam: float = _f(0.75, ge=0.0, le=1.0)            # interclr: lambda L_intra + (1 - lambda) L_inter
+    concat_k: int = _f(2, ge=1)                      # imclr: images concatenated along the width
+    num_classes: int = _f(10, ge=2)                  # imclr, supervised_ce: classifier outputs
 
 
 @dataclass

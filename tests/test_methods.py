@@ -148,3 +148,37 @@ def test_simclic_gradient_flows_only_through_predictor_branch():
     loss.backward()
     assert m.predictor[0].weight.grad.abs().sum() > 0 and m.backbone.conv1.weight.grad.abs().sum() > 0
     assert -1.0 <= loss.item() <= 1.0
+
+
+def test_imclr_concatenates_along_width_with_multi_hot_targets():
+    from raycl.methods.imclr import concat_width, soft_cross_entropy
+
+    m = build_method(cfg("method.name=imclr", "method.concat_k=3", "method.num_classes=4"), 1).eval()
+    b = batch(1)
+    torch.manual_seed(7)
+    loss, _ = m(b)
+    torch.manual_seed(7)
+    perms = [torch.arange(6)] + [torch.randperm(6) for _ in range(2)]
+    x = b.views[0]
+    xk = concat_width([x[p] for p in perms])
+    assert xk.shape == (6, 1, 12, 36)
+    target = sum(F.one_hot(b.labels[p], 4).float() for p in perms) / 3
+    assert torch.allclose(target.sum(1), torch.ones(6))
+    with torch.no_grad():
+        ref = soft_cross_entropy(m.classifier(m.backbone(xk)), target)
+    assert torch.allclose(loss, ref, atol=1e-6)
+    assert torch.allclose(m.classify(x), m.classifier(m.backbone(torch.cat([x, x, x], dim=3))))
+
+
+def test_supervised_ce_is_imclr_with_k_1_and_labels_are_checked():
+    from raycl.errors import DataError
+
+    m = build_method(cfg("method.name=supervised_ce", "method.num_classes=4"), 1).eval()
+    b = batch(1)
+    loss, _ = m(b)
+    with torch.no_grad():
+        ref = F.cross_entropy(m.classifier(m.backbone(b.views[0])), b.labels)
+    assert torch.allclose(loss, ref, atol=1e-6)
+    b.labels[2] = -1
+    with pytest.raises(DataError, match="label -1"):
+        m(b)

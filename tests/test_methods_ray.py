@@ -14,6 +14,8 @@ EXTRA = {
     "moco_v2": ["method.queue_size=96", "distributed.zero_stage=2", "method.temperature=0.2"],
     "interclr": ["method.bank_size=256", "method.num_clusters=8", "method.num_negatives=32", "optim.name=lars",
                  "distributed.zero_stage=2"],
+    "imclr": ["method.concat_k=2"],
+    "supervised_ce": ["distributed.zero_stage=2"],
     "simclic": ["method.perturbation=history", "method.bank_size=256", "optim.name=lars"],
 }
 

@@ -66,8 +66,12 @@ def attach_lars(engine, optimizer) -> None:
 
 def make_views(cfg, method):
     """The views a method asks for: ``method.n_views`` of them, SimCLR-augmented or the plain images."""
-    if getattr(method, "augmentation", "simclr") == "none":
+    kind = getattr(method, "augmentation", "simclr")
+    if kind == "none":
         return lambda images, g: [eval_view(images)] * method.n_views
+    if kind == "supervised":   # the usual supervised recipe: crop and flip only
+        return SimCLRViews(cfg.data.image_size, n_views=method.n_views, scale=(0.5, 1.0), jitter_p=0.0,
+                           gray_p=0.0, blur_p=0.0)
     return SimCLRViews(cfg.data.image_size, n_views=method.n_views)
 
 
