@@ -24,6 +24,13 @@ def train(cfg: Config, address: str | None = None) -> dict:
     return out
 
 
+def sweep(path: str, overrides: list[str] | None = None, address: str | None = None, resume: bool = True) -> dict:
+    """Ray Tune sweep over the ``sweep:`` section of ``path`` (see raycl.tune)."""
+    from raycl.tune import sweep as run_sweep
+
+    return run_sweep(path, overrides, address, resume)
+
+
 def _features(cfg: Config, backbone: torch.nn.Module):
     from raycl.data import build_sources
     from raycl.eval import extract

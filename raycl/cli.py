@@ -31,6 +31,12 @@ def parser() -> argparse.ArgumentParser:
     _overrides(p)
     _address(p)
 
+    p = sub.add_parser("sweep", help="Ray Tune sweep over the config's 'sweep:' space, ASHA early stopping")
+    p.add_argument("config")
+    _overrides(p)
+    _address(p)
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if the sweep directory exists")
+
     p = sub.add_parser("eval", help="kNN and linear probe of a checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("--no-linear", action="store_true", help="kNN only")
@@ -74,6 +80,12 @@ def run(args) -> int:
         print(load_config(args.config, args.overrides).to_yaml(), end="")
     elif args.cmd == "train":
         out = api.train(load_config(args.config, args.overrides), args.address)
+        print(json.dumps(out))
+    elif args.cmd == "sweep":
+        from raycl.tune import format_table
+
+        out = api.sweep(args.config, args.overrides, args.address, resume=not args.no_resume)
+        print(format_table(out))
         print(json.dumps(out))
     elif args.cmd == "demo":
         print(json.dumps(api.demo(args.overrides, args.address)))
