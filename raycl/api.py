@@ -76,14 +76,14 @@ def history(checkpoint: str) -> list[dict]:
 
 def evaluate(checkpoint: str, linear: bool = True) -> dict:
     cfg, method = load_checkpoint_model(checkpoint)
-    return evaluate_backbone(cfg, method.backbone, linear)
+    return evaluate_backbone(cfg, method.encoder(), linear)
 
 
 def random_init_knn(cfg: Config) -> float:
     from raycl.methods import build_method
 
     torch.manual_seed(cfg.run.seed)
-    return evaluate_backbone(cfg, build_method(cfg, cfg.data.channels).backbone, linear=False)["knn_top1"]
+    return evaluate_backbone(cfg, build_method(cfg, cfg.data.channels).encoder(), linear=False)["knn_top1"]
 
 
 def demo(overrides: list[str] | None = None, address: str | None = None) -> dict:

@@ -69,6 +69,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=2)
     _overrides(c)
     _address(c)
+    c = bsub.add_parser("quality", help="every method, same budget, built-in digits: kNN / linear top-1, images/s")
+    c.add_argument("--config", default=None, help="default: the demo config")
+    c.add_argument("--methods", default="all", help="comma-separated method names (default: all)")
+    _overrides(c)
+    _address(c)
     return ap
 
 
@@ -99,6 +104,14 @@ def run(args) -> int:
         from raycl.train import bench
 
         cfg = load_config(args.config or api.demo_config_path(), args.overrides)
+        if args.bench_cmd == "quality":
+            from raycl.train.quality import PRESETS, format_table, quality
+
+            names = list(PRESETS) if args.methods == "all" else args.methods.split(",")
+            rows = quality(cfg.to_dict(), names, args.address)
+            print(format_table(rows))
+            print(json.dumps(rows))
+            return 0
         if args.bench_cmd == "lars":
             out = bench.lars(cfg, args.steps, args.repeats, args.workers, args.address)
         else:

@@ -38,12 +38,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: Literal["resnet18", "resnet50"] = "resnet18"
+    backbone: str = _f("resnet18", help="resnet18, resnet50, vgg16, preact_resnet18 or wrn<depth>_<k>")
     stem: Literal["small", "imagenet"] = "small"
     width: int = _f(64, ge=4, help="channels of the first stage (64 in torchvision)")
     proj_hidden_dim: int = _f(512, ge=1)
     proj_out_dim: int = _f(128, ge=1)
     sync_bn: bool = False
+    pool: Literal["global", "avg8"] = "global"   # wrn: global average, or ImCLR's 8x8 average + flatten
 
 
 @dataclass
@@ -70,6 +71,13 @@ class MethodConfig:
     lam: float = _f(0.75, ge=0.0, le=1.0)            # interclr: lambda L_intra + (1 - lambda) L_inter
     concat_k: int = _f(2, ge=1)                      # imclr: images concatenated along the width
     num_classes: int = _f(10, ge=2)                  # imclr, supervised_ce: classifier outputs
+    cutmix_p: float = _f(0.0, ge=0.0, le=1.0)        # imclr: CutMix probability per image, before concat
+    autoaugment: bool = False                        # imclr: AutoAugment (CIFAR-10 policy) per image
+    pi_weight: float = _f(0.0, ge=0.0)               # imclr: Pi-model consistency weight (paper: 20); 0 = off
+    labeled_fraction: float = _f(1.0, gt=0.0, le=1.0)  # imclr Pi-model: share of samples whose label is used
+    shuffle_bn: bool = False                         # moco_v2, clsa: key encoder's BN over a shuffled batch
+    strong_sizes: list[int] = field(default_factory=lambda: [96])  # clsa: one strong view per size
+    ddm_weight: float = _f(1.0, ge=0.0)              # clsa: beta in L_C + beta L_D
 
 
 @dataclass
@@ -282,7 +290,9 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
 def validate(cfg: Config) -> None:
     """Cross-field checks; per-field types and ranges were checked when the sections were built."""
     from raycl.methods import REGISTRY
+    from raycl.models import check_backbone
 
+    check_backbone(cfg.model.backbone)
     if cfg.method.name not in REGISTRY:
         raise ConfigError(f"method.name: unknown method {cfg.method.name!r}; available: {', '.join(sorted(REGISTRY))}")
     m = cfg.method
@@ -298,6 +308,17 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"method.num_clusters: {m.num_clusters} clusters > method.bank_size {m.bank_size} rows")
         if m.num_negatives >= m.bank_size:
             raise ConfigError(f"method.num_negatives: K={m.num_negatives} must be < method.bank_size {m.bank_size}")
+    if m.name == "clsa" and (not m.strong_sizes or min(m.strong_sizes) < 8):
+        raise ConfigError(f"method.strong_sizes: CLSA needs at least one strong view of >= 8 px, got {m.strong_sizes}; "
+                          "CLSA-Single uses [96], CLSA-Multi [224, 192, 160, 128, 96]")
+    if m.shuffle_bn and m.name not in ("moco_v2", "clsa"):
+        raise ConfigError(f"method.shuffle_bn: only moco_v2 and clsa have a key encoder, not {m.name}")
+    if m.shuffle_bn and cfg.model.sync_bn:
+        raise ConfigError("method.shuffle_bn: with model.sync_bn every BN already sees the global batch; "
+                          "pick one of the two")
+    if m.name in ("imclr", "supervised_ce") and m.labeled_fraction < 1 and m.pi_weight == 0:
+        raise ConfigError("method.labeled_fraction: unlabelled samples are only used by the Pi-model; "
+                          "set method.pi_weight (the paper uses 20) or leave labeled_fraction at 1")
     if m.name == "simclic" and m.perturbation == "history" and m.bank_size is None:
         raise ConfigError("method.bank_size: simclic's history perturbation keeps each sample's last z; "
                           "set it to the number of training samples (4000 for the demo)")

@@ -48,14 +48,40 @@ def bn_run(rank, world):
     return {"y": y.detach(), "xgrad": x.grad, "wgrad": wgrad, "running_var": bn.running_var.clone()}
 
 
+def moco(**extra):
+    from raycl.config import apply_overrides, from_dict
+    from raycl.methods import build_method
+
+    over = ["method.name=moco_v2", "model.width=4", "model.proj_hidden_dim=8", "model.proj_out_dim=4",
+            "method.queue_size=6", "method.shuffle_bn=true"]
+    torch.manual_seed(0)
+    return build_method(from_dict(apply_overrides({}, over)), 1).double()
+
+
+def moco_problem():
+    return torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+
+def moco_run(rank, world):
+    """Shuffle-BN keys of this worker's rows, and the queue after two enqueues of distinct keys."""
+    m = moco()
+    b = 8 // world
+    torch.manual_seed(5)              # the permutation rank 0 draws (and broadcasts)
+    keys = m.keys(moco_problem()[rank * b:(rank + 1) * b])
+    for step in range(2):
+        m.enqueue(dist.all_gather_nograd(torch.full((2, 4), 10.0 * step + rank, dtype=torch.float64)))
+    return {"keys": keys, "queue": m.queue.clone(), "ptr": int(m.queue_ptr)}
+
+
 def worker(_config):
     import ray.train
 
     ctx = ray.train.get_context()
     loss, grad, gathered = local_grad(ctx.get_world_rank(), ctx.get_world_size())
     bn = bn_run(ctx.get_world_rank(), ctx.get_world_size())
+    mo = moco_run(ctx.get_world_rank(), ctx.get_world_size())
     with open(f"{_config['out']}/rank{ctx.get_world_rank()}.pt", "wb") as fh:
-        torch.save({"loss": loss, "grad": grad, "gathered": gathered, "bn": bn}, fh)
+        torch.save({"loss": loss, "grad": grad, "gathered": gathered, "bn": bn, "moco": mo}, fh)
 
 
 def test_gathered_loss_gradient_equals_single_process(ray_cluster, tmp_path):
@@ -96,3 +122,21 @@ def test_gathered_loss_gradient_equals_single_process(ray_cluster, tmp_path):
     # a per-worker BN would normalise with local statistics and differ
     local = torch.nn.BatchNorm2d(3).double()(x[:4].detach())
     assert not torch.allclose(local, y[:4])
+
+    # MoCo shuffle-BN: each worker's key-BN saw the slice of a permutation of the global batch
+    m, x = moco(), moco_problem()
+    torch.manual_seed(5)
+    perm = torch.randperm(8)
+    with torch.no_grad():
+        k_perm = torch.cat([m.key_net(x[perm[:4]]), m.key_net(x[perm[4:]])])
+        local = torch.cat([m.key_net(x[:4]), m.key_net(x[4:])])
+    ref = torch.empty_like(k_perm)
+    ref[perm] = k_perm
+    got = torch.cat([r0["moco"]["keys"], r1["moco"]["keys"]])
+    assert torch.allclose(got, ref)
+    assert not torch.allclose(got, local)      # per-worker BN would give other keys
+    # the queue (size 6): both workers hold the same one, rank 0's keys before rank 1's; the
+    # second enqueue fills slots 4, 5 then wraps over the oldest, slots 0, 1
+    for r in (r0, r1):
+        assert r["moco"]["queue"][:, 0].tolist() == [11.0, 11.0, 1.0, 1.0, 10.0, 10.0]
+        assert r["moco"]["ptr"] == 2

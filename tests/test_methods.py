@@ -182,3 +182,120 @@ def test_supervised_ce_is_imclr_with_k_1_and_labels_are_checked():
     b.labels[2] = -1
     with pytest.raises(DataError, match="label -1"):
         m(b)
+
+
+def test_clsa_loss_by_the_equations_and_no_gradient_through_the_weak_target():
+    c = cfg("method.name=clsa", "method.queue_size=10", "method.temperature=0.2", "method.strong_sizes=[10, 8]",
+            "method.ddm_weight=0.7")
+    m = build_method(c, 1).eval()
+    assert m.n_views == 4
+    g = torch.Generator().manual_seed(0)
+    views = [torch.randn(6, 1, s, s, generator=g) for s in (12, 12, 10, 8)]
+    b = MethodBatch(views, torch.arange(6), torch.zeros(6, dtype=torch.long))
+    queue0 = m.queue.clone()
+    loss, logs = m(b)
+    loss.backward()
+    got = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+
+    m2 = build_method(c, 1).eval()
+    m2.load_state_dict({**m.state_dict(), "queue": queue0, "queue_ptr": torch.zeros((), dtype=torch.long)})
+    enc = lambda x: F.normalize(m2.projector(m2.backbone(x)), dim=1)  # noqa: E731
+    with torch.no_grad():
+        k = F.normalize(m2.key_projector(m2.key_backbone(views[1])), dim=1)
+    q = enc(views[0])
+    cand = torch.cat([k.unsqueeze(1), queue0.expand(6, -1, -1)], 1)           # [B, 1 + K, D]
+    logit = lambda z: torch.einsum("bd,bcd->bc", z, cand) / 0.2  # noqa: E731
+    l_c = -F.log_softmax(logit(q), 1)[:, 0].mean()
+    target = F.softmax(logit(q), 1).detach()                                   # the weak branch is a target
+    l_d = sum(-(target * F.log_softmax(logit(enc(x)), 1)).sum(1).mean() for x in views[2:])
+    ref = l_c + 0.7 * l_d
+    assert torch.allclose(loss, ref, atol=1e-5)
+    assert torch.allclose(logs["l_ddm"], l_d.detach(), atol=1e-5)
+    ref.backward()
+    for n, p in m2.named_parameters():
+        if n in got:
+            assert torch.allclose(got[n], p.grad, atol=1e-5), n
+    # letting L_D's gradient reach the weak query would change the gradient
+    m2.zero_grad()
+    q = enc(views[0])
+    leak = l_c.detach() + sum(-(F.softmax(logit(q), 1) * F.log_softmax(logit(enc(x)), 1)).sum(1).mean()
+                              for x in views[2:])
+    leak.backward()
+    assert not torch.allclose(got["projector.0.weight"], m2.projector[0].weight.grad, atol=1e-5)
+
+
+def test_clsa_config_errors():
+    with pytest.raises(ConfigError, match="method.strong_sizes"):
+        cfg("method.name=clsa", "method.strong_sizes=[]")
+    with pytest.raises(ConfigError, match="method.shuffle_bn"):
+        cfg("method.name=simclr", "method.shuffle_bn=true")
+    with pytest.raises(ConfigError, match="method.shuffle_bn"):
+        cfg("method.name=moco_v2", "method.shuffle_bn=true", "model.sync_bn=true")
+
+
+def test_cutmix_pastes_boxes_and_mixes_labels_by_area():
+    from raycl.methods.imclr import cutmix
+
+    torch.manual_seed(0)
+    x = torch.arange(64, dtype=torch.float).view(64, 1, 1, 1).expand(64, 1, 8, 8).contiguous()
+    target = F.one_hot(torch.arange(64) % 4, 4).float()
+    mixed, soft = cutmix(x, target, p=1.0)
+    assert torch.allclose(soft.sum(1), torch.ones(64))
+    for i in range(64):
+        own = (mixed[i] == i).float().mean()
+        other = mixed[i][mixed[i] != i]
+        partner = int(other[0]) if len(other) else i
+        assert torch.allclose(soft[i], own * target[i] + (1 - own) * target[partner])
+    assert (mixed != x).any()
+    untouched, soft0 = cutmix(x, target, p=0.0)
+    assert torch.equal(untouched, x) and torch.equal(soft0, target)
+
+
+def test_imclr_with_cutmix_composes_per_image_targets():
+    m = build_method(cfg("method.name=imclr", "method.num_classes=4", "method.cutmix_p=1.0"), 1).eval()
+    loss, _ = m(batch(1))
+    assert torch.isfinite(loss)
+    from raycl.methods.imclr import cutmix
+
+    torch.manual_seed(3)
+    perms = m.partners(6, "cpu")
+    x, t = cutmix(torch.randn(6, 1, 4, 4), F.one_hot(torch.tensor([0, 1, 0, 2, 1, 0]), 4).float(), 1.0)
+    xk, tk = m.compose(x, t, perms)
+    assert xk.shape == (6, 1, 4, 8) and torch.allclose(tk.sum(1), torch.ones(6))
+    assert torch.allclose(tk, (t + t[perms[1]]) / 2)
+
+
+def test_imclr_pi_model_uses_labels_only_of_the_labelled_subset():
+    from raycl.methods.imclr import is_labelled, soft_cross_entropy
+
+    c = cfg("method.name=imclr", "method.num_classes=4", "method.concat_k=1", "method.pi_weight=20",
+            "method.labeled_fraction=0.5")
+    m = build_method(c, 1).eval()
+    assert m.n_views == 2
+    b = batch(2)
+    b.labels[0] = -1                              # an unlabelled sample is allowed
+    loss, logs = m(b)
+    with torch.no_grad():
+        l1, l2 = m.classifier(m.backbone(b.views[0])), m.classifier(m.backbone(b.views[1]))
+    keep = is_labelled(b.index, 0.5) & (b.labels >= 0)
+    assert 0 < keep.sum() < 6
+    ce = soft_cross_entropy(l1[keep], F.one_hot(b.labels[keep], 4).float())
+    cons = ((F.softmax(l1, 1) - F.softmax(l2, 1)) ** 2).mean()
+    assert torch.allclose(loss, ce + 20 * cons, atol=1e-5)
+    frac = is_labelled(torch.arange(10000), 0.3).float().mean().item()
+    assert abs(frac - 0.3) < 0.02
+    with pytest.raises(ConfigError, match="method.labeled_fraction"):
+        cfg("method.name=imclr", "method.labeled_fraction=0.5")
+
+
+def test_autoaugment_views_are_per_image_and_reproducible():
+    from raycl.data.views import AutoAugmentViews, SimCLRViews
+
+    views = AutoAugmentViews(SimCLRViews(16, n_views=1, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0,
+                                         jitter_p=0.0, gray_p=0.0, blur_p=0.0))
+    imgs = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8).expand(32, -1, -1, -1).contiguous()
+    a = views(imgs, torch.Generator().manual_seed(0))[0]
+    b = views(imgs, torch.Generator().manual_seed(0))[0]
+    assert torch.equal(a, b)
+    distinct = {tuple(v.flatten()[:64].round(decimals=3).tolist()) for v in a}
+    assert len(distinct) > 4      # copies of one image got different sub-policies

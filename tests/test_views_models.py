@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torchvision
 
@@ -64,3 +65,42 @@ def test_projection_mlp_layout():
     kinds = [type(m).__name__ for m in h]
     assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
     assert mlp(8, 16, 4, layers=3, bn_last=True)(torch.randn(5, 8)).shape == (5, 4)
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.mark.parametrize("backbone, size, extra, classes, count, delta_k2", [
+    # ImCLR Table 1: VGG16-CIFAR100 15,038,116 -> 15,300,260; WRN-STL10 (16-8) 11,002,330 -> 11,048,410;
+    # WRN-CIFAR10-SSL (28-2) 1,467,610 -> +0. PRN18 +0 (its absolute count is the usual CIFAR
+    # PreAct-ResNet-18's, 11,217,316 with 100 classes; the paper's Keras count differs by 4,928).
+    ("vgg16", 32, {}, 100, 15_038_116, 262_144),
+    ("wrn16_8", 96, {"pool": "avg8"}, 10, 11_002_330, 46_080),
+    ("wrn28_2", 32, {}, 10, 1_467_610, 0),
+    ("preact_resnet18", 32, {}, 100, 11_217_316, 0),
+])
+def test_imclr_backbones_parameter_counts(backbone, size, extra, classes, count, delta_k2):
+    from raycl.config import from_dict
+    from raycl.models import build_backbone
+
+    cfg = from_dict({"model": {"backbone": backbone, **extra}, "data": {"image_size": size}})
+    counts = []
+    for k in (1, 2, 3):
+        m = build_backbone(cfg, 3, concat=k)
+        counts.append(n_params(m) + m.out_dim * classes + classes)
+        assert m(torch.randn(2, 3, size, size * k)).shape == (2, m.out_dim)
+    assert counts[0] == count and counts[1] - counts[0] == delta_k2 and counts[2] - counts[1] == delta_k2
+
+
+def test_backbone_errors():
+    from raycl.config import from_dict
+    from raycl.errors import ConfigError
+    from raycl.models import build_backbone
+
+    with pytest.raises(ConfigError, match="model.backbone.*'vgg19'"):
+        from_dict({"model": {"backbone": "vgg19"}})
+    with pytest.raises(ConfigError, match="at least 32x32"):
+        build_backbone(from_dict({"model": {"backbone": "vgg16"}, "data": {"image_size": 28}}), 1)
+    with pytest.raises(ConfigError, match="6n"):
+        build_backbone(from_dict({"model": {"backbone": "wrn12_2"}}), 1)

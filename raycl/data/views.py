@@ -109,17 +109,61 @@ class SimCLRViews:
         self.ratio, self.flip_p, self.jitter, self.jitter_p, self.gray_p = ratio, flip_p, jitter, jitter_p, gray_p
         self.blur_p = (0.5 if size >= 64 else 0.0) if blur_p is None else blur_p
 
-    def view(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def raw_view(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """One augmented view in [0, 1], before normalisation."""
         x = random_resized_crop_flip(x, self.size, self.scale, self.ratio, self.flip_p, g)
         x = color_jitter(x, self.jitter, self.jitter_p, g)
         x = random_grayscale(x, self.gray_p, g)
         if self.blur_p > 0:
             x = gaussian_blur(x, self.blur_p, g)
-        return normalize(x)
+        return x
+
+    def view(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return normalize(self.raw_view(x, g))
 
     def __call__(self, images: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
         x = to_float(images)
         return [self.view(x, g) for _ in range(self.n_views)]
+
+
+class CLSAViews:
+    """CLSA's views: two weak (SimCLR) views at ``size``, then one strong view per entry of
+    ``strong_sizes`` (CLSA-Single: [96]; CLSA-Multi: [224, 192, 160, 128, 96]) — the weak pipeline
+    cropped to that size followed by the 14-op strong augmentation."""
+
+    def __init__(self, size: int, strong_sizes: list[int], n_ops: int = 5):
+        from raycl.data.strong_aug import strong_augment
+
+        self.weak = SimCLRViews(size, n_views=2)
+        self.strong = [SimCLRViews(s, n_views=1) for s in strong_sizes]
+        self.augment, self.n_ops = strong_augment, n_ops
+
+    def __call__(self, images: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
+        x = to_float(images)
+        weak = [self.weak.view(x, g) for _ in range(2)]
+        return weak + [normalize(self.augment(s.raw_view(x, g), g, self.n_ops)) for s in self.strong]
+
+
+class AutoAugmentViews:
+    """AutoAugment (Cubuk et al. 2019, CIFAR-10 policy; torchvision's implementation) on each uint8
+    image, then ``base``'s views. Each image draws its own sub-policy; the draws come from a seed
+    taken from ``g``, so views stay reproducible from (seed, epoch, rank)."""
+
+    def __init__(self, base: SimCLRViews):
+        from torchvision.transforms import v2
+
+        self.base, self.n_views = base, base.n_views
+        self.policy = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
+
+    def __call__(self, images: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
+        views = []
+        for _ in range(self.n_views):
+            seed = int(torch.randint(2**62, (1,), generator=g, device=g.device).item())
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                x = torch.stack([self.policy(im) for im in images])
+            views.append(self.base.view(to_float(x), g))
+        return views
 
 
 def eval_view(images: torch.Tensor) -> torch.Tensor:

@@ -64,3 +64,10 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     if world_size() > 1:
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x
+
+
+def broadcast(x: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Every rank gets rank ``src``'s tensor (in place)."""
+    if world_size() > 1:
+        dist.broadcast(x, src)
+    return x

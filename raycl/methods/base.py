@@ -28,6 +28,11 @@ class Method(nn.Module):
     def forward(self, batch: MethodBatch) -> tuple[torch.Tensor, dict[str, float]]:  # pragma: no cover
         raise NotImplementedError
 
+    def encoder(self) -> nn.Module:
+        """What evaluation (kNN, linear probe) extracts features with: the backbone, unless the
+        method feeds it differently at test time (ImCLR's k-fold concatenation)."""
+        return self.backbone
+
     def signature(self) -> dict:
         """What a checkpoint must match to be loaded into this method (name and every shape)."""
         return {"method": self.name,

@@ -33,7 +33,7 @@ class InterCLR(Method):
         m = cfg.method
         self.tau, self.lam, self.k, self.strategy = m.temperature, m.lam, m.num_negatives, m.strategy
         self.m_intra, self.m_inter, self.seed = m.intra_margin, m.inter_margin, cfg.run.seed
-        self.backbone = build_backbone(cfg.model, channels)
+        self.backbone = build_backbone(cfg, channels)
         self.projector = mlp(self.backbone.out_dim, cfg.model.proj_hidden_dim, cfg.model.proj_out_dim)
         self.bank = MemoryBank(m.bank_size, cfg.model.proj_out_dim, m.bank_momentum)
         self.kmeans = OnlineKMeans(m.num_clusters, m.bank_size, cfg.model.proj_out_dim, cfg.run.seed)

@@ -7,8 +7,10 @@ momentum-averaged copy's keys and a queue of past keys.
     loss = InfoNCE(q, k+ = k, negatives = queue, tau)          # eq. 1
     enqueue(all_gather(k)); dequeue the oldest               # every worker keeps the same queue
 
-BatchNorm: with ``model.sync_bn: true`` both encoders normalise over the global batch, which blocks
-the intra-batch leak shuffle-BN guards against.
+BatchNorm: the query's BN statistics over its own batch would let it find its key by batch
+statistics (the leak MoCo's shuffle-BN closes). Two cures: ``method.shuffle_bn: true`` (MoCo's own)
+computes the keys on a batch shuffled across the workers — each worker's key-BN sees other
+workers' images — then un-shuffles; ``model.sync_bn: true`` normalises over the global batch.
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ class MoCoV2(Method):
     def __init__(self, cfg, channels: int):
         super().__init__()
         m = cfg.method
-        self.temperature, self.momentum = m.temperature, m.key_momentum
-        self.backbone = build_backbone(cfg.model, channels)
+        self.temperature, self.momentum, self.shuffle_bn = m.temperature, m.key_momentum, m.shuffle_bn
+        self.backbone = build_backbone(cfg, channels)
         self.projector = mlp(self.backbone.out_dim, cfg.model.proj_hidden_dim, cfg.model.proj_out_dim)
         self.key_backbone = copy.deepcopy(self.backbone).requires_grad_(False)
         self.key_projector = copy.deepcopy(self.projector).requires_grad_(False)
@@ -50,12 +52,32 @@ class MoCoV2(Method):
         self.queue[idx] = keys.to(self.queue.dtype)
         self.queue_ptr.copy_((self.queue_ptr + n) % size)
 
+    def key_net(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.key_projector(self.key_backbone(x)), dim=1)
+
+    @torch.no_grad()
+    def keys(self, x_k: torch.Tensor) -> torch.Tensor:
+        """k = g_k(f_k(x_k)); with shuffle-BN the global batch is permuted (rank 0's permutation,
+        broadcast), each worker encodes its slice of the permuted batch, and the keys are put back."""
+        if not self.shuffle_bn or dist.world_size() == 1:
+            return self.key_net(x_k)
+        b, r = len(x_k), dist.rank()
+        x_all = dist.all_gather_nograd(x_k)
+        perm = dist.broadcast(torch.randperm(len(x_all), device=x_k.device))
+        k_perm = dist.all_gather_nograd(self.key_net(x_all[perm[r * b:(r + 1) * b]]))
+        k_all = torch.empty_like(k_perm)
+        k_all[perm] = k_perm
+        return k_all[r * b:(r + 1) * b]
+
+    def queries(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projector(self.backbone(x)), dim=1)
+
     def forward(self, batch: MethodBatch):
         x_q, x_k = batch.views[:2]
-        q = F.normalize(self.projector(self.backbone(x_q)), dim=1)
+        q = self.queries(x_q)
         with torch.no_grad():
             self.momentum_update()
-            k = F.normalize(self.key_projector(self.key_backbone(x_k)), dim=1)
+            k = self.keys(x_k)
         loss = info_nce(q, k, self.queue.clone().detach(), self.temperature)
         self.enqueue(dist.all_gather_nograd(k))
         return loss, {}

@@ -46,7 +46,7 @@ class SimCLIC(Method):
         super().__init__()
         m = cfg.method
         self.kind, self.p, self.eps, self.tau = m.perturbation, m.dropout_p, m.noise_eps, m.history_tau
-        self.backbone = build_backbone(cfg.model, channels)
+        self.backbone = build_backbone(cfg, channels)
         d = cfg.model.proj_out_dim
         self.projector = mlp(self.backbone.out_dim, cfg.model.proj_hidden_dim, d, layers=3, bn_last=True)
         self.predictor = mlp(d, max(1, cfg.model.proj_hidden_dim // 4), d, layers=2)

@@ -22,7 +22,7 @@ class SimCLR(Method):
     def __init__(self, cfg, channels: int):
         super().__init__()
         self.temperature = cfg.method.temperature
-        self.backbone = build_backbone(cfg.model, channels)
+        self.backbone = build_backbone(cfg, channels)
         self.projector = mlp(self.backbone.out_dim, cfg.model.proj_hidden_dim, cfg.model.proj_out_dim)
 
     def forward(self, batch: MethodBatch):

@@ -24,7 +24,7 @@ class SupCon(Method):
         super().__init__()
         self.temperature = cfg.method.temperature
         self.n_views = cfg.method.views or 2
-        self.backbone = build_backbone(cfg.model, channels)
+        self.backbone = build_backbone(cfg, channels)
         self.projector = mlp(self.backbone.out_dim, cfg.model.proj_hidden_dim, cfg.model.proj_out_dim)
         self.k1, self.k2 = 0.0, 1.0  # L_out is TCL's loss with k1 = 0, k2 = 1
 

@@ -1,10 +1,42 @@
 """Backbones and heads (plain PyTorch)."""
+from __future__ import annotations
+
+import re
+
+import torch.nn as nn
+
+from raycl.errors import ConfigError
 from raycl.models.heads import mlp
-from raycl.models.resnet import Backbone
+from raycl.models.preact import PreActResNet18
+from raycl.models.resnet import ARCHS, Backbone
+from raycl.models.vgg import VGG
+from raycl.models.wrn import WideResNet
+
+BACKBONES = (*ARCHS, "vgg16", "preact_resnet18", "wrn<depth>_<k>")
+_WRN = re.compile(r"wrn(\d+)_(\d+)$")
 
 
-def build_backbone(model_cfg, channels: int) -> Backbone:
-    return Backbone(model_cfg.backbone, in_channels=channels, stem=model_cfg.stem, width=model_cfg.width)
+def check_backbone(name: str) -> None:
+    if name in ARCHS or name in ("vgg16", "preact_resnet18") or _WRN.match(name):
+        return
+    raise ConfigError(f"model.backbone: unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
 
 
-__all__ = ["Backbone", "build_backbone", "mlp"]
+def build_backbone(cfg, channels: int, concat: int = 1) -> nn.Module:
+    """The encoder for ``cfg.model.backbone`` on images of ``data.image_size``; ``concat`` images side
+    by side (ImCLR) widen the input, which matters for flatten heads. Every backbone returns
+    [B, out_dim] features and has an ``out_dim`` attribute."""
+    m = cfg.model
+    check_backbone(m.backbone)
+    size = (cfg.data.image_size, cfg.data.image_size * concat)
+    if m.backbone == "vgg16":
+        return VGG(channels, size, width=m.width)
+    if m.backbone == "preact_resnet18":
+        return PreActResNet18(channels, width=m.width)
+    wrn = _WRN.match(m.backbone)
+    if wrn:
+        return WideResNet(int(wrn.group(1)), int(wrn.group(2)), channels, m.pool, size)
+    return Backbone(m.backbone, in_channels=channels, stem=m.stem, width=m.width)
+
+
+__all__ = ["BACKBONES", "Backbone", "build_backbone", "check_backbone", "mlp"]

@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import torch
 
-from raycl.data.views import SimCLRViews, eval_view
+from raycl.data.views import AutoAugmentViews, CLSAViews, SimCLRViews, eval_view
 from raycl.methods import MethodBatch, build_method
 from raycl.optim import build_optimizer, build_schedule
 
@@ -69,9 +69,12 @@ def make_views(cfg, method):
     kind = getattr(method, "augmentation", "simclr")
     if kind == "none":
         return lambda images, g: [eval_view(images)] * method.n_views
+    if kind == "clsa":
+        return CLSAViews(cfg.data.image_size, method.strong_sizes)
     if kind == "supervised":   # the usual supervised recipe: crop and flip only
-        return SimCLRViews(cfg.data.image_size, n_views=method.n_views, scale=(0.5, 1.0), jitter_p=0.0,
-                           gray_p=0.0, blur_p=0.0)
+        views = SimCLRViews(cfg.data.image_size, n_views=method.n_views, scale=(0.5, 1.0), jitter_p=0.0,
+                            gray_p=0.0, blur_p=0.0)
+        return AutoAugmentViews(views) if getattr(method, "autoaugment", False) else views
     return SimCLRViews(cfg.data.image_size, n_views=method.n_views)
 
 

@@ -119,7 +119,7 @@ def train_loop(config: dict) -> None:
                    "epoch_time_s": epoch_time, "corrupt_skipped": skipped_all,
                    **{f"method/{k}": v / spe for k, v in log_sums.items()}}
         if (epoch + 1) % cfg.eval.every_epochs == 0 or last:
-            metrics["knn_top1"] = knn_monitor(engine.module.backbone, train_src, eval_src, cfg, device)
+            metrics["knn_top1"] = knn_monitor(engine.module.encoder(), train_src, eval_src, cfg, device)
         history.append(metrics)
         if rank == 0:
             knn = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""

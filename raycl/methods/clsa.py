@@ -1,0 +1,49 @@
+"""CLSA: contrastive learning with stronger augmentations (Wang & Qi 2021) — MoCo v2 plus a
+distributional divergence between a weak and a strong view of the same image.
+
+    q' = g_q(f_q(weak_1)),  k = g_k(f_k(weak_2))          # MoCo v2, as in moco_v2.py
+    L_C = InfoNCE(q', k, queue, tau)                       # eq. 1
+    candidates = {k} U queue
+    p(c | z)  = softmax_c( z . c / tau )
+    for each strong view z'' (CLSA-Single: one at 96 px; CLSA-Multi: 224/192/160/128/96):
+        L_D += -1/B sum_i sum_c p(c | q'_i) log p(c | z''_i)   # eq. 6; p(. | q') is a target
+    loss = L_C + beta * L_D;  enqueue(all_gather(k))
+
+Strong views are the weak pipeline at the strong view's size followed by 14 ops drawn 5 times
+(raycl.data.strong_aug).
+"""
+from __future__ import annotations
+
+import torch
+
+from raycl import dist
+from raycl.losses import ddm_loss, info_nce
+from raycl.methods.base import MethodBatch
+from raycl.methods.moco_v2 import MoCoV2
+
+
+class CLSA(MoCoV2):
+    name = "clsa"
+    augmentation = "clsa"
+
+    def __init__(self, cfg, channels: int):
+        super().__init__(cfg, channels)
+        self.strong_sizes, self.beta = list(cfg.method.strong_sizes), cfg.method.ddm_weight
+        self.n_views = 2 + len(self.strong_sizes)
+
+    def logits(self, z: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
+        """sim(z, c) / tau over the candidates {k_i} U queue (column 0 is the positive key)."""
+        return torch.cat([(z * k).sum(1, keepdim=True), z @ queue.T], dim=1) / self.temperature
+
+    def forward(self, batch: MethodBatch):
+        x_q, x_k, *strong = batch.views
+        q = self.queries(x_q)
+        with torch.no_grad():
+            self.momentum_update()
+            k = self.keys(x_k)
+        queue = self.queue.clone().detach()
+        l_c = info_nce(q, k, queue, self.temperature)
+        weak = self.logits(q, k, queue)
+        l_d = sum(ddm_loss(weak, self.logits(self.queries(x), k, queue)) for x in strong)
+        self.enqueue(dist.all_gather_nograd(k))
+        return l_c + self.beta * l_d, {"l_contrast": l_c.detach(), "l_ddm": l_d.detach()}

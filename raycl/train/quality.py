@@ -1,0 +1,54 @@
+"""``raycl bench quality``: every method for the same small budget on the built-in digits, one table.
+
+Each method runs the real path (``raycl train`` on Ray + DeepSpeed, then kNN and a linear probe on the
+frozen encoder) from the same base config; ``PRESETS`` holds the few method keys the digits need
+(bank sizes, queue length, strong-view size for 28 px images). A random-init encoder row is the floor.
+"""
+from __future__ import annotations
+
+import time
+
+from raycl.config import apply_overrides, from_dict
+
+PRESETS: dict[str, list[str]] = {
+    "simclr": [],
+    "moco_v2": ["method.queue_size=2048", "method.temperature=0.2", "method.key_momentum=0.99"],
+    "clsa": ["method.queue_size=2048", "method.temperature=0.2", "method.key_momentum=0.99",
+             "method.strong_sizes=[16]"],
+    "supcon": ["method.temperature=0.1"],
+    "tcl": ["method.supervised=true", "method.k1=4000", "method.k2=1", "method.temperature=0.1"],
+    "simclic": ["method.perturbation=noise", "method.noise_eps=0.5"],
+    "interclr": ["method.bank_size=4000", "method.num_clusters=100", "method.num_negatives=1024",
+                 "method.temperature=0.1"],
+    "imclr": ["method.concat_k=2"],
+    "supervised_ce": [],
+}
+
+
+def quality(base: dict, methods: list[str], address: str | None = None, log=print) -> list[dict]:
+    from raycl import api
+
+    rows = []
+    for name in methods:
+        if name not in PRESETS:
+            raise ValueError(f"bench quality: no preset for method {name!r}; known: {', '.join(PRESETS)}")
+        cfg = from_dict(apply_overrides(base, [f"method.name={name}", f"run.name=quality-{name}-{int(time.time())}",
+                                               *PRESETS[name]]))
+        t0 = time.perf_counter()
+        metrics = api.train(cfg, address)
+        ev = api.evaluate(metrics["checkpoint"])
+        rows.append({"method": name, "knn_top1": round(ev["knn_top1"], 4), "linear_top1": round(ev["linear_top1"], 4),
+                     "images_per_s": round(metrics["images_per_s"], 1), "wall_s": round(time.perf_counter() - t0, 1)})
+        log(format_table(rows[-1:], header=len(rows) == 1))
+    cfg = from_dict(base)
+    rows.append({"method": "random init", "knn_top1": round(api.random_init_knn(cfg), 4), "linear_top1": None,
+                 "images_per_s": None, "wall_s": None})
+    return rows
+
+
+def format_table(rows: list[dict], header: bool = True) -> str:
+    cols = ("method", "knn_top1", "linear_top1", "images_per_s", "wall_s")
+    fmt = "{:<14} {:>9} {:>12} {:>13} {:>8}"
+    lines = [fmt.format(*cols)] if header else []
+    lines += [fmt.format(*("-" if r[c] is None else r[c] for c in cols)) for r in rows]
+    return "\n".join(lines)
