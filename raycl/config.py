@@ -66,6 +66,8 @@ class MethodConfig:
     num_clusters: int = _f(10000, ge=1)              # interclr: k of the online k-means
     num_negatives: int = _f(16384, ge=1)             # interclr: K per anchor and branch
     strategy: Literal["semi_hard", "hard", "random", "semi_easy"] = "semi_hard"  # interclr inter negatives
+    bank_layout: Literal["sharded", "replicated"] = "sharded"  # interclr: rows split over workers, or on each
+    bank_sync_every: int = _f(0, ge=0, help="steps between pushes of the bank to the BankServer actor; 0 = no server")
     intra_margin: float = 0.0                        # interclr MarginNCE margins
     inter_margin: float = -0.5
     lam: float = _f(0.75, ge=0.0, le=1.0)            # interclr: lambda L_intra + (1 - lambda) L_inter

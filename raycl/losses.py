@@ -54,6 +54,18 @@ def margin_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Ten
     return F.cross_entropy(logits, torch.zeros(len(query), dtype=torch.long, device=query.device))
 
 
+def margin_nce_lse(query: torch.Tensor, positive: torch.Tensor, neg_logsumexp: torch.Tensor, margin: float,
+                   temperature: float) -> torch.Tensor:
+    """MarginNCE (InterCLR eq. 3) with the negatives given as ``neg_logsumexp`` [B] =
+    log sum_k exp(q.k- / tau), as a sharded memory bank provides them:
+
+        L_q = -log exp((q.k+ - m)/tau) / (exp((q.k+ - m)/tau) + exp(neg_logsumexp))
+
+    Equal to ``margin_nce`` with the explicit negatives."""
+    pos = ((query * positive).sum(dim=1) - margin) / temperature
+    return (torch.logaddexp(pos, neg_logsumexp) - pos).mean()
+
+
 def _positive_mask(labels: torch.Tensor) -> torch.Tensor:
     same = labels.view(-1, 1) == labels.view(1, -1)
     return same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)

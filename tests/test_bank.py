@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from raycl.bank import MemoryBank, OnlineKMeans, lloyd, sample_negatives, sample_positives
+from raycl.bank import MemoryBank, OnlineKMeans, lloyd, sample_negatives
 
 
 def unit(n, d, seed=0):
@@ -33,7 +33,7 @@ def test_bank_bad_input():
     with pytest.raises(ValueError, match="dimension 5"):
         bank.update(torch.tensor([1]), unit(1, 5))
     with pytest.raises(ValueError, match="clusters"):
-        OnlineKMeans(11, 10, 4)
+        OnlineKMeans(11, bank)
 
 
 def lloyd_numpy(x, init, iters):
@@ -61,64 +61,133 @@ def test_lloyd_matches_plain_reference_inertia():
 
 
 def test_online_step_assigns_recomputes_and_reseeds():
-    rows = unit(50, 6, seed=3)
-    km = OnlineKMeans(5, 50, 6)
-    km.initialize(rows)
+    bank = MemoryBank(50, 6, seed=3)
+    km = OnlineKMeans(5, bank)
+    km.initialize()
     km.labels[:] = 0            # force empty clusters: one batch row can refill one at most
-    stats = km.step(rows, torch.tensor([0]))
+    stats = km.step(torch.tensor([0]))
     assert stats["reseeded"] >= 3 and stats["empty"] == 0
-    idx = torch.arange(10)
     counts = torch.bincount(km.labels, minlength=5)
-    assert (counts > 0).all() and counts.sum() == 50
+    assert (counts > 0).all() and counts.sum() == 50 and torch.equal(counts, km.counts)
     # batch rows went to their nearest centroid (computed before re-seeding moved any)
-    km2 = OnlineKMeans(5, 50, 6)
-    km2.initialize(rows)
-    old_cent = km2.centroids.clone()
-    km2.step(rows, idx)
+    bank2 = MemoryBank(50, 6, seed=3)
+    km2 = OnlineKMeans(5, bank2)
+    km2.initialize()
+    old_cent, idx, rows = km2.centroids.clone(), torch.arange(10), bank2.rows
+    km2.step(idx)
     assert torch.equal(km2.labels[idx], (rows[idx] @ old_cent.t()).argmax(1))
     for c in range(5):
         members = rows[km2.labels == c]
         if len(members):
             assert torch.allclose(km2.centroids[c], F.normalize(members.sum(0), dim=0), atol=1e-6)
+    # initialisation is the single-process Lloyd on the same rows
+    cent, labels = lloyd(rows, 5)
+    km3 = OnlineKMeans(5, bank2)
+    km3.initialize()
+    assert torch.equal(km3.labels, labels) and torch.allclose(km3.centroids, cent)
+
+
+def test_kmeans_inertia_within_1_percent_of_plain_lloyd():
+    bank = MemoryBank(400, 8, seed=6)
+    km = OnlineKMeans(10, bank)
+    km.initialize(iters=15)
+    x = bank.rows.numpy().astype(np.float64)
+    init = x[torch.randperm(400, generator=torch.Generator().manual_seed(0))[:10].numpy()]
+    rc, rl = lloyd_numpy(x, init, 15)
+    ref = float((1 - (x * rc[rl]).sum(1)).sum())
+    assert abs(km.inertia() - ref) <= 0.01 * ref
+
+
+def test_selection_is_exact_top_k():
+    from raycl.bank.select import float_u32, make_keys, top_k_mask
+
+    sim = torch.randn(4, 300)
+    valid = torch.rand(4, 300) > 0.3
+    mask = top_k_mask(make_keys(float_u32(sim), torch.arange(300), valid), 17, False)
+    ref = sim.masked_fill(~valid, -1e9).topk(17, dim=1).indices
+    for a in range(4):
+        assert set(mask[a].nonzero().flatten().tolist()) == set(ref[a].tolist())
 
 
 def test_negative_strategies():
     rows = unit(200, 8, seed=4)
     labels = torch.arange(200) % 5
     anchors, alab = unit(3, 8, seed=5), torch.tensor([0, 1, 2])
-    g = torch.Generator().manual_seed(0)
     sim = anchors @ rows.t()
     other = labels.view(1, -1) != alab.view(-1, 1)
-    hard = sample_negatives(anchors, rows, labels, alab, 7, "hard", g)
+    hard = sample_negatives(anchors, rows, labels, alab, 7, "hard")
     ref = sim.masked_fill(~other, -2).topk(7, dim=1).indices
     assert torch.equal(hard.sort(1).values, ref.sort(1).values)
     m = math.ceil(0.1 * 160)
     near = sim.masked_fill(~other, -2).topk(m, dim=1).indices
     far = (-sim).masked_fill(~other, -2).topk(m, dim=1).indices
-    seen = set()
-    for _ in range(30):
+    seen, seen_near = set(), set()
+    for step in range(40):
         for strat in ("semi_hard", "random", "semi_easy"):
-            got = sample_negatives(anchors, rows, labels, alab, 7, strat, g)
+            got = sample_negatives(anchors, rows, labels, alab, 7, strat, step=step)
             assert bool(other.gather(1, got).all())                  # never the anchor's cluster
             assert all(len(set(r.tolist())) == 7 for r in got)       # distinct
             if strat == "semi_hard":
                 assert all(set(got[i].tolist()) <= set(near[i].tolist()) for i in range(3))
+                seen_near |= set(got[0].tolist())
             if strat == "semi_easy":
                 assert all(set(got[i].tolist()) <= set(far[i].tolist()) for i in range(3))
             if strat == "random":
                 seen |= set(got[0].tolist())
-    assert len(seen) > 100      # random draws reach most of the 160 candidates
+    for step in range(40, 200):
+        seen |= set(sample_negatives(anchors, rows, labels, alab, 7, "random", step=step)[0].tolist())
+    assert len(seen) == 160                  # every candidate is reachable
+    assert seen_near == set(near[0].tolist())
     with pytest.raises(ValueError, match="K=161"):
-        sample_negatives(anchors, rows, labels, alab, 161, "random", g)
+        sample_negatives(anchors, rows, labels, alab, 161, "random")
     with pytest.raises(ValueError, match="available"):
-        sample_negatives(anchors, rows, labels, alab, 3, "hardest", g)
+        sample_negatives(anchors, rows, labels, alab, 3, "hardest")
+
+
+def test_random_draws_are_uniform():
+    """Chi-square over 160 candidates x 4,000 draws of 7."""
+    rows, labels = unit(200, 8, seed=4), torch.arange(200) % 5
+    anchors, alab = unit(1, 8, seed=5), torch.tensor([0])
+    hits = torch.zeros(200)
+    for step in range(4000):
+        hits.index_add_(0, sample_negatives(anchors, rows, labels, alab, 7, "random", step=step)[0], torch.ones(7))
+    cand = hits[labels != 0]
+    expected = 4000 * 7 / 160
+    chi2 = float(((cand - expected) ** 2 / expected).sum())
+    assert hits[labels == 0].sum() == 0 and chi2 < 159 + 5 * (2 * 159) ** 0.5
 
 
 def test_positives_share_the_cluster_and_are_not_self():
-    labels = torch.tensor([0, 0, 1, 1, 1, 2])
+    from raycl.bank import inter_positives
+
+    bank = MemoryBank(6, 4)
+    km = OnlineKMeans(3, bank)
+    km.labels = torch.tensor([0, 0, 1, 1, 1, 2])
     idx = torch.tensor([0, 2, 5])
-    g = torch.Generator().manual_seed(0)
-    for _ in range(20):
-        pos = sample_positives(idx, labels, g)
-        assert torch.equal(labels[pos], labels[idx])
+    seen = set()
+    for step in range(30):
+        pos = inter_positives(bank, km, idx, km.labels[idx], 0, step)
+        assert torch.equal(km.labels[pos], km.labels[idx])
         assert pos[0] == 1 and pos[1] in (3, 4) and pos[2] == 5    # a singleton cluster keeps itself
+        seen.add(int(pos[1]))
+    assert seen == {3, 4}
+
+
+def test_bank_logsumexp_margin_nce_equals_explicit_negatives():
+    from raycl.bank import bank_logsumexp
+    from raycl.bank.select import hash_u32, make_keys, top_k_mask
+    from raycl.losses import margin_nce, margin_nce_lse
+
+    bank = MemoryBank(64, 8, seed=1)
+    bank.rows = bank.rows.double()
+    q = unit(5, 8, seed=2).double().requires_grad_(True)
+    mask = top_k_mask(make_keys(hash_u32(0, 1, 0, torch.arange(5), torch.arange(64)), torch.arange(64),
+                                torch.ones(5, 64, dtype=torch.bool)), 9, False)
+    pos = unit(5, 8, seed=3).double()
+    loss = margin_nce_lse(q, pos, bank_logsumexp(q, bank, mask, 0.2), -0.5, 0.2)
+    (gq,) = torch.autograd.grad(loss, q)
+    q2 = q.detach().clone().requires_grad_(True)
+    negs = torch.stack([bank.rows[m] for m in mask])             # [5, 9, 8]
+    ref = margin_nce(q2, pos, negs, -0.5, 0.2)
+    ref.backward()
+    assert torch.allclose(loss, ref) and torch.allclose(gq, q2.grad)

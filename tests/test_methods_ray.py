@@ -17,25 +17,36 @@ EXTRA = {
     "imclr": ["method.concat_k=2"],
     "supervised_ce": ["distributed.zero_stage=2"],
     "simclic": ["method.perturbation=history", "method.bank_size=256", "optim.name=lars"],
+    "clsa": ["method.queue_size=96", "method.strong_sizes=[16, 12]", "method.shuffle_bn=true",
+             "method.temperature=0.2"],
+    # ImCLR's semi-supervised variant with everything composed: AutoAugment, CutMix, Pi-model
+    "imclr-pi": ["method.pi_weight=20", "method.labeled_fraction=0.5", "method.autoaugment=true",
+                 "method.cutmix_p=0.5"],
 }
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_method_trains_on_ray(ray_cluster, tiny_cfg, name):
-    if name == "simclr":
+@pytest.mark.parametrize("case", sorted(set(REGISTRY) | set(EXTRA)))
+def test_method_trains_on_ray(ray_cluster, tiny_cfg, case):
+    if case == "simclr":
         pytest.skip("covered by test_train_ray")
-    cfg = tiny_cfg(f"method.name={name}", "run.epochs=1", f"run.name=m-{name}", *EXTRA[name])
+    name = case.split("-")[0]
+    cfg = tiny_cfg(f"method.name={name}", "run.epochs=1", f"run.name=m-{case}", *EXTRA[case])
     res = fit(cfg)
     assert res.metrics["global_step"] == 4 and np.isfinite(res.metrics["loss"])
     state = load_model_file(res.checkpoint.path)["state_dict"]
-    if name == "moco_v2":      # 4 steps x 64 gathered keys went through the 96-row queue
+    if case == "imclr-pi":
+        assert {"method/ce", "method/consistency"} <= set(res.metrics)
+    if name in ("moco_v2", "clsa"):      # 4 steps x 64 gathered keys went through the 96-row queue
         assert int(state["queue_ptr"]) == (4 * 64) % 96
     if name == "interclr":     # k-means ran once per step on the replicated bank; its logs reach the metrics
         assert {"method/l_intra", "method/l_inter", "method/churn", "method/reseeded"} <= set(res.metrics)
         assert 0.0 <= res.metrics["method/churn"] <= 1.0
         assert int(state["kmeans.steps"]) == 4 and bool(state["kmeans.initialized"])
-        assert torch.allclose(state["bank.rows"].norm(dim=1), torch.ones(256), atol=1e-5)
-        assert set(state["kmeans.labels"].tolist()) <= set(range(8))
+        bank = torch.load(f"{res.checkpoint.path}/method_state.pt")   # gathered from both shards
+        assert torch.allclose(bank["bank_rows"].norm(dim=1), torch.ones(256), atol=1e-5)
+        assert set(bank["kmeans_labels"].tolist()) <= set(range(8))
+        assert torch.equal(torch.bincount(bank["kmeans_labels"], minlength=8), state["kmeans.counts"])
+        assert res.metrics["bank/cluster_size_max"] >= res.metrics["bank/cluster_size_min"]
     if name == "simclic":      # every training sample's z is in the per-sample store
         assert bool(state["seen"][:256].all())
         assert torch.isfinite(state["history"]).all()

@@ -1,6 +1,8 @@
-"""Memory bank, online k-means and bank sampling (plain PyTorch)."""
+"""Memory bank, online k-means and bank sampling (plain PyTorch + raycl.dist collectives)."""
 from raycl.bank.kmeans import OnlineKMeans, lloyd
-from raycl.bank.memory import MemoryBank
-from raycl.bank.sampling import STRATEGIES, sample_negatives, sample_positives
+from raycl.bank.memory import MemoryBank, Shard
+from raycl.bank.sampling import (STRATEGIES, bank_logsumexp, inter_negatives, inter_positives, intra_negatives,
+                                 sample_negatives, selected_global)
 
-__all__ = ["STRATEGIES", "MemoryBank", "OnlineKMeans", "lloyd", "sample_negatives", "sample_positives"]
+__all__ = ["STRATEGIES", "MemoryBank", "OnlineKMeans", "Shard", "bank_logsumexp", "inter_negatives",
+           "inter_positives", "intra_negatives", "lloyd", "sample_negatives", "selected_global"]

@@ -9,8 +9,12 @@ k-means pseudo-labels.
     bank[i] <- normalize((1 - w) bank[i] + w v_i)  for the all-gathered batch
     k-means: re-assign the batch's rows, recompute centroids, re-seed empty clusters
 
-The bank is replicated on every worker (the layout for banks that fit); k-means starts once from
-global Lloyd iterations over the (random-unit) bank at the first step.
+``method.bank_layout``: ``sharded`` (each worker holds every world-th row; anchors are the global
+batch so each shard scores its own rows; only log-sum-exps and their gradients cross workers) or
+``replicated`` (every worker holds the bank; anchors are its own batch). Both pick the same samples
+(raycl.bank.select) and give the same loss. k-means starts once from global Lloyd iterations over
+the (random-unit) bank at the first step. The bank and the cluster labels are gathered into every
+checkpoint (``gather_state``) and re-sharded on load, so a run may resume on another worker count.
 """
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from raycl import dist
-from raycl.bank import MemoryBank, OnlineKMeans, sample_negatives, sample_positives
-from raycl.losses import margin_nce
+from raycl.bank import (MemoryBank, OnlineKMeans, Shard, bank_logsumexp, inter_negatives, inter_positives,
+                        intra_negatives)
+from raycl.losses import margin_nce_lse
 from raycl.methods.base import Method, MethodBatch
 from raycl.models import build_backbone, mlp
 
@@ -35,30 +40,56 @@ class InterCLR(Method):
         self.m_intra, self.m_inter, self.seed = m.intra_margin, m.inter_margin, cfg.run.seed
         self.backbone = build_backbone(cfg, channels)
         self.projector = mlp(self.backbone.out_dim, cfg.model.proj_hidden_dim, cfg.model.proj_out_dim)
-        self.bank = MemoryBank(m.bank_size, cfg.model.proj_out_dim, m.bank_momentum)
-        self.kmeans = OnlineKMeans(m.num_clusters, m.bank_size, cfg.model.proj_out_dim, cfg.run.seed)
+        shard = Shard(dist.rank(), dist.world_size()) if m.bank_layout == "sharded" else Shard()
+        self.bank = MemoryBank(m.bank_size, cfg.model.proj_out_dim, m.bank_momentum, shard, cfg.run.seed)
+        self.kmeans = OnlineKMeans(m.num_clusters, self.bank, cfg.run.seed)
 
     def forward(self, batch: MethodBatch):
         (x,) = batch.views[:1]
-        index = batch.index
-        self.bank.check(index)
+        bank, km, sharded = self.bank, self.kmeans, self.bank.shard.collective
+        bank.check(batch.index)
         v = F.normalize(self.projector(self.backbone(x)), dim=1)
-        if not bool(self.kmeans.initialized):
-            self.kmeans.initialize(self.bank.rows)
-        rows, labels = self.bank.rows, self.kmeans.labels
-        # The same draws on every worker: a generator seeded by (seed, step, rank) on the CPU.
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.kmeans.steps) * 1009 + dist.rank())
-        n = len(rows)
-        intra_neg = rows[torch.randint(n, (len(index), self.k), generator=g).to(rows.device)]
-        l_intra = margin_nce(v, rows[index], intra_neg, self.m_intra, self.tau)
-        neg = sample_negatives(v.detach(), rows, labels, labels[index], self.k, self.strategy, g)
-        pos = sample_positives(index, labels, g)
-        l_inter = margin_nce(v, rows[pos], rows[neg], self.m_inter, self.tau)
+        if not bool(km.initialized):
+            km.initialize()
+        all_index, all_v = dist.all_gather_nograd(batch.index), dist.all_gather_nograd(v.detach())
+        # anchors: the global batch when the bank is sharded (every shard scores its rows for all)
+        a_index, a_v = (all_index, all_v) if sharded else (batch.index, v.detach())
+        a_labels = bank_labels(bank, km, a_index)
+        step, own = int(km.steps), slice(dist.rank() * len(v), (dist.rank() + 1) * len(v)) if sharded else slice(None)
+
+        intra = intra_negatives(bank, a_index, self.k, self.seed, step)
+        l_intra = margin_nce_lse(v, bank.fetch(a_index)[own], bank_logsumexp(v, bank, intra, self.tau),
+                                 self.m_intra, self.tau)
+        inter = inter_negatives(bank, km, a_v, a_index, a_labels, self.k, self.strategy, self.seed, step)
+        pos = bank.fetch(inter_positives(bank, km, a_index, a_labels, self.seed, step))[own]
+        l_inter = margin_nce_lse(v, pos, bank_logsumexp(v, bank, inter, self.tau), self.m_inter, self.tau)
         loss = self.lam * l_intra + (1 - self.lam) * l_inter
+        stats = {}
         if self.training:
-            all_index, all_v = dist.all_gather_nograd(index), dist.all_gather_nograd(v.detach())
-            self.bank.update(all_index, all_v)
-            stats = self.kmeans.step(self.bank.rows, all_index)
-        else:
-            stats = {}
+            bank.update(all_index, all_v)
+            stats = km.step(all_index)
         return loss, {"l_intra": l_intra.detach(), "l_inter": l_inter.detach(), **stats}
+
+    def gather_state(self) -> dict:
+        """Bank rows and cluster labels of the whole bank (a collective when sharded)."""
+        return {"bank_rows": self.bank.full().cpu(), "kmeans_labels": self.kmeans.all_labels().cpu()}
+
+    def load_gathered_state(self, state: dict) -> None:
+        self.bank.load_full(state["bank_rows"].to(self.bank.rows.device))
+        self.kmeans.load_labels(state["kmeans_labels"].to(self.bank.rows.device))
+
+    def bank_stats(self) -> dict:
+        """What the BankServer and the epoch metrics report about the clustering."""
+        sizes = self.kmeans.counts.float()
+        return {"cluster_size_min": int(sizes.min()), "cluster_size_max": int(sizes.max()),
+                "cluster_size_median": float(sizes.median()), "clusters_empty": int((sizes == 0).sum())}
+
+
+def bank_labels(bank: MemoryBank, km: OnlineKMeans, index: torch.Tensor) -> torch.Tensor:
+    """Cluster labels of global ``index`` (same index on every worker when sharded)."""
+    if not bank.shard.collective:
+        return km.labels[index]
+    out = torch.zeros_like(index)
+    mine, slots = bank.owned(index)
+    out[mine] = km.labels[slots]
+    return dist.all_reduce_sum(out)

@@ -24,6 +24,12 @@ STATE_FILE = "raycl_state.json"
 MODEL_FILE = "model.pt"
 DS_DIR = "deepspeed"
 DS_TAG = "raycl"
+METHOD_STATE_FILE = "method_state.pt"   # state gathered from every worker (the whole memory bank)
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    torch.save(obj, path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
 def rng_state() -> dict:

@@ -47,8 +47,11 @@ def aug_generator(seed: int, epoch: int, rank: int, device) -> torch.Generator:
 
 def save_checkpoint(engine, cfg, epoch: int, global_step: int, metrics: dict, rank: int,
                     history: list[dict]) -> None:
+    extra = engine.module.gather_state() if hasattr(engine.module, "gather_state") else None  # a collective
     with tempfile.TemporaryDirectory(prefix="raycl-ckpt-") as tmp:
         engine.save_checkpoint(os.path.join(tmp, ck.DS_DIR), tag=ck.DS_TAG)
+        if extra is not None and rank == 0:
+            ck.atomic_torch_save(extra, os.path.join(tmp, ck.METHOD_STATE_FILE))
         torch.save(ck.rng_state(), os.path.join(tmp, f"rng_rank{rank}.pt"))
         if rank == 0:
             ck.write_state(tmp, {"epoch": epoch, "global_step": global_step, "config": cfg.to_dict(),
@@ -68,6 +71,9 @@ def resume(engine, rank: int) -> tuple[int, int, list[dict]]:
         state = ck.read_state(d)
         ck.check_signature(state["signature"], engine.module.signature(), d)
         engine.load_checkpoint(os.path.join(d, ck.DS_DIR), tag=ck.DS_TAG)
+        method_state = os.path.join(d, ck.METHOD_STATE_FILE)
+        if os.path.exists(method_state):   # the whole bank: each worker takes its shard of it
+            engine.module.load_gathered_state(torch.load(method_state, weights_only=False))
         rng_file = os.path.join(d, f"rng_rank{rank}.pt")
         if os.path.exists(rng_file):
             ck.set_rng_state(torch.load(rng_file, weights_only=False))
@@ -118,6 +124,8 @@ def train_loop(config: dict) -> None:
                    "lr": float(engine.get_lr()[0]), "images_per_s": spe * cfg.data.batch_size / epoch_time,
                    "epoch_time_s": epoch_time, "corrupt_skipped": skipped_all,
                    **{f"method/{k}": v / spe for k, v in log_sums.items()}}
+        if hasattr(engine.module, "bank_stats"):
+            metrics.update({f"bank/{k}": v for k, v in engine.module.bank_stats().items()})
         if (epoch + 1) % cfg.eval.every_epochs == 0 or last:
             metrics["knn_top1"] = knn_monitor(engine.module.encoder(), train_src, eval_src, cfg, device)
         history.append(metrics)
