@@ -31,6 +31,19 @@ def sweep(path: str, overrides: list[str] | None = None, address: str | None = N
     return run_sweep(path, overrides, address, resume)
 
 
+def bank_server(run_name: str, address: str | None = None):
+    """The live BankServer actor of a run with ``method.bank_sync_every`` > 0 (joins Ray if needed).
+    Call its methods with ``ray.get(server.cluster_sizes.remote())``, ``.neighbours.remote(i, k)``,
+    ``.label_churn.remote()``, ``.stats.remote()``, ``.get_snapshot.remote()``."""
+    import ray
+
+    from raycl.train.bank_server import actor_name
+
+    if not ray.is_initialized():
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", logging_level="WARNING")
+    return ray.get_actor(actor_name(run_name))
+
+
 def _features(cfg: Config, backbone: torch.nn.Module):
     from raycl.data import build_sources
     from raycl.eval import extract

@@ -313,6 +313,8 @@ def validate(cfg: Config) -> None:
     if m.name == "clsa" and (not m.strong_sizes or min(m.strong_sizes) < 8):
         raise ConfigError(f"method.strong_sizes: CLSA needs at least one strong view of >= 8 px, got {m.strong_sizes}; "
                           "CLSA-Single uses [96], CLSA-Multi [224, 192, 160, 128, 96]")
+    if m.bank_sync_every and m.name != "interclr":
+        raise ConfigError(f"method.bank_sync_every: only interclr has a memory bank to serve, not {m.name}")
     if m.shuffle_bn and m.name not in ("moco_v2", "clsa"):
         raise ConfigError(f"method.shuffle_bn: only moco_v2 and clsa have a key encoder, not {m.name}")
     if m.shuffle_bn and cfg.model.sync_bn:

@@ -95,7 +95,7 @@ class _BankExpSum(torch.autograd.Function):
             dist.all_reduce_sum(s)
             r, b = dist.rank(), len(q_local)
             s = s[r * b:(r + 1) * b]
-        ctx.save_for_backward(e, rows)
+        ctx.save_for_backward(e, rows.clone())   # the bank is updated in place before backward runs
         ctx.tau, ctx.collective, ctx.b = tau, collective, len(q_local)
         return s.to(q_local.dtype)
 

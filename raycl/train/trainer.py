@@ -11,7 +11,7 @@ import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from raycl.errors import ConfigError, RayclError
+from raycl.errors import CheckpointError, ConfigError, RayclError
 from raycl.train import checkpoint as ck
 from raycl.train.worker import train_loop
 
@@ -73,6 +73,13 @@ def check_resume(cfg) -> str | None:
 
     state = ck.read_state(latest)
     ck.check_signature(state["signature"], build_method(cfg, cfg.data.channels).signature(), latest)
+    saved_world, stage = state.get("world_size"), state["config"]["distributed"]["zero_stage"]
+    if saved_world and saved_world != cfg.distributed.workers and max(stage, cfg.distributed.zero_stage) > 0:
+        raise CheckpointError(
+            f"{latest} was written by {saved_world} workers with ZeRO stage {stage}; DeepSpeed cannot "
+            f"re-partition ZeRO optimizer state for distributed.workers={cfg.distributed.workers}. Resume with "
+            f"distributed.workers={saved_world}, or train with distributed.zero_stage: 0 to change worker counts "
+            "(the memory bank itself is re-sharded either way)")
     return latest
 
 
@@ -120,6 +127,14 @@ def _fit(cfg):
     if resumed_from:
         print(f"[raycl] run {cfg.run.name!r} has a checkpoint at {resumed_from}: resuming", flush=True)
     d = cfg.distributed
+    if cfg.method.bank_sync_every:
+        from raycl.train import bank_server
+
+        st = storage(cfg)
+        # Snapshots go beside the run on local storage, else to a local directory of the head.
+        root = st["storage_path"] if "storage_filesystem" not in st and "://" not in st["storage_path"] \
+            else os.path.expanduser("~/.raycl/bank_server")
+        bank_server.start(cfg.run.name, os.path.join(root, cfg.run.name, "bank_server"))
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=cfg.to_dict(),

@@ -46,7 +46,7 @@ def aug_generator(seed: int, epoch: int, rank: int, device) -> torch.Generator:
 
 
 def save_checkpoint(engine, cfg, epoch: int, global_step: int, metrics: dict, rank: int,
-                    history: list[dict]) -> None:
+                    history: list[dict], resumes: list[int]) -> None:
     extra = engine.module.gather_state() if hasattr(engine.module, "gather_state") else None  # a collective
     with tempfile.TemporaryDirectory(prefix="raycl-ckpt-") as tmp:
         engine.save_checkpoint(os.path.join(tmp, ck.DS_DIR), tag=ck.DS_TAG)
@@ -56,17 +56,17 @@ def save_checkpoint(engine, cfg, epoch: int, global_step: int, metrics: dict, ra
         if rank == 0:
             ck.write_state(tmp, {"epoch": epoch, "global_step": global_step, "config": cfg.to_dict(),
                                  "signature": engine.module.signature(), "metrics": metrics,
-                                 "history": history})
+                                 "history": history, "resumes": resumes, "world_size": dist.world_size()})
             torch.save({"config": cfg.to_dict(), "state_dict": engine.module.state_dict()},
                        os.path.join(tmp, ck.MODEL_FILE))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def resume(engine, rank: int) -> tuple[int, int, list[dict]]:
+def resume(engine, rank: int) -> tuple[int, int, list[dict], list[int]]:
     """Load the latest checkpoint Ray Train knows of; return (epochs done, global step, history)."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return 0, 0, []
+        return 0, 0, [], []
     with checkpoint.as_directory() as d:
         state = ck.read_state(d)
         ck.check_signature(state["signature"], engine.module.signature(), d)
@@ -77,7 +77,8 @@ def resume(engine, rank: int) -> tuple[int, int, list[dict]]:
         rng_file = os.path.join(d, f"rng_rank{rank}.pt")
         if os.path.exists(rng_file):
             ck.set_rng_state(torch.load(rng_file, weights_only=False))
-    return state["epoch"] + 1, state["global_step"], state.get("history", [])
+    resumes = state.get("resumes", []) + [state["epoch"] + 1]
+    return state["epoch"] + 1, state["global_step"], state.get("history", []), resumes
 
 
 def train_loop(config: dict) -> None:
@@ -95,10 +96,15 @@ def train_loop(config: dict) -> None:
     spe = loader.steps_per_epoch
     engine = build_engine(cfg, cfg.data.channels, spe)
     views = make_views(cfg, engine.module)
-    start_epoch, global_step, history = resume(engine, rank)
+    start_epoch, global_step, history, resumes = resume(engine, rank)
     if rank == 0 and start_epoch:
         say(f"[raycl] resumed from epoch {start_epoch} (global step {global_step})")
 
+    pusher = None
+    if cfg.method.bank_sync_every and hasattr(engine.module, "bank"):
+        from raycl.train.bank_server import Pusher
+
+        pusher = Pusher(cfg.run.name, cfg.method.bank_sync_every)
     epochs = cfg.run.epochs
     progress = Progress(epochs * spe, spe, epochs, cfg.data.batch_size, global_step)
     stop_at = epochs if cfg.run.stop_after_epochs is None else min(epochs, start_epoch + cfg.run.stop_after_epochs)
@@ -114,6 +120,8 @@ def train_loop(config: dict) -> None:
                 log_sums[k] = log_sums.get(k, 0.0) + float(v)
             skipped += batch.skipped
             global_step += 1
+            if pusher is not None:
+                pusher.maybe_push(engine.module, global_step, logs, rank)
             if rank == 0 and ((step + 1) % cfg.run.log_every == 0 or step + 1 == spe):
                 say(progress.line(epoch, step, global_step, loss.item(), engine.get_lr()[0]))
         epoch_time = time.perf_counter() - t0
@@ -133,7 +141,11 @@ def train_loop(config: dict) -> None:
             knn = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
             say(f"[raycl] epoch {epoch + 1}/{epochs} done: loss {metrics['loss']:.4f}{knn} "
                   f"images/s {metrics['images_per_s']:.0f}")
+        if pusher is not None:
+            metrics["bank/pushes_skipped"] = pusher.skipped
         if (epoch + 1) % cfg.run.checkpoint_every == 0 or last or epoch + 1 == stop_at:
-            save_checkpoint(engine, cfg, epoch, global_step, metrics, rank, history)
+            save_checkpoint(engine, cfg, epoch, global_step, metrics, rank, history, resumes)
         else:
             ray.train.report(metrics)
+    if pusher is not None:
+        pusher.flush()
