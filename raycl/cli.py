@@ -69,6 +69,15 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=2)
     _overrides(c)
     _address(c)
+    c = bsub.add_parser("bank", help="bank update + k-means + semi-hard sampling per step vs a naive sampler")
+    c.add_argument("--n", type=int, default=100_000, help="bank rows (ImageNet: 1281167)")
+    c.add_argument("--clusters", type=int, default=10_000)
+    c.add_argument("--negatives", type=int, default=16_384)
+    c.add_argument("--batch", type=int, default=256, help="per worker")
+    c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--steps", type=int, default=5)
+    c.add_argument("--gpu", action="store_true", help="run the workers on GPUs")
+    _address(c)
     c = bsub.add_parser("quality", help="every method, same budget, built-in digits: kNN / linear top-1, images/s")
     c.add_argument("--config", default=None, help="default: the demo config")
     c.add_argument("--methods", default="all", help="comma-separated method names (default: all)")
@@ -103,6 +112,11 @@ def run(args) -> int:
     elif args.cmd == "bench":
         from raycl.train import bench
 
+        if args.bench_cmd == "bank":
+            cfg = load_config(api.demo_config_path(), [f"distributed.use_gpu={str(args.gpu).lower()}"])
+            print(json.dumps(bench.bank(cfg, args.n, args.clusters, args.negatives, args.batch, args.workers,
+                                        args.steps, address=args.address)))
+            return 0
         cfg = load_config(args.config or api.demo_config_path(), args.overrides)
         if args.bench_cmd == "quality":
             from raycl.train.quality import PRESETS, format_table, quality

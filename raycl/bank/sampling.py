@@ -36,16 +36,30 @@ def _random_among(bank: MemoryBank, candidates: torch.Tensor, anchor_index: torc
     return top_k_mask(make_keys(u, bank.global_rows, candidates), k, bank.shard.collective)
 
 
+def _scatter(shape, cols: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(shape, dtype=torch.bool, device=cols.device).scatter_(1, cols, chosen)
+
+
 def intra_negatives(bank: MemoryBank, anchor_index: torch.Tensor, k: int, seed: int, step: int) -> torch.Tensor:
-    """K rows at random from the whole bank, never the anchor's own row."""
-    other = bank.global_rows.view(1, -1) != anchor_index.view(-1, 1)
-    if k > bank.size - 1:
-        raise ValueError(f"K={k} intra negatives requested but the bank has {bank.size - 1} other rows")
-    return _random_among(bank, other, anchor_index, k, seed, step, INTRA)
+    """K rows drawn uniformly with replacement from the bank minus the anchor's own row (NPID and
+    InterCLR draw intra-image negatives this way). Returns a count matrix [A, n_local]: how often
+    each of this worker's rows was drawn for each anchor. Draws depend on (seed, step, anchor)
+    only, so every layout draws the same rows."""
+    if bank.size < 2:
+        raise ValueError("intra negatives need a bank of at least 2 rows")
+    u = hash_u32(seed, INTRA, step, anchor_index, torch.arange(k, device=anchor_index.device))
+    r = u % (bank.size - 1)
+    draws = r + (r >= anchor_index.view(-1, 1)).long()                       # skip the anchor itself
+    mine = draws % bank.shard.world == bank.shard.rank
+    rows = torch.arange(len(anchor_index), device=draws.device).view(-1, 1).expand_as(draws)
+    counts = torch.zeros(len(anchor_index), len(bank.global_rows), device=draws.device)
+    return counts.index_put_((rows[mine], draws[mine] // bank.shard.world), torch.ones_like(draws[mine], dtype=counts.dtype),
+                             accumulate=True)
 
 
 def inter_negatives(bank: MemoryBank, kmeans: OnlineKMeans, anchors: torch.Tensor, anchor_index: torch.Tensor,
                     anchor_labels: torch.Tensor, k: int, strategy: str, seed: int, step: int) -> torch.Tensor:
+    """Boolean [A, n_local]: the K negatives of each anchor that this worker's rows hold."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown negative sampling strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
     collective = bank.shard.collective
@@ -56,13 +70,18 @@ def inter_negatives(bank: MemoryBank, kmeans: OnlineKMeans, anchors: torch.Tenso
                          "outside its cluster; lower method.num_negatives or use fewer clusters")
     if strategy == "random":
         return _random_among(bank, other, anchor_index, k, seed, step, INTER)
-    sim = anchors @ bank.rows.t()
-    sim_keys = make_keys(float_u32(sim if strategy != "semi_easy" else -sim), bank.global_rows, other)
+    sim = anchors.to(bank.rows.dtype) @ bank.rows.t()
+    sim = (sim if strategy != "semi_easy" else -sim).masked_fill(~other, float("-inf"))
+    # Only each shard's local top candidates can be among the global top: keys for those alone.
+    m = k if strategy == "hard" else torch.clamp((n_other * 0.1).ceil().long(), min=k)
+    vals, cols = sim.topk(min(int(m.max()) if torch.is_tensor(m) else m, sim.shape[1]), dim=1)
+    gcols = bank.global_rows[cols]
+    keys = make_keys(float_u32(vals), gcols, torch.isfinite(vals))
     if strategy == "hard":
-        return top_k_mask(sim_keys, k, collective)
-    m = torch.clamp((n_other * 0.1).ceil().long(), min=k)
-    near = sim_keys >= kth_largest(sim_keys, m, collective).view(-1, 1)
-    return _random_among(bank, near & other, anchor_index, k, seed, step, INTER)
+        return _scatter(sim.shape, cols, top_k_mask(keys, k, collective))
+    near = keys >= kth_largest(keys, m, collective).view(-1, 1)             # the nearest (farthest) 10%
+    u = hash_u32(seed, INTER, step, anchor_index, gcols)
+    return _scatter(sim.shape, cols, top_k_mask(make_keys(u, gcols, near), k, collective))
 
 
 def inter_positives(bank: MemoryBank, kmeans: OnlineKMeans, anchor_index: torch.Tensor, anchor_labels: torch.Tensor,
@@ -71,10 +90,15 @@ def inter_positives(bank: MemoryBank, kmeans: OnlineKMeans, anchor_index: torch.
     same = kmeans.labels.view(1, -1) == anchor_labels.view(-1, 1)
     not_self = bank.global_rows.view(1, -1) != anchor_index.view(-1, 1)
     alone = count(same & not_self, bank.shard.collective) == 0
-    cand = same & (not_self | alone.view(-1, 1))
-    mask = _random_among(bank, cand, anchor_index, 1, seed, step, POSITIVE)
-    local = torch.where(mask.any(1), bank.global_rows[mask.float().argmax(1)], torch.zeros_like(anchor_index))
-    return dist.all_reduce_sum(local) if bank.shard.collective else local
+    ai, ci = (same & (not_self | alone.view(-1, 1))).nonzero(as_tuple=True)   # ~A x N / clusters pairs
+    rows = bank.global_rows[ci]
+    keys = make_keys(hash_u32(seed, POSITIVE, step, anchor_index[ai], rows.view(-1, 1)), rows.view(-1, 1),
+                     torch.ones(len(rows), 1, dtype=torch.bool, device=rows.device)).squeeze(1)
+    best = torch.full((len(anchor_index),), -1, dtype=torch.int64, device=rows.device)
+    best = best.scatter_reduce(0, ai, keys, "amax")
+    if bank.shard.collective:
+        best = dist.all_gather_nograd(best.view(1, -1)).amax(0)
+    return (1 << 31) - 1 - (best & ((1 << 31) - 1))
 
 
 def selected_global(bank: MemoryBank, mask: torch.Tensor) -> list[torch.Tensor]:

@@ -6,6 +6,15 @@ import torch
 import torch.distributed as dist
 
 
+# Bytes this process sent into collectives (counted when world > 1), for benchmarks' traffic figures.
+traffic = {"all_gather": 0, "all_reduce": 0, "broadcast": 0}
+
+
+def _count(kind: str, t: torch.Tensor, rows: int | None = None) -> None:
+    n = t.numel() if rows is None else rows * (t[0].numel() if len(t) else 0)
+    traffic[kind] += n * t.element_size()
+
+
 def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized()
 
@@ -26,12 +35,14 @@ class _AllGather(torch.autograd.Function):
     def forward(ctx, x):
         ctx.n = x.shape[0]
         out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        _count("all_gather", x)
         dist.all_gather(out, x.contiguous())
         return torch.cat(out)
 
     @staticmethod
     def backward(ctx, grad):
         grad = grad.contiguous()
+        _count("all_reduce", grad)
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         r = dist.get_rank()
         return grad[r * ctx.n:(r + 1) * ctx.n]
@@ -56,12 +67,14 @@ def all_gather_nograd(x: torch.Tensor) -> torch.Tensor:
     m = int(max(s.item() for s in sizes))
     pad = torch.zeros((m - x.shape[0],) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
     out = [torch.empty((m,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device) for _ in sizes]
+    _count("all_gather", x, rows=m)
     dist.all_gather(out, torch.cat([x, pad]).contiguous())
     return torch.cat([o[: int(s.item())] for o, s in zip(out, sizes)])
 
 
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     if world_size() > 1:
+        _count("all_reduce", x)
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x
 
@@ -69,5 +82,6 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
 def broadcast(x: torch.Tensor, src: int = 0) -> torch.Tensor:
     """Every rank gets rank ``src``'s tensor (in place)."""
     if world_size() > 1:
+        _count("broadcast", x)
         dist.broadcast(x, src)
     return x

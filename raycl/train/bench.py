@@ -153,3 +153,100 @@ def lars(cfg, steps: int = 20, repeats: int = 3, workers: int = 2, address: str 
             "ratio": round(m["lars_step_s"] / m["sgd_step_s"], 4),
             "norm_allreduce_bytes": m["norm_allreduce_bytes"], "grad_reduce_bytes": m["grad_reduce_bytes"],
             "bytes_ratio": round(m["norm_allreduce_bytes"] / m["grad_reduce_bytes"], 6)}
+
+
+def _bank_worker(config: dict) -> None:
+    """One InterCLR bank step (update + k-means + semi-hard negatives), timed on this worker's shard,
+    against a naive semi-hard sampler (full sort of every anchor's similarities) on the same rows."""
+    import torch.nn.functional as F
+
+    from raycl import dist
+    from raycl.bank import MemoryBank, OnlineKMeans, Shard, inter_negatives
+
+    c = config
+    device = ray.train.torch.get_device()
+    r, w = dist.rank(), dist.world_size()
+    t0 = time.perf_counter()
+    bank = MemoryBank(c["n"], c["dim"], 0.5, Shard(r, w), seed=0).to(device)
+    km = OnlineKMeans(c["clusters"], bank, seed=0).to(device)
+    km.bank = [bank]
+    km.initialize(iters=c["kmeans_iters"])
+    init_s = time.perf_counter() - t0
+    g = torch.Generator(device="cpu").manual_seed(1)
+    batches = [(torch.randint(c["n"], (c["batch"] * w,), generator=g).to(device),
+                F.normalize(torch.randn(c["batch"] * w, c["dim"], generator=g), dim=1).to(device))
+               for _ in range(c["steps"] + 1)]
+    sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
+    parts = {"update": [], "kmeans": [], "semi_hard": []}
+
+    def step(i):
+        index, v = batches[i]
+        a_index, a_v = (index, v) if w > 1 else (index[:c["batch"]], v[:c["batch"]])
+        t = time.perf_counter()
+        bank.update(index, v)
+        sync()
+        t1 = time.perf_counter()
+        km.step(index)
+        sync()
+        t2 = time.perf_counter()
+        labels = torch.zeros_like(a_index)
+        mine, slots = bank.owned(a_index)
+        labels[mine] = km.labels[slots]
+        labels = dist.all_reduce_sum(labels) if w > 1 else labels
+        inter_negatives(bank, km, a_v, a_index, labels, c["negatives"], "semi_hard", 0, i)
+        sync()
+        t3 = time.perf_counter()
+        return t1 - t, t2 - t1, t3 - t2
+
+    step(0)   # warm-up
+    before = dict(dist.traffic)
+    for i in range(1, c["steps"] + 1):
+        for k, dt in zip(parts, step(i)):
+            parts[k].append(dt)
+    traffic = {k: (dist.traffic[k] - before[k]) / c["steps"] for k in before}
+
+    def naive_semi_hard(i):
+        """Full descending sort of each anchor's similarities to all N rows (the whole bank on one
+        worker), drop the anchor's cluster, K uniform draws from the nearest 10%."""
+        index, v = batches[i]
+        rows, labels = bank.full(), km.all_labels()
+        a, alab = v[:c["batch"]], labels[index[:c["batch"]]]
+        order = (a @ rows.t()).argsort(dim=1, descending=True)
+        keep = labels[order] != alab.view(-1, 1)
+        m = int(0.1 * c["n"])
+        picks = []
+        for row in range(len(a)):
+            cand = order[row][keep[row]][:m]
+            picks.append(cand[torch.randperm(len(cand), device=cand.device)[:c["negatives"]]])
+        sync()
+        return picks
+
+    naive = []
+    for i in range(1, min(c["steps"], 3) + 1):
+        t = time.perf_counter()
+        naive_semi_hard(i)
+        naive.append(time.perf_counter() - t)
+    _report({"parts_ms": {k: 1000 * statistics.median(v) for k, v in parts.items()},
+             "naive_semi_hard_ms": 1000 * statistics.median(naive), "traffic_bytes_per_step": traffic,
+             "bank_bytes_per_worker": bank.nbytes() + km.labels.numel() * km.labels.element_size(),
+             "centroid_bytes": km.centroids.numel() * km.centroids.element_size(), "init_s": init_s,
+             "device": str(device)})
+
+
+def bank(cfg, n: int, clusters: int, negatives: int, batch: int, workers: int = 1, steps: int = 5,
+         dim: int = 128, kmeans_iters: int = 5, address: str | None = None) -> dict:
+    extra = {"n": n, "clusters": clusters, "negatives": negatives, "batch": batch, "steps": steps, "dim": dim,
+             "kmeans_iters": kmeans_iters}
+    m, cfg = _run(_bank_worker, cfg, workers, extra, address)
+    ours = sum(m["parts_ms"].values())
+    resnet50_grad_bytes = 25_557_032 * 4
+    return {"bench": "bank", "device": m["device"], "workers": workers, **extra,
+            "step_ms": round(ours, 2), **{f"{k}_ms": round(v, 2) for k, v in m["parts_ms"].items()},
+            "naive_semi_hard_ms": round(m["naive_semi_hard_ms"], 2),
+            "semi_hard_speedup_vs_naive": round(m["naive_semi_hard_ms"] / m["parts_ms"]["semi_hard"], 2),
+            "bank_MiB_per_worker": round(m["bank_bytes_per_worker"] / 2**20, 2),
+            "expected_MiB_N_D_4_over_W": round(n * dim * 4 / workers / 2**20, 2),
+            "centroids_MiB": round(m["centroid_bytes"] / 2**20, 2),
+            "traffic_bytes_per_step": {k: int(v) for k, v in m["traffic_bytes_per_step"].items()},
+            "traffic_vs_resnet50_grad_allreduce": round(sum(m["traffic_bytes_per_step"].values()) / resnet50_grad_bytes, 4),
+            "init_s": round(m["init_s"], 2)}

@@ -12,8 +12,8 @@ from raycl.config import apply_overrides, from_dict
 
 PRESETS: dict[str, list[str]] = {
     "simclr": [],
-    "moco_v2": ["method.queue_size=2048", "method.temperature=0.2", "method.key_momentum=0.99"],
-    "clsa": ["method.queue_size=2048", "method.temperature=0.2", "method.key_momentum=0.99",
+    "moco_v2": ["method.queue_size=2048", "method.temperature=0.2", "method.key_momentum=0.99", "optim.base_lr=0.06"],
+    "clsa": ["method.queue_size=2048", "method.temperature=0.2", "method.key_momentum=0.99", "optim.base_lr=0.06",
              "method.strong_sizes=[16]"],
     "supcon": ["method.temperature=0.1"],
     "tcl": ["method.supervised=true", "method.k1=4000", "method.k2=1", "method.temperature=0.1"],
