@@ -31,17 +31,55 @@ def sweep(path: str, overrides: list[str] | None = None, address: str | None = N
     return run_sweep(path, overrides, address, resume)
 
 
+def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Join a Ray cluster (``address``, else $RAY_ADDRESS) or start a local instance; True when a
+    local instance was started. Later ``train``/``sweep`` calls reuse the connection."""
+    from raycl.train.trainer import init_ray
+
+    return init_ray(address, num_cpus)
+
+
+def latest_checkpoint(cfg: Config) -> str | None:
+    """The newest checkpoint of ``cfg``'s run so far (local storage), e.g. to plot a run that is
+    still training with ``history``."""
+    from raycl.train.trainer import latest_local_checkpoint
+
+    return latest_local_checkpoint(cfg)
+
+
+def neighbours(checkpoint: str, queries: int = 5, k: int = 5, seed: int = 0) -> dict:
+    """Nearest training images (cosine, frozen encoder) of ``queries`` random held-out images:
+    {"query_images", "neighbour_images" [q, k, ...], "query_labels", "neighbour_labels"}."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from raycl.data import build_sources
+    from raycl.eval import extract
+
+    cfg, method = load_checkpoint_model(checkpoint)
+    train_src, eval_src = build_sources(cfg)
+    tr, tr_y = extract(method.encoder(), train_src)
+    te, te_y = extract(method.encoder(), eval_src)
+    pick = np.random.default_rng(seed).choice(len(te), queries, replace=False)
+    sim = F.normalize(te[pick], dim=1) @ F.normalize(tr, dim=1).t()
+    nn_idx = sim.topk(k, dim=1).indices.numpy()
+    # extract() keeps the valid rows in order: index the images the same way
+    train_images, eval_images = ((d.images[np.flatnonzero(d.valid)]) for d in (train_src.read_all(), eval_src.read_all()))
+    return {"query_images": eval_images[pick], "neighbour_images": train_images[nn_idx],
+            "query_labels": te_y[pick].numpy(), "neighbour_labels": tr_y.numpy()[nn_idx]}
+
+
 def bank_server(run_name: str, address: str | None = None):
     """The live BankServer actor of a run with ``method.bank_sync_every`` > 0 (joins Ray if needed).
     Call its methods with ``ray.get(server.cluster_sizes.remote())``, ``.neighbours.remote(i, k)``,
     ``.label_churn.remote()``, ``.stats.remote()``, ``.get_snapshot.remote()``."""
     import ray
 
-    from raycl.train.bank_server import actor_name
+    from raycl.train.bank_server import get
 
     if not ray.is_initialized():
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", logging_level="WARNING")
-    return ray.get_actor(actor_name(run_name))
+    return get(run_name)
 
 
 def _features(cfg: Config, backbone: torch.nn.Module):

@@ -69,6 +69,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=2)
     _overrides(c)
     _address(c)
+    c = bsub.add_parser("step", help="raycl's step (Ray worker, DeepSpeed ZeRO-1/2, LARS, bf16) vs a bare PyTorch loop")
+    c.add_argument("--arch", default="resnet18_cifar", help="resnet18_cifar or resnet50")
+    c.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    c.add_argument("--zero", default="1,2", help="ZeRO stages to measure, comma-separated")
+    c.add_argument("--steps", type=int, default=20)
+    c.add_argument("--repeats", type=int, default=3)
+    _overrides(c)
+    _address(c)
     c = bsub.add_parser("bank", help="bank update + k-means + semi-hard sampling per step vs a naive sampler")
     c.add_argument("--n", type=int, default=100_000, help="bank rows (ImageNet: 1281167)")
     c.add_argument("--clusters", type=int, default=10_000)
@@ -112,6 +120,15 @@ def run(args) -> int:
     elif args.cmd == "bench":
         from raycl.train import bench
 
+        if args.bench_cmd == "step":
+            gpu = args.device == "cuda"
+            base = ["optim.name=lars", "method.name=simclr", f"distributed.use_gpu={str(gpu).lower()}",
+                    f"distributed.precision={'bf16' if gpu else 'fp32'}"]
+            cfg = load_config(api.demo_config_path(), base + list(args.overrides))
+            for row in bench.step(cfg, args.arch, [int(z) for z in args.zero.split(",")], args.steps, args.repeats,
+                                  args.address):
+                print(json.dumps(row))
+            return 0
         if args.bench_cmd == "bank":
             cfg = load_config(api.demo_config_path(), [f"distributed.use_gpu={str(args.gpu).lower()}"])
             print(json.dumps(bench.bank(cfg, args.n, args.clusters, args.negatives, args.batch, args.workers,

@@ -109,6 +109,7 @@ class DistributedConfig:
     grad_accum: int = _f(1, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"
     torch_threads: Optional[int] = _f(None, ge=1, help="intra-op threads per CPU worker")
+    channels_last: bool = False   # NHWC inputs (GPU convolutions run NHWC kernels); parameters stay as DeepSpeed laid them out
 
 
 @dataclass

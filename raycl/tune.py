@@ -169,7 +169,10 @@ def sweep(path: str, overrides: list[str] | None = None, address: str | None = N
             values = df[spec.metric].dropna() if df is not None and spec.metric in df else []
             best = (max(values) if spec.mode == "max" else min(values)) if len(values) else None
             epochs = int(df["epoch"].max()) if df is not None and "epoch" in df else 0
+            curve = ([[int(e), float(m)] for e, m in zip(df["epoch"], df[spec.metric]) if m == m]
+                     if df is not None and "epoch" in df and spec.metric in df else [])
             rows.append({"trial": r.path.rstrip("/").split("/")[-1], "config": {k: r.config[k] for k in spec.space},
+                         "curve": curve,
                          "best_" + spec.metric: best, "epochs": epochs,
                          "stopped_early": r.error is None and epochs < cfg.run.epochs,
                          "error": None if r.error is None else str(r.error).splitlines()[0]})

@@ -117,7 +117,7 @@ def _actor(name):
     import ray
 
     try:
-        return ray.get_actor(name)
+        return ray.get_actor(name, namespace="raycl")
     except ValueError:
         return None
 

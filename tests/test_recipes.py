@@ -17,7 +17,7 @@ def on_cpu(tmp_path, *extra):
             "distributed.precision=fp32", "distributed.cpus_per_worker=1", "distributed.torch_threads=1",
             "run.epochs=1", "run.checkpoint_every=1", "run.max_failures=0", "optim.warmup_epochs=0", "eval.knn_k=20",
             f"run.storage_path={tmp_path}", "method.bank_size=192", "method.num_clusters=10",
-            "method.num_negatives=32", *extra]
+            "method.num_negatives=32", "optim.schedule=cosine", "optim.milestones=[]", *extra]
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)

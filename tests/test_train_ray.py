@@ -30,6 +30,17 @@ def test_zero_stages_train_alike(ray_cluster, tiny_cfg):
         states[stage] = final_state(res)
     assert_same_params(states[1], states[0])
     assert_same_params(states[2], states[0])
+    # NHWC inputs under ZeRO-2: the same training, and every parameter still moves
+    cfg = tiny_cfg("distributed.zero_stage=2", "distributed.channels_last=true", "run.epochs=1", "run.name=zero2cl")
+    cl = final_state(fit(cfg))
+    assert_same_params(cl, states[0], rtol=1e-4, atol=1e-5)
+    from raycl.methods import build_method
+
+    torch.manual_seed(cfg.run.seed)
+    init = build_method(cfg, cfg.data.channels).state_dict()
+    moved = [k for k, v in init.items() if v.is_floating_point() and "running" not in k and not torch.equal(v, cl[k])]
+    params = [k for k, v in init.items() if v.is_floating_point() and "running" not in k]
+    assert moved == params
 
 
 def test_stop_and_resume_equals_uninterrupted_run(ray_cluster, tiny_cfg):

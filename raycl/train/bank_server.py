@@ -26,6 +26,7 @@ import torch
 import ray
 
 KEEP = 3
+NAMESPACE = "raycl"   # fixed, so a notebook or another job finds the server by run name
 
 
 def actor_name(run_name: str) -> str:
@@ -123,14 +124,19 @@ class BankServer:
 
 def start(run_name: str, directory: str):
     """Get or create the run's named BankServer (it outlives a worker-group restart)."""
-    return BankServer.options(name=actor_name(run_name), get_if_exists=True, lifetime="detached").remote(directory)
+    return BankServer.options(name=actor_name(run_name), namespace=NAMESPACE, get_if_exists=True,
+                              lifetime="detached").remote(directory)
+
+
+def get(run_name: str):
+    return ray.get_actor(actor_name(run_name), namespace=NAMESPACE)
 
 
 class Pusher:
     """Worker side: fire-and-forget pushes, at most one in flight."""
 
     def __init__(self, run_name: str, every: int):
-        self.every, self.server, self.inflight, self.skipped = every, ray.get_actor(actor_name(run_name)), None, 0
+        self.every, self.server, self.inflight, self.skipped = every, get(run_name), None, 0
 
     def maybe_push(self, method, step: int, stats: dict, world_rank: int) -> None:
         bank, km = method.bank, method.kmeans

@@ -46,7 +46,15 @@ def _report(out: dict) -> None:
         ray.train.report({"done": 1}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
-def _batch(cfg, rank: int, world: int):
+def _batch(cfg, rank: int, world: int, synthetic: bool = False):
+    if synthetic:   # random images of the configured size: the bench measures compute, not data
+        import numpy as np
+
+        rng = np.random.default_rng(rank)
+        b = cfg.data.batch_size // world
+        shape = (b, cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
+        return (rng.integers(0, 256, shape, dtype=np.uint8), np.arange(rank * b, (rank + 1) * b),
+                rng.integers(0, 10, b))
     from raycl.data import build_sources
 
     data = build_sources(cfg)[0].read_all()
@@ -62,24 +70,33 @@ def _overhead_worker(config: dict) -> None:
 
     cfg = from_dict(config["cfg"])
     device = ray.train.torch.get_device()
-    images, index, labels = _batch(cfg, 0, 1)
+    images, index, labels = _batch(cfg, 0, 1, config.get("synthetic", False))
     torch.manual_seed(cfg.run.seed)
     bare = build_method(cfg, cfg.data.channels).to(device)
     opt = build_optimizer(bare, cfg.optim, cfg.lr)
     views = make_views(cfg, bare)
     g = torch.Generator(device=device).manual_seed(0)
     t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    # The bare loop's bf16 is autocast over fp32 weights (what a PyTorch user writes); DeepSpeed's is
+    # bf16 weights with fp32 master copies.
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.distributed.precision == "bf16"
+                else torch.autocast(device.type, enabled=False))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def bare_step():
-        loss, _ = bare(MethodBatch(views(t(images), g), t(index), t(labels)))
+        with autocast:
+            loss, _ = bare(MethodBatch(views(t(images), g), t(index), t(labels)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sync()
 
     engine = build_engine(cfg, cfg.data.channels, steps_per_epoch=1000)
-    t_bare, t_raycl = _alternate(
-        bare_step, lambda: train_step(engine, views, images, index, labels, cfg.distributed.grad_accum, g, device),
-        config["steps"], config["repeats"])
+    def raycl_step():
+        train_step(engine, views, images, index, labels, cfg.distributed.grad_accum, g, device)
+        sync()
+
+    t_bare, t_raycl = _alternate(bare_step, raycl_step, config["steps"], config["repeats"])
     _report({"bare_step_s": t_bare, "raycl_step_s": t_raycl, "threads": torch.get_num_threads()})
 
 
@@ -135,6 +152,37 @@ def _describe(cfg) -> dict:
     return {"backbone": cfg.model.backbone, "width": cfg.model.width, "batch": cfg.data.batch_size,
             "workers": cfg.distributed.workers, "zero_stage": cfg.distributed.zero_stage,
             "device": "gpu" if cfg.distributed.use_gpu else "cpu"}
+
+
+ARCHS = {
+    # SimCLR's CIFAR setting and its ImageNet setting, per-GPU batch sizes that fit one GPU
+    "resnet18_cifar": ["model.backbone=resnet18", "model.stem=small", "model.width=64", "data.image_size=32",
+                       "data.channels=3", "data.batch_size=512", "model.proj_hidden_dim=2048", "model.proj_out_dim=128"],
+    "resnet50": ["model.backbone=resnet50", "model.stem=imagenet", "model.width=64", "data.image_size=224",
+                 "data.channels=3", "data.batch_size=128", "model.proj_hidden_dim=2048", "model.proj_out_dim=128"],
+}
+
+
+def step(cfg, arch: str, zero_stages=(1, 2), steps: int = 20, repeats: int = 3, address: str | None = None) -> list[dict]:
+    """raycl's training step (Ray Train worker, DeepSpeed ZeRO-1/2, the config's optimizer and
+    precision, SimCLR) against a bare PyTorch loop with the same model, batch, loss, optimizer and
+    precision, timed alternately in one worker. One row per ZeRO stage."""
+    from raycl.config import apply_overrides
+
+    if arch not in ARCHS:
+        raise ValueError(f"bench step: unknown --arch {arch!r}; available: {', '.join(ARCHS)}")
+    rows = []
+    for stage in zero_stages:
+        c = from_dict(apply_overrides(cfg.to_dict(), ARCHS[arch] + [f"distributed.zero_stage={stage}",
+                                                                    "distributed.workers=1"]))
+        m, c = _run(_overhead_worker, c, 1, {"steps": steps, "repeats": repeats, "synthetic": True}, address)
+        b = c.data.batch_size
+        rows.append({"bench": "step", "arch": arch, **_describe(c), "optimizer": c.optim.name,
+                     "precision": c.distributed.precision, "channels_last": c.distributed.channels_last,
+                     "bare_step_s": round(m["bare_step_s"], 5), "raycl_step_s": round(m["raycl_step_s"], 5),
+                     "speed_vs_bare": round(m["bare_step_s"] / m["raycl_step_s"], 4),
+                     "images_per_s_raycl": round(b / m["raycl_step_s"], 1)})
+    return rows
 
 
 def overhead(cfg, steps: int = 20, repeats: int = 3, address: str | None = None) -> dict:

@@ -65,7 +65,21 @@ def attach_lars(engine, optimizer) -> None:
 
 
 def make_views(cfg, method):
-    """The views a method asks for: ``method.n_views`` of them, SimCLR-augmented or the plain images."""
+    """The views a method asks for (see ``_views``), NHWC when ``distributed.channels_last``.
+
+    channels_last goes on the inputs, never the parameters: DeepSpeed's ZeRO keeps each parameter
+    as a view into its flat buffers, and ``model.to(memory_format=channels_last)`` after
+    ``initialize`` re-allocates them (ZeRO-2 then steps buffers the model no longer reads), while
+    converting before ``initialize`` fails. A channels_last input is enough for cuDNN to choose NHWC
+    kernels; the outputs and gradients follow it."""
+    views = _views(cfg, method)
+    if not cfg.distributed.channels_last:
+        return views
+    return lambda images, g: [v.contiguous(memory_format=torch.channels_last) for v in views(images, g)]
+
+
+def _views(cfg, method):
+    """``method.n_views`` views, SimCLR-augmented, CLSA weak + strong, supervised, or the plain images."""
     kind = getattr(method, "augmentation", "simclr")
     if kind == "none":
         return lambda images, g: [eval_view(images)] * method.n_views

@@ -1,0 +1,20 @@
+"""What every job entry point shares: parse, run, print the result as JSON, raycl errors as one line."""
+import argparse
+import json
+import sys
+
+from raycl.errors import RayclError
+
+
+def main(doc: str, run, config_required: bool = True) -> None:
+    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    ap.add_argument("--config", required=config_required)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("overrides", nargs="*", metavar="section.key=value")
+    args = ap.parse_args()
+    try:
+        # Inside a Ray job RAY_ADDRESS is set, so raycl joins the job's cluster.
+        print(json.dumps(run(args)), flush=True)
+    except RayclError as e:
+        print(f"raycl: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,106 @@
+"""`ray job submit` for real: a head started with `ray start` on 127.0.0.1 with token
+authentication, jobs/pretrain.py submitted through the CLI, the run's summary and checkpoint
+checked, and only the processes of that head stopped afterwards (the suite's own Ray instance
+keeps running)."""
+import json
+import os
+import pathlib
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BIN = pathlib.Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_head(temp_dir: str) -> None:
+    """Kill every process of the head started with ``--temp-dir temp_dir`` (not `ray stop`, which
+    would stop all Ray instances on the machine)."""
+    import psutil
+
+    procs = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if temp_dir in " ".join(p.info["cmdline"] or []):
+                procs.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    for p in alive:
+        p.kill()
+
+
+@pytest.fixture
+def head():
+    temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")     # short: Ray's socket paths are length-limited
+    token = os.path.join(temp_dir, "token")
+    with open(token, "w") as fh:
+        fh.write(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token, "RAY_DISABLE_USAGE_STATS": "1",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("RAY_ADDRESS", None)
+    port, dash = free_port(), free_port()
+    # every port of its own: the suite's Ray instance already holds the defaults (the dashboard
+    # agent's 52365 among them), and a head whose agent cannot bind accepts no jobs
+    ports = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                  "metrics-export-port", "runtime-env-agent-port",
+                                                  "node-manager-port", "object-manager-port",
+                                                  "ray-client-server-port")]
+    subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    "--num-cpus=2", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", *ports,
+                    f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    try:
+        yield {"env": env, "address": f"http://127.0.0.1:{dash}", "temp_dir": temp_dir}
+    finally:
+        stop_head(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_job_submit_runs_pretrain_with_token_auth(head, tmp_path):
+    runs = tmp_path / "runs"
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", head["address"], "--working-dir", str(ROOT),
+           "--", sys.executable, "jobs/pretrain.py", "--config", "jobs/configs/simclr_mnist_demo.yaml",
+           "data.num_samples=256", "data.batch_size=64", "model.width=8", "model.proj_hidden_dim=32",
+           "model.proj_out_dim=16", "run.epochs=1", "run.checkpoint_every=1", "optim.warmup_epochs=0",
+           "eval.knn_k=20", "distributed.torch_threads=1", f"run.storage_path={runs}", "run.name=job"]
+    t0 = time.time()
+    for _ in range(30):    # the head's job agent comes up a few seconds after `ray start` returns
+        out = subprocess.run(cmd, env=head["env"], capture_output=True, text=True, timeout=600)
+        if "No available agent" not in out.stdout + out.stderr:
+            break
+        time.sleep(2)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    job_id = re.search(r"raysubmit_\w+", out.stdout + out.stderr).group(0)
+    status = subprocess.run([str(BIN / "ray"), "job", "status", "--address", head["address"], job_id],
+                            env=head["env"], capture_output=True, text=True, timeout=120)
+    assert "succeeded" in (status.stdout + status.stderr).lower()
+    summary = json.loads(next(line for line in out.stdout.splitlines() if line.startswith('{"epoch"')))
+    assert summary["epoch"] == 1 and summary["global_step"] == 4 and 0 <= summary["knn_top1"] <= 1
+    assert os.path.exists(os.path.join(summary["checkpoint"], "model.pt"))
+    assert summary["checkpoint"].startswith(str(runs))
+    # without the token the job API refuses the same submission
+    env = {k: v for k, v in head["env"].items() if k != "RAY_AUTH_TOKEN_PATH"}
+    env["HOME"] = str(tmp_path)               # no ~/.ray/auth_token to fall back on
+    denied = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert denied.returncode != 0 and "token" in (denied.stdout + denied.stderr).lower()
+    assert time.time() - t0 < 600
