@@ -44,7 +44,7 @@ nb.cells = [
          "plt.show()\n"
          "[(t['config'], t['epochs'], t['stopped_early']) for t in result['trials']]"),
     md("## Train the best config\n`best_config.yaml` is a plain raycl config: `raycl train` accepts it as is."),
-    code("best = load_config(result['best_config'], ['run.epochs=1'] if TINY else [])\n"
+    code("best = load_config(result['best_config'], ['run.epochs=1', 'run.checkpoint_every=1'] if TINY else [])\n"
          "metrics = api.train(best)\n"
          "json.dump(metrics, open(path + '.best.json', 'w'))\n"
          "{k: metrics[k] for k in ('epoch', 'loss', 'knn_top1')}"),
