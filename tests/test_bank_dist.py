@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from raycl import dist
 from raycl.bank import (MemoryBank, OnlineKMeans, Shard, bank_logsumexp, inter_negatives, inter_positives,
                         intra_negatives)
-from raycl.methods.interclr import bank_labels
 
 N, D, B, K, C = 61, 8, 4, 5, 6      # N not divisible by 2 or 3: uneven shards
 
@@ -40,7 +39,7 @@ def run(layout: str) -> dict:
     for step, (index, v) in enumerate(global_batches()):
         own = slice(r * b, (r + 1) * b)
         a_index, a_v = (index, v) if sharded else (index[own], v[own])
-        a_labels = bank_labels(bank, km, a_index)
+        a_labels = km.labels_of(a_index)
         rec = {}
         for strat in ("hard", "semi_hard", "random", "semi_easy"):
             m = inter_negatives(bank, km, a_v, a_index, a_labels, K, strat, seed=0, step=step)

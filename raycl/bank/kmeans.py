@@ -129,6 +129,16 @@ class OnlineKMeans(nn.Module):
         return True
 
     @torch.no_grad()
+    def labels_of(self, index: torch.Tensor) -> torch.Tensor:
+        """Cluster labels of global ``index`` (sharded: a collective, the same index on every worker)."""
+        if not self.shard.collective:
+            return self.labels[index]
+        out = torch.zeros_like(index)
+        mine, slots = self.bank[0].owned(index)
+        out[mine] = self.labels[slots]
+        return dist.all_reduce_sum(out)
+
+    @torch.no_grad()
     def all_labels(self) -> torch.Tensor:
         """Every row's cluster [N] (a collective when sharded)."""
         return gather_sharded(self.labels, self.bank[0].size, self.shard)

@@ -101,11 +101,6 @@ def inter_positives(bank: MemoryBank, kmeans: OnlineKMeans, anchor_index: torch.
     return (1 << 31) - 1 - (best & ((1 << 31) - 1))
 
 
-def selected_global(bank: MemoryBank, mask: torch.Tensor) -> list[torch.Tensor]:
-    """Per anchor, the global indices this worker's rows contribute (for tests and inspection)."""
-    return [bank.global_rows[row] for row in mask]
-
-
 class _BankExpSum(torch.autograd.Function):
     """S_a = sum_{selected k} exp((q_a.k - 1) / tau) over this worker's rows, summed over shards.
     Backward: dS_a/dq_a = sum_k exp(...) k / tau, also per shard then summed."""
@@ -155,4 +150,4 @@ def sample_negatives(anchors, rows, labels, anchor_labels, k, strategy, seed=0, 
 
 
 __all__ = ["STRATEGIES", "bank_logsumexp", "inter_negatives", "inter_positives", "intra_negatives",
-           "sample_negatives", "selected_global"]
+           "sample_negatives"]

@@ -18,7 +18,6 @@ checkpoint (``gather_state``) and re-sharded on load, so a run may resume on ano
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from raycl import dist
@@ -54,7 +53,7 @@ class InterCLR(Method):
         all_index, all_v = dist.all_gather_nograd(batch.index), dist.all_gather_nograd(v.detach())
         # anchors: the global batch when the bank is sharded (every shard scores its rows for all)
         a_index, a_v = (all_index, all_v) if sharded else (batch.index, v.detach())
-        a_labels = bank_labels(bank, km, a_index)
+        a_labels = km.labels_of(a_index)
         step, own = int(km.steps), slice(dist.rank() * len(v), (dist.rank() + 1) * len(v)) if sharded else slice(None)
 
         intra = intra_negatives(bank, a_index, self.k, self.seed, step)
@@ -84,12 +83,3 @@ class InterCLR(Method):
         return {"cluster_size_min": int(sizes.min()), "cluster_size_max": int(sizes.max()),
                 "cluster_size_median": float(sizes.median()), "clusters_empty": int((sizes == 0).sum())}
 
-
-def bank_labels(bank: MemoryBank, km: OnlineKMeans, index: torch.Tensor) -> torch.Tensor:
-    """Cluster labels of global ``index`` (same index on every worker when sharded)."""
-    if not bank.shard.collective:
-        return km.labels[index]
-    out = torch.zeros_like(index)
-    mine, slots = bank.owned(index)
-    out[mine] = km.labels[slots]
-    return dist.all_reduce_sum(out)

@@ -237,11 +237,7 @@ def _bank_worker(config: dict) -> None:
         km.step(index)
         sync()
         t2 = time.perf_counter()
-        labels = torch.zeros_like(a_index)
-        mine, slots = bank.owned(a_index)
-        labels[mine] = km.labels[slots]
-        labels = dist.all_reduce_sum(labels) if w > 1 else labels
-        inter_negatives(bank, km, a_v, a_index, labels, c["negatives"], "semi_hard", 0, i)
+        inter_negatives(bank, km, a_v, a_index, km.labels_of(a_index), c["negatives"], "semi_hard", 0, i)
         sync()
         t3 = time.perf_counter()
         return t1 - t, t2 - t1, t3 - t2
