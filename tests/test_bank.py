@@ -74,8 +74,11 @@ def test_online_step_assigns_recomputes_and_reseeds():
     km2 = OnlineKMeans(5, bank2)
     km2.initialize()
     old_cent, idx, rows = km2.centroids.clone(), torch.arange(10), bank2.rows
-    km2.step(idx)
+    km2.labels[:3] = (km2.labels[:3] + 1) % 5        # these 3 must move back to their nearest centroid
+    old_labels = km2.labels[idx].clone()
+    stats = km2.step(idx)
     assert torch.equal(km2.labels[idx], (rows[idx] @ old_cent.t()).argmax(1))
+    assert stats["churn"] == pytest.approx((km2.labels[idx] != old_labels).double().mean().item()) and stats["churn"] >= 0.3
     for c in range(5):
         members = rows[km2.labels == c]
         if len(members):
