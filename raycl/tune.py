@@ -153,6 +153,7 @@ def sweep(path: str, overrides: list[str] | None = None, address: str | None = N
         trainable = tune.with_resources(tune.with_parameters(_trial, base=base, storage_path=root), {"CPU": 0.1})
         sweep_dir = os.path.join(root, name)
         if resume and tune.Tuner.can_restore(sweep_dir):
+            print(f"[raycl] sweep {name!r} has state at {sweep_dir}: resuming (finished trials are kept)", flush=True)
             tuner = tune.Tuner.restore(sweep_dir, trainable, resume_errored=True)
         else:
             scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cfg.run.epochs,

@@ -13,8 +13,9 @@ def ray_cluster():
     here = os.path.dirname(os.path.abspath(__file__))
     # Workers unpickle training functions defined in test modules: let them import tests/.
     path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-    ray.init(num_cpus=4, dashboard_host="127.0.0.1", logging_level="WARNING",
-             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    from raycl.train.trainer import local_ray_options
+
+    ray.init(**local_ray_options(4, {"PYTHONPATH": path}))
     yield ray
     ray.shutdown()
 

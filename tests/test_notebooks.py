@@ -5,8 +5,6 @@ import json
 import os
 import pathlib
 
-import pytest
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -41,9 +39,6 @@ def test_quickstart_notebook_runs_and_plots(tmp_path):
     assert figures(nb) >= 4          # live curves + cluster sizes, churn, evaluation, neighbours
 
 
-@pytest.mark.skip(reason="known hang: when ASHA stops a trial, the Train V2 worker group's placement "
-                         "group of that trial is not released, and the next trial waits for its CPU forever "
-                         "(seen on a 2-CPU local cluster); open in issue 6")
 def test_sweep_notebook_asha_stops_a_trial_and_the_best_config_trains(tmp_path):
     nb = execute("sweep.ipynb", tmp_path)
     assert figures(nb) >= 1

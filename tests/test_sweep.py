@@ -34,3 +34,57 @@ def test_bad_sweeps_fail_before_any_trial(tmp_path, sweep, match):
     with pytest.raises(ConfigError, match=match):
         load_sweep(write(tmp_path, sweep))
 
+
+
+def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_cluster, tmp_path):
+    """Ctrl-C (SIGINT) a 2-trial sweep once its first trial has finished and the second has started;
+    ``raycl sweep`` again restores it (Tuner.restore): the finished trial is kept as it was, the
+    interrupted one runs to the end, and the best config is written."""
+    import glob
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    path = write(tmp_path, {"space": {"optim.base_lr": {"grid": [0.05, 0.5]}}, "max_concurrent": 1,
+                            "grace_period": 2})
+    cfg = yaml.safe_load(open(path))
+    cfg["run"]["epochs"] = 2
+    yaml.safe_dump(cfg, open(path, "w"))
+    sweep_dir = tmp_path / "runs" / "sw-sweep"
+    log = open(tmp_path / "first.log", "w")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "raycl", "sweep", path], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=env)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            results = sorted(glob.glob(str(sweep_dir / "_trial_*" / "result.json")))
+            if len(results) == 2 and len(open(results[0]).read().splitlines()) == 2:
+                break
+            time.sleep(1)
+        assert proc.poll() is None, open(tmp_path / "first.log").read()[-3000:]
+        assert len(results) == 2, "the second trial never started"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        children = [proc] + [c for c in psutil.Process(proc.pid).children(recursive=True)] if proc.poll() is None else []
+        for p in children:
+            p.kill()
+    first = {os.path.basename(os.path.dirname(r)): open(r).read() for r in results}
+    finished = [t for t, text in first.items() if len(text.splitlines()) == 2]
+    assert len(finished) == 1
+
+    from raycl.api import sweep
+
+    result = sweep(path)
+    after = {os.path.basename(os.path.dirname(r)): open(r).read()
+             for r in glob.glob(str(sweep_dir / "_trial_*" / "result.json"))}
+    assert set(after) == set(first)                      # the same two trials, none started afresh
+    assert after[finished[0]] == first[finished[0]]       # the finished one was not run again
+    assert [t["error"] for t in result["trials"]] == [None, None]
+    assert sorted(t["epochs"] for t in result["trials"]) == [2, 2]
+    assert yaml.safe_load(open(result["best_config"]))["optim"]["base_lr"] in (0.05, 0.5)

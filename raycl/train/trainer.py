@@ -25,9 +25,27 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, logging_level="WARNING")
     else:
-        # The dashboard process hosts the State API that Ray Train's placement-group cleaner polls.
-        ray.init(num_cpus=num_cpus or os.cpu_count(), dashboard_host="127.0.0.1", logging_level="WARNING")
+        ray.init(**local_ray_options(num_cpus or os.cpu_count()))
     return True
+
+
+def local_ray_options(num_cpus: int, env_vars: dict | None = None) -> dict:
+    """``ray.init`` arguments for a local instance whose workers can find their own State API.
+
+    Ray Train's PlacementGroupCleaner (a detached actor) frees a worker group's CPUs when its
+    controller dies, which is how every Tune trial ends (ASHA stops it, even at max_t). It finds
+    the State API with address "auto", which fails with "Found multiple active Ray instances" when
+    another Ray runs on the machine; the worker group then keeps its CPUs and the next trial waits
+    forever. Naming the dashboard (the State API server) in every worker's environment avoids that.
+    """
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", **(env_vars or {})}
+    return {"num_cpus": num_cpus, "dashboard_host": "127.0.0.1", "dashboard_port": port, "logging_level": "WARNING",
+            "runtime_env": {"env_vars": env}}
 
 
 def storage(cfg) -> dict:
