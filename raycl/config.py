@@ -77,6 +77,7 @@ class MethodConfig:
     autoaugment: bool = False                        # imclr: AutoAugment (CIFAR-10 policy) per image
     pi_weight: float = _f(0.0, ge=0.0)               # imclr: Pi-model consistency weight (paper: 20); 0 = off
     labeled_fraction: float = _f(1.0, gt=0.0, le=1.0)  # imclr Pi-model: share of samples whose label is used
+    symmetric: bool = False                          # moco_v2, clsa: also contrast q(view 2) with k(view 1)
     shuffle_bn: bool = False                         # moco_v2, clsa: key encoder's BN over a shuffled batch
     strong_sizes: list[int] = field(default_factory=lambda: [96])  # clsa: one strong view per size
     ddm_weight: float = _f(1.0, ge=0.0)              # clsa: beta in L_C + beta L_D
@@ -316,6 +317,8 @@ def validate(cfg: Config) -> None:
                           "CLSA-Single uses [96], CLSA-Multi [224, 192, 160, 128, 96]")
     if m.bank_sync_every and m.name != "interclr":
         raise ConfigError(f"method.bank_sync_every: only interclr has a memory bank to serve, not {m.name}")
+    if m.symmetric and m.name not in ("moco_v2", "clsa"):
+        raise ConfigError(f"method.symmetric: only moco_v2 and clsa have a query/key pair to swap, not {m.name}")
     if m.shuffle_bn and m.name not in ("moco_v2", "clsa"):
         raise ConfigError(f"method.shuffle_bn: only moco_v2 and clsa have a key encoder, not {m.name}")
     if m.shuffle_bn and cfg.model.sync_bn:

@@ -184,6 +184,25 @@ def test_supervised_ce_is_imclr_with_k_1_and_labels_are_checked():
         m(b)
 
 
+def test_symmetric_moco_averages_both_query_key_pairings_and_enqueues_one_key_per_image():
+    c = cfg("method.name=moco_v2", "method.queue_size=10", "method.key_momentum=0.0", "method.temperature=0.2",
+            "method.symmetric=true")
+    m = build_method(c, 1).eval()
+    queue0, b = m.queue.clone(), batch(2)
+    loss, _ = m(b)                 # momentum 0: the key encoder is now a copy of the query encoder
+    enc = lambda net, proj, x: F.normalize(proj(net(x)), dim=1)  # noqa: E731
+    with torch.no_grad():
+        k1, k2 = (enc(m.key_backbone, m.key_projector, v) for v in b.views[:2])
+        q1, q2 = (enc(m.backbone, m.projector, v) for v in b.views[:2])
+    nce = lambda q, k: F.cross_entropy(torch.cat([(q * k).sum(1, keepdim=True), q @ queue0.t()], 1) / 0.2,  # noqa: E731
+                                       torch.zeros(len(q), dtype=torch.long))
+    assert torch.allclose(loss, 0.5 * (nce(q1, k2) + nce(q2, k1)), atol=1e-5)
+    assert not torch.allclose(loss, nce(q1, k2), atol=1e-3)
+    assert int(m.queue_ptr) == 6 and torch.allclose(m.queue[:6], k2, atol=1e-6)
+    with pytest.raises(ConfigError, match="method.symmetric"):
+        cfg("method.name=simclr", "method.symmetric=true")
+
+
 def test_clsa_loss_by_the_equations_and_no_gradient_through_the_weak_target():
     c = cfg("method.name=clsa", "method.queue_size=10", "method.temperature=0.2", "method.strong_sizes=[10, 8]",
             "method.ddm_weight=0.7")

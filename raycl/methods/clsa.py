@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from raycl import dist
-from raycl.losses import ddm_loss, info_nce
+from raycl.losses import ddm_loss
 from raycl.methods.base import MethodBatch
 from raycl.methods.moco_v2 import MoCoV2
 
@@ -37,12 +37,7 @@ class CLSA(MoCoV2):
 
     def forward(self, batch: MethodBatch):
         x_q, x_k, *strong = batch.views
-        q = self.queries(x_q)
-        with torch.no_grad():
-            self.momentum_update()
-            k = self.keys(x_k)
-        queue = self.queue.clone().detach()
-        l_c = info_nce(q, k, queue, self.temperature)
+        l_c, q, k, queue = self.contrast(x_q, x_k)
         weak = self.logits(q, k, queue)
         l_d = sum(ddm_loss(weak, self.logits(self.queries(x), k, queue)) for x in strong)
         self.enqueue(dist.all_gather_nograd(k))

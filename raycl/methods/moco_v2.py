@@ -7,6 +7,10 @@ momentum-averaged copy's keys and a queue of past keys.
     loss = InfoNCE(q, k+ = k, negatives = queue, tau)          # eq. 1
     enqueue(all_gather(k)); dequeue the oldest               # every worker keeps the same queue
 
+``method.symmetric: true`` also contrasts the second view's query with the first view's key and
+averages the two losses (as MoCo v3 and solo-learn's MoCo v2+ do): each image then gives gradient
+through both views, which matters on short schedules. The queue still takes one key per image.
+
 BatchNorm: the query's BN statistics over its own batch would let it find its key by batch
 statistics (the leak MoCo's shuffle-BN closes). Two cures: ``method.shuffle_bn: true`` (MoCo's own)
 computes the keys on a batch shuffled across the workers — each worker's key-BN sees other
@@ -32,6 +36,7 @@ class MoCoV2(Method):
         super().__init__()
         m = cfg.method
         self.temperature, self.momentum, self.shuffle_bn = m.temperature, m.key_momentum, m.shuffle_bn
+        self.symmetric = m.symmetric
         self.backbone = build_backbone(cfg, channels)
         self.projector = mlp(self.backbone.out_dim, cfg.model.proj_hidden_dim, cfg.model.proj_out_dim)
         self.key_backbone = copy.deepcopy(self.backbone).requires_grad_(False)
@@ -72,12 +77,21 @@ class MoCoV2(Method):
     def queries(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(self.backbone(x)), dim=1)
 
-    def forward(self, batch: MethodBatch):
-        x_q, x_k = batch.views[:2]
+    def contrast(self, x_q: torch.Tensor, x_k: torch.Tensor):
+        """L_C (eq. 1), symmetrised when asked; returns it with q, k and the queue it used."""
         q = self.queries(x_q)
         with torch.no_grad():
             self.momentum_update()
             k = self.keys(x_k)
-        loss = info_nce(q, k, self.queue.clone().detach(), self.temperature)
+            k_sym = self.keys(x_q) if self.symmetric else None
+        queue = self.queue.clone().detach()
+        loss = info_nce(q, k, queue, self.temperature)
+        if self.symmetric:
+            loss = 0.5 * (loss + info_nce(self.queries(x_k), k_sym, queue, self.temperature))
+        return loss, q, k, queue
+
+    def forward(self, batch: MethodBatch):
+        x_q, x_k = batch.views[:2]
+        loss, _, k, _ = self.contrast(x_q, x_k)
         self.enqueue(dist.all_gather_nograd(k))
         return loss, {}
