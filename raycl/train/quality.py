@@ -12,8 +12,10 @@ from raycl.config import apply_overrides, from_dict
 
 PRESETS: dict[str, list[str]] = {
     "simclr": [],
-    "moco_v2": ["method.queue_size=2048", "method.temperature=0.2", "method.key_momentum=0.99", "optim.base_lr=0.06"],
-    "clsa": ["method.queue_size=2048", "method.temperature=0.2", "method.key_momentum=0.99", "optim.base_lr=0.06",
+    # Short schedules: a short queue (stale keys of a random encoder otherwise dominate the negatives) and
+    # shuffle-BN (without it the query finds its key through per-worker BN statistics).
+    "moco_v2": ["method.queue_size=256", "method.temperature=0.1", "method.key_momentum=0.99", "method.shuffle_bn=true"],
+    "clsa": ["method.queue_size=256", "method.temperature=0.1", "method.key_momentum=0.99", "method.shuffle_bn=true",
              "method.strong_sizes=[16]"],
     "supcon": ["method.temperature=0.1"],
     "tcl": ["method.supervised=true", "method.k1=4000", "method.k2=1", "method.temperature=0.1"],
