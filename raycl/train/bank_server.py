@@ -133,25 +133,35 @@ def get(run_name: str):
 
 
 class Pusher:
-    """Worker side: fire-and-forget pushes, at most one in flight."""
+    """Worker side: fire-and-forget pushes, at most one in flight. A push skipped because the previous
+    one is still in flight (e.g. the server is restarting) is made up at ``flush``, so the server
+    always ends with the run's final bank."""
 
     def __init__(self, run_name: str, every: int):
         self.every, self.server, self.inflight, self.skipped = every, get(run_name), None, 0
+        self.behind = None     # (method, step, stats) of the newest skipped push
 
     def maybe_push(self, method, step: int, stats: dict, world_rank: int) -> None:
-        bank, km = method.bank, method.kmeans
-        if self.every <= 0 or step % self.every or (not bank.shard.collective and world_rank != 0):
+        if self.every <= 0 or step % self.every or (not method.bank.shard.collective and world_rank != 0):
             return
         if self.inflight is not None:
             done, _ = ray.wait([self.inflight], timeout=0)
             if not done:
                 self.skipped += 1
+                self.behind = (method, step, stats)
                 return
-        rank = bank.shard.rank
+        self._push(method, step, stats)
+
+    def _push(self, method, step: int, stats: dict) -> None:
+        bank, km = method.bank, method.kmeans
+        self.behind = None
         self.inflight = self.server.push.remote(
-            step, rank, bank.shard.world, bank.size, bank.rows.detach().cpu().clone(), km.labels.cpu().clone(),
-            km.centroids.cpu().clone(), {k: float(v) for k, v in stats.items()})
+            step, bank.shard.rank, bank.shard.world, bank.size, bank.rows.detach().cpu().clone(),
+            km.labels.cpu().clone(), km.centroids.cpu().clone(), {k: float(v) for k, v in stats.items()})
 
     def flush(self) -> None:
         if self.inflight is not None:
+            ray.get(self.inflight)
+        if self.behind is not None:
+            self._push(*self.behind)
             ray.get(self.inflight)
