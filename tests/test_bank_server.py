@@ -162,3 +162,32 @@ def test_resume_on_another_worker_count_reshards_the_bank(ray_cluster, tiny_cfg)
     assert not torch.equal(after["bank_rows"][:256], saved["bank_rows"][:256])
     with pytest.raises(CheckpointError, match="re-partition"):
         fit(tiny_cfg(*base, "distributed.zero_stage=1", "run.epochs=3"))   # written by 3, asked for 2
+
+
+class _SlowServer(BankServer.__ray_actor_class__):
+    """The real server whose pushes take a while, as while it restarts or snapshots under load."""
+
+    def push(self, *args, **kwargs):
+        time.sleep(1.0)
+        return super().push(*args, **kwargs)
+
+
+def test_a_push_skipped_while_one_is_in_flight_is_made_up_at_flush(ray_cluster, tmp_path):
+    import types
+
+    import ray
+
+    from raycl.bank import MemoryBank, OnlineKMeans
+    from raycl.train.bank_server import NAMESPACE, Pusher, actor_name
+
+    server = ray.remote(_SlowServer).options(name=actor_name("slow"), namespace=NAMESPACE).remote(str(tmp_path))
+    bank = MemoryBank(32, 8)
+    method = types.SimpleNamespace(bank=bank, kmeans=OnlineKMeans(4, bank))
+    pusher = Pusher("slow", every=1)
+    pusher.maybe_push(method, 1, {}, 0)
+    pusher.maybe_push(method, 2, {}, 0)     # step 1 is still in flight: skipped
+    assert pusher.skipped == 1
+    pusher.flush()
+    final = ray.get(server.get_snapshot.remote())
+    assert final["step"] == 2 and torch.equal(final["rows"], bank.rows)
+    ray.kill(server)
