@@ -130,11 +130,17 @@ def evaluate(checkpoint: str, linear: bool = True) -> dict:
     return evaluate_backbone(cfg, method.encoder(), linear)
 
 
-def random_init_knn(cfg: Config) -> float:
+def random_init_eval(cfg: Config, linear: bool = False) -> dict:
+    """``evaluate_backbone`` of the config's method encoder at random init (seed ``run.seed``): the
+    floor a trained encoder must beat."""
     from raycl.methods import build_method
 
     torch.manual_seed(cfg.run.seed)
-    return evaluate_backbone(cfg, build_method(cfg, cfg.data.channels).encoder(), linear=False)["knn_top1"]
+    return evaluate_backbone(cfg, build_method(cfg, cfg.data.channels).encoder(), linear=linear)
+
+
+def random_init_knn(cfg: Config) -> float:
+    return random_init_eval(cfg)["knn_top1"]
 
 
 def demo(overrides: list[str] | None = None, address: str | None = None) -> dict:

@@ -1,4 +1,6 @@
 """Every registered method trains through the same Ray Train + DeepSpeed path."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -74,3 +76,26 @@ def test_method_beats_the_random_init_encoder(ray_cluster, tmp_path, name):
     knn = api.evaluate(res.checkpoint.path, linear=False)["knn_top1"]
     floor = api.random_init_knn(cfg)     # the same method's encoder (ImCLR's is k-fold) at random init
     assert knn > floor + 0.02, f"{name}: kNN top-1 {knn:.3f} vs random init {floor:.3f}"
+
+
+def test_bench_quality_prints_one_row_per_method_and_the_random_init_floor(ray_cluster, tiny_cfg, tmp_path,
+                                                                           capsys):
+    from raycl import api
+    from raycl.cli import main
+    from raycl.methods import build_method
+
+    cfg = tiny_cfg("run.epochs=1")
+    (tmp_path / "q.yaml").write_text(cfg.to_yaml())
+    assert main(["bench", "quality", "--config", str(tmp_path / "q.yaml"), "--methods", "supervised_ce"]) == 0
+    out = capsys.readouterr().out
+    header, row, floor_row, payload = out.strip().splitlines()[-4:]
+    assert header.split() == ["method", "knn_top1", "linear_top1", "images_per_s", "wall_s"]
+    rows = json.loads(payload)
+    assert [r["method"] for r in rows] == ["supervised_ce", "random init"]
+    assert row.split()[0] == "supervised_ce" and floor_row.startswith("random init")
+    # the floor is the method-independent random encoder, evaluated here without raycl.train
+    torch.manual_seed(cfg.run.seed)
+    expect = api.evaluate_backbone(cfg, build_method(cfg, 1).backbone, linear=True)
+    assert rows[1]["knn_top1"] == round(expect["knn_top1"], 4)
+    assert rows[1]["linear_top1"] == round(expect["linear_top1"], 4)
+    assert 0.0 <= rows[0]["knn_top1"] <= 1.0 and rows[0]["images_per_s"] > 0

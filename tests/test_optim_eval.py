@@ -114,3 +114,13 @@ def test_lars_exclude_patterns_and_bias_norm_switch():
     assert groups[1]["weight_decay"] == 0.0
     all_in = param_groups(model, 0.1, exclude_bias_and_norm=False)
     assert len(all_in) == 1 and len(all_in[0]["params"]) == 6
+
+
+def test_linear_probe_is_a_function_of_its_seed_not_the_global_rng():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(200, 8, generator=g), torch.randint(0, 3, (200,), generator=g)
+    torch.manual_seed(5)
+    a = linear_probe(x[:150], y[:150], x[150:], y[150:], epochs=2, seed=3)
+    torch.manual_seed(6)
+    b = linear_probe(x[:150], y[:150], x[150:], y[150:], epochs=2, seed=3)
+    assert a == b

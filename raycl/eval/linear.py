@@ -13,7 +13,9 @@ def linear_probe(train_feats, train_labels, test_feats, test_labels, epochs: int
     mean, std = train_feats.mean(0), train_feats.std(0) + 1e-6
     xtr, xte = (train_feats - mean) / std, (test_feats - mean) / std
     c = int(train_labels.max()) + 1
-    clf = torch.nn.Linear(xtr.shape[1], c)
+    with torch.random.fork_rng():     # the classifier's init, like the batch order, comes from seed
+        torch.manual_seed(seed)
+        clf = torch.nn.Linear(xtr.shape[1], c)
     opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     steps = epochs * ((len(xtr) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)

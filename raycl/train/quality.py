@@ -43,8 +43,9 @@ def quality(base: dict, methods: list[str], address: str | None = None, log=prin
                      "images_per_s": round(metrics["images_per_s"], 1), "wall_s": round(time.perf_counter() - t0, 1)})
         log(format_table(rows[-1:], header=len(rows) == 1))
     cfg = from_dict(base)
-    rows.append({"method": "random init", "knn_top1": round(api.random_init_knn(cfg), 4), "linear_top1": None,
-                 "images_per_s": None, "wall_s": None})
+    floor = api.random_init_eval(cfg, linear=True)
+    rows.append({"method": "random init", "knn_top1": round(floor["knn_top1"], 4),
+                 "linear_top1": round(floor["linear_top1"], 4), "images_per_s": None, "wall_s": None})
     return rows
 
 
