@@ -6,6 +6,7 @@ clear error instead of a cluster allocation.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import typing
@@ -259,7 +260,10 @@ def from_dict(raw: dict | None) -> Config:
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply ``section.key=value`` strings; values are parsed as YAML scalars (``0.1``, ``true``, ``null``)."""
+    """A copy of ``raw`` with ``section.key=value`` strings applied; values are parsed as YAML scalars
+    (``0.1``, ``true``, ``null``). ``raw`` itself is left alone: callers apply several override sets
+    to one base (bench quality's presets, sweep trials)."""
+    raw = copy.deepcopy(raw)
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected section.key=value")

@@ -63,6 +63,14 @@ def test_lars_zero_stage_combinations():
     assert "one of 0, 1, 2" in err(overrides=["optim.name=lars", "distributed.zero_stage=3"])
 
 
+def test_overrides_leave_the_base_config_alone():
+    base = {"method": {"name": "simclr"}}
+    a = apply_overrides(base, ["method.name=moco_v2", "method.shuffle_bn=true"])
+    b = apply_overrides(base, ["method.name=supcon"])
+    assert base == {"method": {"name": "simclr"}}
+    assert a["method"] == {"name": "moco_v2", "shuffle_bn": True} and b["method"] == {"name": "supcon"}
+
+
 def test_overrides_are_typed():
     cfg = from_dict(apply_overrides({}, ["optim.base_lr=0.05", "data.drop_last=true", "data.num_samples=null"]))
     assert cfg.optim.base_lr == 0.05 and cfg.data.drop_last is True and cfg.data.num_samples is None
