@@ -3,6 +3,10 @@ import os
 import pytest
 
 os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+# Train V2's controller polls its workers every 2 s by default, so every fit() waits ~2-4 s after the
+# workers finish; the suite runs ~55 fits (measured: 27.2/24.7/27.4 s vs 24.8/21.9/24.2 s per tiny fit).
+# Set before any Ray instance starts, so raylets, subprocess CLIs and notebooks inherit it.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 
 
 @pytest.fixture(scope="session")
