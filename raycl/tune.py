@@ -86,7 +86,7 @@ def parse_sweep(raw: Any, base: dict) -> SweepSpec:
             if kind == "loguniform" and values[0] <= 0:
                 raise ConfigError(f"{where}.loguniform: low must be > 0, got {values[0]!r}")
         for v in values:   # every value must make a valid config on its own
-            from_dict(apply_overrides(copy.deepcopy(base), [f"{key}={json.dumps(v)}"]))
+            from_dict(apply_overrides(base, [f"{key}={json.dumps(v)}"]))
     return spec
 
 
@@ -126,7 +126,7 @@ def _trial(trial_config: dict, base: dict, storage_path: str) -> None:
 
     from raycl.train.worker import train_loop
 
-    cfg = from_dict(apply_overrides(copy.deepcopy(base), _overrides(trial_config)))
+    cfg = from_dict(apply_overrides(base, _overrides(trial_config)))
     d = cfg.distributed
     TorchTrainer(
         train_loop, train_loop_config=cfg.to_dict(),
@@ -178,7 +178,7 @@ def sweep(path: str, overrides: list[str] | None = None, address: str | None = N
                          "stopped_early": r.error is None and epochs < cfg.run.epochs,
                          "error": None if r.error is None else str(r.error).splitlines()[0]})
         best = grid.get_best_result(metric=spec.metric, mode=spec.mode, scope="all")
-        best_raw = apply_overrides(copy.deepcopy(base), _overrides({k: best.config[k] for k in spec.space}))
+        best_raw = apply_overrides(base, _overrides({k: best.config[k] for k in spec.space}))
         best_raw.setdefault("run", {})["name"] = f"{name}-best"
         best_yaml = os.path.join(sweep_dir, "best_config.yaml")
         with open(best_yaml, "w") as fh:
