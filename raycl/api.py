@@ -13,10 +13,15 @@ def demo_config_path() -> str:
     return str(importlib.resources.files("raycl") / "configs" / "demo.yaml")
 
 
-def train(cfg: Config, address: str | None = None) -> dict:
-    """Pre-train on Ray Train; returns the last epoch's metrics plus ``run_dir`` and ``checkpoint``."""
+def train(cfg: Config | dict, address: str | None = None) -> dict:
+    """Pre-train on Ray Train; returns the last epoch's metrics plus ``run_dir`` and ``checkpoint``.
+    ``cfg`` (a Config, or a dict of sections) and its data are checked before Ray starts."""
+    from raycl.config import ensure_config
+    from raycl.data import check_data
     from raycl.train.trainer import fit
 
+    cfg = ensure_config(cfg)
+    check_data(cfg)
     result = fit(cfg, address)
     out = dict(result.metrics or {})
     out["run_dir"] = result.path
@@ -24,11 +29,13 @@ def train(cfg: Config, address: str | None = None) -> dict:
     return out
 
 
-def sweep(path: str, overrides: list[str] | None = None, address: str | None = None, resume: bool = True) -> dict:
-    """Ray Tune sweep over the ``sweep:`` section of ``path`` (see raycl.tune)."""
+def sweep(path: str, overrides: list[str] | None = None, address: str | None = None, resume: bool = True,
+          num_cpus: int | None = None) -> dict:
+    """Ray Tune sweep over the ``sweep:`` section of ``path`` (see raycl.tune); ``num_cpus`` sizes a
+    local Ray instance (default: this machine's cores)."""
     from raycl.tune import sweep as run_sweep
 
-    return run_sweep(path, overrides, address, resume)
+    return run_sweep(path, overrides, address, resume, num_cpus)
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
@@ -95,8 +102,15 @@ def _features(cfg: Config, backbone: torch.nn.Module):
 
 def evaluate_backbone(cfg: Config, backbone: torch.nn.Module, linear: bool = True) -> dict:
     """kNN monitor (cosine, k, T from cfg.eval) and a linear probe on frozen features."""
+    import sys
+
+    from raycl.data import build_sources, eval_ready
     from raycl.eval import knn_top1, linear_probe
 
+    skip = eval_ready(*build_sources(cfg))
+    if skip:
+        print(f"[raycl] {skip}", file=sys.stderr, flush=True)
+        return {"knn_top1": None, **({"linear_top1": None} if linear else {}), "skipped": skip}
     tr, tr_y, te, te_y = _features(cfg, backbone)
     out = {"knn_top1": knn_top1(tr, tr_y, te, te_y, cfg.eval.knn_k, cfg.eval.knn_temperature)}
     if linear:
@@ -109,11 +123,16 @@ def load_checkpoint_model(path: str):
     """(config, method) from a raycl checkpoint directory, on CPU, without Ray or DeepSpeed."""
     from raycl.config import from_dict
     from raycl.methods import build_method
-    from raycl.train.checkpoint import load_model_file
+    from raycl.errors import CheckpointError, ConfigError
+    from raycl.train.checkpoint import check_state_dict, load_model_file
 
     payload = load_model_file(os.path.expanduser(path))
-    cfg = from_dict(payload["config"])
+    try:
+        cfg = from_dict(payload["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: the config stored in model.pt is not valid: {e}") from None
     method = build_method(cfg, cfg.data.channels)
+    check_state_dict(payload["state_dict"], method, cfg.method.name, path)
     method.load_state_dict(payload["state_dict"])
     return cfg, method
 

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from raycl.errors import RayclError
+from raycl.errors import ConfigError, RayclError
 
 
 def _overrides(p):
@@ -36,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     _overrides(p)
     _address(p)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if the sweep directory exists")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all cores)")
 
     p = sub.add_parser("eval", help="kNN and linear probe of a checkpoint")
     p.add_argument("checkpoint")
@@ -53,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("image_folder")
     c.add_argument("dest_url")
     c.add_argument("--rows-per-shard", type=int, default=10_000)
+    c.add_argument("--on-corrupt", choices=["error", "skip"], default="error",
+                   help="a file that does not decode: stop (default) or leave it out and list it")
 
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = p.add_subparsers(dest="bench_cmd", required=True)
@@ -106,7 +109,9 @@ def run(args) -> int:
     elif args.cmd == "sweep":
         from raycl.tune import format_table
 
-        out = api.sweep(args.config, args.overrides, args.address, resume=not args.no_resume)
+        if args.num_cpus is not None and args.num_cpus < 1:
+            raise ConfigError(f"--num-cpus: expected an integer >= 1, got {args.num_cpus}")
+        out = api.sweep(args.config, args.overrides, args.address, resume=not args.no_resume, num_cpus=args.num_cpus)
         print(format_table(out))
         print(json.dumps(out))
     elif args.cmd == "demo":
@@ -116,7 +121,8 @@ def run(args) -> int:
     elif args.cmd == "data":
         from raycl.data.parquet import convert_image_folder
 
-        print(json.dumps(convert_image_folder(args.image_folder, args.dest_url, args.rows_per_shard)))
+        print(json.dumps(convert_image_folder(args.image_folder, args.dest_url, args.rows_per_shard,
+                                              args.on_corrupt, log=lambda m: print(m, file=sys.stderr))))
     elif args.cmd == "bench":
         from raycl.train import bench
 
@@ -156,7 +162,8 @@ def main(argv=None) -> int:
     try:
         return run(args)
     except RayclError as e:
-        print(f"raycl: error: {e}", file=sys.stderr)
+        # One line whatever the message holds (a YAML error, a path with a newline).
+        print("raycl: error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
 
 

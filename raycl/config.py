@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from typing import Any, Literal, Optional
 import yaml
 
 from raycl.errors import ConfigError
+
+# Labels are class ids 0..C-1 (-1: unknown). More classes than this is an id column, not a label.
+MAX_CLASSES = 1_000_000
 
 
 def _f(default, *, ge=None, gt=None, le=None, help=""):
@@ -29,21 +33,21 @@ class DataConfig:
     eval_path: Optional[str] = None       # held-out shards; default: hold out eval_fraction of path
     eval_fraction: float = _f(0.2, gt=0.0, le=0.9)
     num_samples: Optional[int] = _f(None, ge=1, help="use only the first N training samples")
-    image_size: int = _f(28, ge=8)
+    image_size: int = _f(28, ge=8, le=4096)
     channels: Literal[1, 3] = 1
-    batch_size: int = _f(256, ge=1, help="global batch per optimizer step")
+    batch_size: int = _f(256, ge=1, le=1 << 20, help="global batch per optimizer step")
     on_corrupt: Literal["error", "skip"] = "error"
     drop_last: bool = False
-    shuffle_window: int = _f(65536, ge=1)
+    shuffle_window: int = _f(65536, ge=1, le=1 << 30)
 
 
 @dataclass
 class ModelConfig:
     backbone: str = _f("resnet18", help="resnet18, resnet50, vgg16, preact_resnet18 or wrn<depth>_<k>")
     stem: Literal["small", "imagenet"] = "small"
-    width: int = _f(64, ge=4, help="channels of the first stage (64 in torchvision)")
-    proj_hidden_dim: int = _f(512, ge=1)
-    proj_out_dim: int = _f(128, ge=1)
+    width: int = _f(64, ge=4, le=4096, help="channels of the first stage (64 in torchvision)")
+    proj_hidden_dim: int = _f(512, ge=1, le=1 << 16)
+    proj_out_dim: int = _f(128, ge=1, le=1 << 16)
     sync_bn: bool = False
     pool: Literal["global", "avg8"] = "global"   # wrn: global average, or ImCLR's 8x8 average + flatten
 
@@ -52,28 +56,28 @@ class ModelConfig:
 class MethodConfig:
     name: str = "simclr"
     temperature: float = _f(0.5, gt=0.0)
-    views: Optional[int] = _f(None, ge=2, help="augmented views per sample; default: the method's own")
+    views: Optional[int] = _f(None, ge=2, le=64, help="augmented views per sample; default: the method's own")
     supervised: bool = False            # tcl: positives are same-label samples (else views of one image)
     k1: float = _f(1.0, ge=0.0)         # tcl: weight of the positives' exp(-z_i.z_p) term
     k2: float = _f(1.0, ge=0.0)         # tcl: weight of the negatives
-    queue_size: int = _f(65536, ge=1)   # moco_v2: negatives kept from past batches
+    queue_size: int = _f(65536, ge=1, le=1 << 24)   # moco_v2: negatives kept from past batches
     key_momentum: float = _f(0.999, ge=0.0, le=1.0)  # moco_v2: EMA of the key encoder
     perturbation: Literal["history", "dropout", "noise"] = "dropout"  # simclic
     dropout_p: float = _f(0.2, ge=0.0, le=1.0)      # simclic dropout
     noise_eps: float = _f(0.5, ge=0.0)              # simclic noise: ||delta||_2
     history_tau: float = _f(0.3, ge=0.0, le=1.0)    # simclic history
-    bank_size: Optional[int] = _f(None, ge=1, help="per-sample store size (>= largest sample index + 1)")
+    bank_size: Optional[int] = _f(None, ge=1, le=1 << 31, help="per-sample store size (>= largest sample index + 1)")
     bank_momentum: float = _f(0.5, gt=0.0, le=1.0)   # interclr: w in v <- (1 - w) v + w v_new
-    num_clusters: int = _f(10000, ge=1)              # interclr: k of the online k-means
-    num_negatives: int = _f(16384, ge=1)             # interclr: K per anchor and branch
+    num_clusters: int = _f(10000, ge=1, le=1 << 24)              # interclr: k of the online k-means
+    num_negatives: int = _f(16384, ge=1, le=1 << 24)             # interclr: K per anchor and branch
     strategy: Literal["semi_hard", "hard", "random", "semi_easy"] = "semi_hard"  # interclr inter negatives
     bank_layout: Literal["sharded", "replicated"] = "sharded"  # interclr: rows split over workers, or on each
     bank_sync_every: int = _f(0, ge=0, help="steps between pushes of the bank to the BankServer actor; 0 = no server")
     intra_margin: float = 0.0                        # interclr MarginNCE margins
     inter_margin: float = -0.5
     lam: float = _f(0.75, ge=0.0, le=1.0)            # interclr: lambda L_intra + (1 - lambda) L_inter
-    concat_k: int = _f(2, ge=1)                      # imclr: images concatenated along the width
-    num_classes: int = _f(10, ge=2)                  # imclr, supervised_ce: classifier outputs
+    concat_k: int = _f(2, ge=1, le=16)                      # imclr: images concatenated along the width
+    num_classes: int = _f(10, ge=2, le=MAX_CLASSES)                  # imclr, supervised_ce: classifier outputs
     cutmix_p: float = _f(0.0, ge=0.0, le=1.0)        # imclr: CutMix probability per image, before concat
     autoaugment: bool = False                        # imclr: AutoAugment (CIFAR-10 policy) per image
     pi_weight: float = _f(0.0, ge=0.0)               # imclr: Pi-model consistency weight (paper: 20); 0 = off
@@ -104,23 +108,23 @@ class OptimConfig:
 
 @dataclass
 class DistributedConfig:
-    workers: int = _f(2, ge=1)
+    workers: int = _f(2, ge=1, le=4096)
     use_gpu: bool = False
-    cpus_per_worker: float = _f(1.0, gt=0.0)
+    cpus_per_worker: float = _f(1.0, gt=0.0, le=1024)
     zero_stage: Literal[0, 1, 2] = 1
-    grad_accum: int = _f(1, ge=1)
+    grad_accum: int = _f(1, ge=1, le=4096)
     precision: Literal["fp32", "bf16"] = "fp32"
-    torch_threads: Optional[int] = _f(None, ge=1, help="intra-op threads per CPU worker")
+    torch_threads: Optional[int] = _f(None, ge=1, le=1024, help="intra-op threads per CPU worker")
     channels_last: bool = False   # NHWC inputs (GPU convolutions run NHWC kernels); parameters stay as DeepSpeed laid them out
 
 
 @dataclass
 class EvalConfig:
-    knn_k: int = _f(200, ge=1)
+    knn_k: int = _f(200, ge=1, le=1 << 16)
     knn_temperature: float = _f(0.1, gt=0.0)
     every_epochs: int = _f(1, ge=1)
     max_train_samples: Optional[int] = _f(None, ge=1, help="bank size for the kNN monitor")
-    linear_epochs: int = _f(30, ge=1)
+    linear_epochs: int = _f(30, ge=1, le=100_000)
     linear_lr: float = _f(0.1, gt=0.0)
 
 
@@ -128,11 +132,11 @@ class EvalConfig:
 class RunConfig:
     name: str = "raycl"
     storage_path: str = "~/raycl_runs"
-    epochs: int = _f(10, ge=1)
+    epochs: int = _f(10, ge=1, le=1_000_000)
     seed: int = 0
     checkpoint_every: int = _f(1, ge=1)
     keep_checkpoints: int = _f(2, ge=1)
-    max_failures: int = _f(0, ge=-1, help="worker-group restarts; -1 = unlimited")
+    max_failures: int = _f(0, ge=-1, le=1_000_000, help="worker-group restarts; -1 = unlimited")
     log_every: int = _f(10, ge=1, help="steps between progress lines")
     stop_after_epochs: Optional[int] = _f(None, ge=1, help="end this invocation early; rerun resumes")
 
@@ -197,15 +201,26 @@ def _coerce(path: str, tp, value):
         if value in allowed and type(value) is type(allowed[allowed.index(value)]):
             return value
         raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+    if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        value = float(value)   # YAML 1.1 reads 1e-3 (no dot) as a string; users mean the number
     ok = {
         bool: lambda v: isinstance(v, bool),
         int: lambda v: isinstance(v, int) and not isinstance(v, bool),
         float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
         str: lambda v: isinstance(v, str),
-    }[tp]
+    }.get(tp)
+    if ok is None:
+        raise ConfigError(f"{path}: unsupported field type {tp!r}")
     if not ok(value):
         raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
-    return float(value) if tp is float else value
+    if tp is float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+    return value
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _check_range(path: str, f: dataclasses.Field, value):
@@ -227,7 +242,7 @@ def _build_section(name: str, cls, raw: Any):
         raise ConfigError(f"{name}: expected a mapping of keys, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    unknown = sorted(set(raw) - set(fields))
+    unknown = sorted((set(raw) - set(fields)), key=str)
     if unknown:
         raise ConfigError(f"{name}.{unknown[0]}: unknown key; allowed keys in '{name}': {', '.join(fields)}")
     values = {}
@@ -247,10 +262,10 @@ SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
 
 
 def from_dict(raw: dict | None) -> Config:
-    raw = raw or {}
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"config: expected a mapping with sections {', '.join(SECTIONS)}, got {raw!r}")
-    unknown = sorted(set(raw) - set(SECTIONS))
+    unknown = sorted(set(raw) - set(SECTIONS), key=str)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section; allowed sections: {', '.join(SECTIONS)}")
     hints = typing.get_type_hints(Config)
@@ -263,16 +278,21 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """A copy of ``raw`` with ``section.key=value`` strings applied; values are parsed as YAML scalars
     (``0.1``, ``true``, ``null``). ``raw`` itself is left alone: callers apply several override sets
     to one base (bench quality's presets, sweep trials)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping with sections {', '.join(SECTIONS)}, got {raw!r}")
     raw = copy.deepcopy(raw)
     for item in overrides or []:
-        if "=" not in item:
+        if not isinstance(item, str) or "=" not in item:
             raise ConfigError(f"override {item!r}: expected section.key=value")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
         if len(parts) != 2 or not all(parts):
             raise ConfigError(f"override {item!r}: expected section.key=value, e.g. optim.base_lr=0.1")
         section, sub = parts
-        value = yaml.safe_load(text) if text.strip() else None
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(e)})") from None
         node = raw.setdefault(section, {})
         if not isinstance(node, dict):
             raise ConfigError(f"{section}: expected a mapping of keys, got {node!r}")
@@ -280,19 +300,56 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
-    raw: dict = {}
-    if path is not None:
-        import fsspec
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error as one line: what is wrong and where."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(e, 'problem', None) or type(e).__name__}{where}"
 
-        try:
-            with fsspec.open(path, "r") as fh:
-                raw = yaml.safe_load(fh) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path!r} does not exist") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path!r} is not valid YAML: {e}") from None
+
+def read_yaml(path: str, what: str = "config file"):
+    """The YAML document at ``path`` (any fsspec URL); a missing, unreadable or malformed file is one
+    ConfigError naming it."""
+    import fsspec
+
+    try:
+        with fsspec.open(path, "r", encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path!r} is a directory; pass a YAML file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path!r} is not UTF-8 text (byte {e.start}); pass a YAML file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {path!r} is not valid YAML: {_yaml_problem(e)}") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {path!r} cannot be read: {e}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {path!r}: expected a mapping of sections ({', '.join(SECTIONS)}), "
+                          f"got a {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
+    raw = read_yaml(path) if path is not None else {}
     return from_dict(apply_overrides(raw, overrides or []))
+
+
+def ensure_config(cfg) -> Config:
+    """The API boundary: a ``Config`` (re-validated, since fields can be edited after loading) or a
+    plain dict of sections."""
+    if isinstance(cfg, Config):
+        try:
+            raw = cfg.to_dict()
+        except Exception as e:
+            raise ConfigError(f"config: cannot be read back ({type(e).__name__}: {e})") from None
+        return from_dict(raw)
+    if isinstance(cfg, dict):
+        return from_dict(cfg)
+    raise ConfigError(f"config: expected a raycl Config or a dict of sections, got {type(cfg).__name__}")
 
 
 def validate(cfg: Config) -> None:

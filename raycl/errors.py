@@ -15,3 +15,11 @@ class DataError(RayclError):
 
 class CheckpointError(RayclError):
     """A checkpoint cannot be restored into this run (other model, method or layout)."""
+
+
+class BankError(RayclError, ValueError):
+    """A memory bank or k-means was built or called with an invalid size, dimension or shape."""
+
+
+class BankIndexError(RayclError, IndexError):
+    """A sample index outside the memory bank."""

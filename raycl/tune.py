@@ -18,17 +18,14 @@ through ``TuneReportCallback``; ASHA stops trials whose metric lags at its rungs
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
 from typing import Any
 
-import yaml
-
 import ray
 from ray import tune
-from raycl.config import SECTIONS, apply_overrides, from_dict
+from raycl.config import SECTIONS, apply_overrides, from_dict, read_yaml
 from raycl.errors import ConfigError
 
 KINDS = ("grid", "choice", "uniform", "loguniform")
@@ -52,15 +49,57 @@ def _field_names(section: str) -> list[str]:
     return list(typing.get_type_hints(SECTIONS[section].default_factory))
 
 
+# What every epoch reports (raycl/train/worker.py); method/* and bank/* depend on the method.
+METRICS = ("loss", "lr", "images_per_s", "epoch_time_s", "corrupt_skipped", "knn_top1", "epoch", "global_step")
+MAX_GRID_POINTS = 4096   # grid x choice combinations checked one by one before the first trial
+
+
+def _field_type(key: str):
+    import typing
+
+    section, name = key.split(".")
+    tp = typing.get_type_hints(SECTIONS[section].default_factory)[name]
+    inner = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) is typing.Union else [tp]
+    return inner[0]
+
+
+def _check_combinations(spec: SweepSpec, base: dict) -> None:
+    """Every combination of grid and choice values must make a valid config (e.g. batch size
+    divisible by workers x accumulation); random ranges are checked at both ends."""
+    import itertools
+
+    discrete = {k: next(iter(d.values())) for k, d in spec.space.items() if next(iter(d)) in ("grid", "choice")}
+    keys = sorted(discrete)
+    n = 1
+    for k in keys:
+        n *= len(discrete[k])
+    if n > MAX_GRID_POINTS:
+        raise ConfigError(f"sweep.space: {n} grid/choice combinations; at most {MAX_GRID_POINTS} are checked "
+                          "and run, split the sweep")
+    ranges = {k: next(iter(d.values())) for k, d in spec.space.items() if k not in discrete}
+    for combo in itertools.product(*(discrete[k] for k in keys)):
+        for ends in itertools.product(*(ranges[k] for k in sorted(ranges))):
+            point = dict(zip(keys, combo)) | dict(zip(sorted(ranges), ends))
+            try:
+                from_dict(apply_overrides(base, _overrides(point)))
+            except ConfigError as e:
+                raise ConfigError(f"sweep.space: the trial {json.dumps(point)} is not a valid config: {e}") from None
+
+
 def parse_sweep(raw: Any, base: dict) -> SweepSpec:
     """Validate a ``sweep:`` section against the config it sweeps, before any trial starts."""
     if not isinstance(raw, dict):
         raise ConfigError("sweep: expected a mapping with a 'space' (see raycl/tune.py)")
     allowed = [f.name for f in dataclasses.fields(SweepSpec)]
-    unknown = sorted(set(raw) - set(allowed))
+    unknown = sorted(set(raw) - set(allowed), key=str)
     if unknown:
         raise ConfigError(f"sweep.{unknown[0]}: unknown key; allowed keys in 'sweep': {', '.join(allowed)}")
     spec = SweepSpec(**raw)
+    if not isinstance(spec.metric, str) or not (spec.metric in METRICS or spec.metric.startswith(("method/", "bank/"))):
+        raise ConfigError(f"sweep.metric: {spec.metric!r} is not reported by any epoch; one of {', '.join(METRICS)}, "
+                          "or a method/... or bank/... metric of the method")
+    if spec.name is not None and (not isinstance(spec.name, str) or not spec.name or "/" in spec.name):
+        raise ConfigError(f"sweep.name: expected a non-empty name without '/', got {spec.name!r}")
     if not isinstance(spec.space, dict) or not spec.space:
         raise ConfigError("sweep.space: empty; name at least one config key, e.g. optim.base_lr: {grid: [0.1, 0.3]}")
     for key, name, lo in (("num_samples", spec.num_samples, 1), ("max_concurrent", spec.max_concurrent, 1),
@@ -81,29 +120,60 @@ def parse_sweep(raw: Any, base: dict) -> SweepSpec:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}.{kind}: expected a non-empty list, got {values!r}")
         if kind in ("uniform", "loguniform"):
-            if len(values) != 2 or not all(isinstance(v, (int, float)) for v in values) or values[0] >= values[1]:
+            if _field_type(key) is not float:
+                raise ConfigError(f"{where}.{kind}: {key} is not a real-valued field (it takes "
+                                  f"{_field_type(key).__name__} values); use grid or choice")
+            if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
+                    or values[0] >= values[1]:
                 raise ConfigError(f"{where}.{kind}: expected [low, high] with low < high, got {values!r}")
             if kind == "loguniform" and values[0] <= 0:
                 raise ConfigError(f"{where}.loguniform: low must be > 0, got {values[0]!r}")
         for v in values:   # every value must make a valid config on its own
-            from_dict(apply_overrides(base, [f"{key}={json.dumps(v)}"]))
+            try:
+                from_dict(apply_overrides(base, [f"{key}={json.dumps(v)}"]))
+            except ConfigError as e:
+                raise ConfigError(f"{where}: value {v!r}: {e}") from None
+    _check_combinations(spec, base)
     return spec
 
 
 def load_sweep(path: str, overrides: list[str] | None = None) -> tuple[dict, SweepSpec]:
-    import fsspec
-
-    try:
-        with fsspec.open(path, "r") as fh:
-            raw = yaml.safe_load(fh) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path!r} does not exist") from None
+    raw = read_yaml(path, "sweep file")
     if "sweep" not in raw:
         raise ConfigError(f"{path}: no 'sweep' section; add one with a 'space' (see raycl/tune.py)")
     sweep_raw = raw.pop("sweep")
     base = apply_overrides(raw, overrides or [])
-    from_dict(copy.deepcopy(base))
+    from_dict(base)
     return base, parse_sweep(sweep_raw, base)
+
+
+def check_sweep_data(base: dict, spec: SweepSpec) -> None:
+    """The data every trial reads is checked once; a sweep on knn_top1 needs labeled rows."""
+    from raycl.data import build_sources, check_data, eval_ready
+
+    cfg = from_dict(base)
+    check_data(cfg)
+    if spec.metric == "knn_top1":
+        why = eval_ready(*build_sources(cfg))
+        if why:
+            raise ConfigError(f"sweep.metric: knn_top1 cannot be measured: {why.split(':')[0]}; optimise "
+                              "another metric (e.g. loss with mode: min) or add labeled rows")
+
+
+def check_trials_fit(base: dict, spec: SweepSpec) -> None:
+    """Every trial's worker group (workers x cpus_per_worker, each worker on one node) must fit the
+    cluster, or Train would wait for it forever."""
+    import itertools
+
+    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    keys = [k for k in spec.space if k.startswith("distributed.") and next(iter(spec.space[k])) in ("grid", "choice")]
+    for combo in itertools.product(*(next(iter(spec.space[k].values())) for k in keys)):
+        d = from_dict(apply_overrides(base, _overrides(dict(zip(keys, combo))))).distributed
+        slots = sum(int(c // d.cpus_per_worker) for c in nodes)
+        if slots < d.workers:
+            raise ConfigError(f"distributed.workers: a trial needs {d.workers} workers x {d.cpus_per_worker:g} CPUs "
+                              f"(one node each), the Ray cluster's nodes have {', '.join(f'{c:g}' for c in nodes)} "
+                              f"CPUs ({slots} such workers fit); lower distributed.workers or cpus_per_worker")
 
 
 def _space(spec: SweepSpec) -> dict:
@@ -137,20 +207,25 @@ def _trial(trial_config: dict, base: dict, storage_path: str) -> None:
     ).fit()
 
 
-def sweep(path: str, overrides: list[str] | None = None, address: str | None = None, resume: bool = True) -> dict:
+def sweep(path: str, overrides: list[str] | None = None, address: str | None = None, resume: bool = True,
+          num_cpus: int | None = None) -> dict:
     """Run the sweep; returns the results table and the path of the best config's YAML."""
     from ray.tune.schedulers import ASHAScheduler
 
     from raycl.train.trainer import init_ray, storage
 
     base, spec = load_sweep(path, overrides)
-    cfg = from_dict(copy.deepcopy(base))
+    check_sweep_data(base, spec)
+    cfg = from_dict(base)
     st = storage(cfg)
     root = st["storage_path"]
     name = spec.name or f"{cfg.run.name}-sweep"
-    owned = init_ray(address)
+    owned = init_ray(address, num_cpus)
     try:
-        trainable = tune.with_resources(tune.with_parameters(_trial, base=base, storage_path=root), {"CPU": 0.1})
+        check_trials_fit(base, spec)
+        # The trial's own actor only waits on its TorchTrainer: it takes no CPU, so a cluster that
+        # fits one worker group runs the sweep (with 0.1 CPU, 2 x 1-CPU workers never fit 2 CPUs).
+        trainable = tune.with_resources(tune.with_parameters(_trial, base=base, storage_path=root), {"CPU": 0})
         sweep_dir = os.path.join(root, name)
         if resume and tune.Tuner.can_restore(sweep_dir):
             print(f"[raycl] sweep {name!r} has state at {sweep_dir}: resuming (finished trials are kept)", flush=True)
@@ -181,8 +256,9 @@ def sweep(path: str, overrides: list[str] | None = None, address: str | None = N
         best_raw = apply_overrides(base, _overrides({k: best.config[k] for k in spec.space}))
         best_raw.setdefault("run", {})["name"] = f"{name}-best"
         best_yaml = os.path.join(sweep_dir, "best_config.yaml")
-        with open(best_yaml, "w") as fh:
+        with open(best_yaml + ".tmp", "w") as fh:   # atomic: a reader never sees half a config
             fh.write(from_dict(best_raw).to_yaml())
+        os.replace(best_yaml + ".tmp", best_yaml)
     finally:
         if owned:
             ray.shutdown()

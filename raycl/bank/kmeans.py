@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from raycl import dist
+from raycl.errors import BankError
 from raycl.bank.memory import MemoryBank, gather_sharded
 from raycl.bank.select import hash_u32, make_keys
 
@@ -22,7 +23,7 @@ def lloyd(rows: torch.Tensor, k: int, iters: int = 20, seed: int = 0) -> tuple[t
     """Single-process spherical Lloyd k-means: (centroids [k, d], labels [N]). Initial centroids:
     the rows ``initial_rows(N, k, seed)``."""
     if k > rows.shape[0]:
-        raise ValueError(f"{k} clusters > {rows.shape[0]} rows")
+        raise BankError(f"{k} clusters > {rows.shape[0]} rows")
     cent = rows[initial_rows(rows.shape[0], k, seed).to(rows.device)].clone()
     labels = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
     for _ in range(iters):
@@ -52,8 +53,10 @@ def new_centroids(sums, counts, previous):
 class OnlineKMeans(nn.Module):
     def __init__(self, num_clusters: int, bank: MemoryBank, seed: int = 0):
         super().__init__()
+        if isinstance(num_clusters, bool) or not isinstance(num_clusters, int) or num_clusters < 1:
+            raise BankError(f"num_clusters: expected an integer >= 1, got {num_clusters!r}")
         if num_clusters > bank.size:
-            raise ValueError(f"num_clusters {num_clusters} > {bank.size} bank rows")
+            raise BankError(f"num_clusters {num_clusters} > {bank.size} bank rows")
         self.k, self.seed, self.shard = num_clusters, seed, bank.shard
         self.bank = [bank]            # a reference, not a submodule: the method owns the bank
         self.register_buffer("centroids", torch.zeros(num_clusters, bank.dim))
@@ -131,6 +134,7 @@ class OnlineKMeans(nn.Module):
     @torch.no_grad()
     def labels_of(self, index: torch.Tensor) -> torch.Tensor:
         """Cluster labels of global ``index`` (sharded: a collective, the same index on every worker)."""
+        self.bank[0].check(index)
         if not self.shard.collective:
             return self.labels[index]
         out = torch.zeros_like(index)

@@ -17,14 +17,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from raycl import dist
+from raycl.errors import BankError, BankIndexError
 
 INIT_CHUNK = 65536
+
+
+def _count(name: str, value, lo: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise BankError(f"{name}: expected an integer >= {lo}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
 class Shard:
     rank: int = 0
     world: int = 1
+
+    def __post_init__(self):
+        _count("Shard world", self.world)
+        _count("Shard rank", self.rank, 0)
+        if self.rank >= self.world:
+            raise BankError(f"Shard rank {self.rank} is outside 0..{self.world - 1} (world {self.world})")
 
     @property
     def collective(self) -> bool:
@@ -51,8 +64,10 @@ def random_unit_rows(global_index: torch.Tensor, dim: int, seed: int) -> torch.T
 class MemoryBank(nn.Module):
     def __init__(self, size: int, dim: int, momentum: float = 0.5, shard: Shard = Shard(), seed: int = 0):
         super().__init__()
-        if not 0.0 < momentum <= 1.0:
-            raise ValueError(f"bank momentum w must be in (0, 1], got {momentum}")
+        _count("MemoryBank size", size)
+        _count("MemoryBank dim", dim)
+        if not isinstance(momentum, (int, float)) or not 0.0 < momentum <= 1.0:
+            raise BankError(f"bank momentum w must be in (0, 1], got {momentum!r}")
         self.size, self.dim, self.w, self.shard = size, dim, momentum, shard
         self.register_buffer("global_rows", shard.rows_of(size), persistent=False)
         self.register_buffer("rows", random_unit_rows(self.global_rows, dim, seed), persistent=False)
@@ -63,10 +78,10 @@ class MemoryBank(nn.Module):
     def check(self, index: torch.Tensor, v: torch.Tensor | None = None) -> None:
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.size):
             bad = int(index.max()) if int(index.max()) >= self.size else int(index.min())
-            raise IndexError(f"sample index {bad} is outside the memory bank (0..{self.size - 1}); "
+            raise BankIndexError(f"sample index {bad} is outside the memory bank (0..{self.size - 1}); "
                              "set method.bank_size to the number of training samples")
         if v is not None and v.shape[-1] != self.dim:
-            raise ValueError(f"embedding dimension {v.shape[-1]} != bank dimension {self.dim}")
+            raise BankError(f"embedding dimension {v.shape[-1]} != bank dimension {self.dim}")
 
     def owned(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mask of the entries of ``index`` this shard owns, their local slots)."""
@@ -89,6 +104,7 @@ class MemoryBank(nn.Module):
     @torch.no_grad()
     def fetch(self, index: torch.Tensor) -> torch.Tensor:
         """Rows of global ``index``. Sharded: a collective, every worker passes the same ``index``."""
+        self.check(index)
         if not self.shard.collective:
             return self.rows[index]
         out = torch.zeros(len(index), self.dim, device=self.rows.device, dtype=self.rows.dtype)
@@ -104,7 +120,7 @@ class MemoryBank(nn.Module):
     @torch.no_grad()
     def load_full(self, rows: torch.Tensor) -> None:
         if tuple(rows.shape) != (self.size, self.dim):
-            raise ValueError(f"bank of shape {tuple(rows.shape)} does not fit method.bank_size x dim = "
+            raise BankError(f"bank of shape {tuple(rows.shape)} does not fit method.bank_size x dim = "
                              f"{self.size} x {self.dim}")
         self.rows.copy_(rows[self.global_rows.to(rows.device)].to(self.rows))
 

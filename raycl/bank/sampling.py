@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from raycl import dist
+from raycl.errors import BankError
 from raycl.bank.kmeans import OnlineKMeans
 from raycl.bank.memory import MemoryBank
 from raycl.bank.select import count, float_u32, hash_u32, kth_largest, make_keys, top_k_mask
@@ -46,7 +47,7 @@ def intra_negatives(bank: MemoryBank, anchor_index: torch.Tensor, k: int, seed: 
     each of this worker's rows was drawn for each anchor. Draws depend on (seed, step, anchor)
     only, so every layout draws the same rows."""
     if bank.size < 2:
-        raise ValueError("intra negatives need a bank of at least 2 rows")
+        raise BankError("intra negatives need a bank of at least 2 rows")
     u = hash_u32(seed, INTRA, step, anchor_index, torch.arange(k, device=anchor_index.device))
     r = u % (bank.size - 1)
     draws = r + (r >= anchor_index.view(-1, 1)).long()                       # skip the anchor itself
@@ -61,12 +62,12 @@ def inter_negatives(bank: MemoryBank, kmeans: OnlineKMeans, anchors: torch.Tenso
                     anchor_labels: torch.Tensor, k: int, strategy: str, seed: int, step: int) -> torch.Tensor:
     """Boolean [A, n_local]: the K negatives of each anchor that this worker's rows hold."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown negative sampling strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
+        raise BankError(f"unknown negative sampling strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
     collective = bank.shard.collective
     other = kmeans.labels.view(1, -1) != anchor_labels.view(-1, 1)          # [A, n_local]
     n_other = count(other, collective)
     if len(n_other) and k > int(n_other.min()):
-        raise ValueError(f"K={k} negatives requested but an anchor has only {int(n_other.min())} rows "
+        raise BankError(f"K={k} negatives requested but an anchor has only {int(n_other.min())} rows "
                          "outside its cluster; lower method.num_negatives or use fewer clusters")
     if strategy == "random":
         return _random_among(bank, other, anchor_index, k, seed, step, INTER)

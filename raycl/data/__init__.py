@@ -37,4 +37,50 @@ def build_sources(cfg) -> tuple[Source, Source]:
     return train, RowSubset(train, np.sort(held))
 
 
-__all__ = ["ArraySource", "Batch", "Block", "EpochLoader", "Source", "build_sources"]
+def needs_every_label(cfg) -> bool:
+    """Methods whose loss reads class labels on every row (an unlabeled row would be a class of its own)."""
+    m = cfg.method
+    return (m.name in ("supcon", "supervised_ce") or (m.name == "tcl" and m.supervised)
+            or (m.name == "imclr" and m.pi_weight == 0))
+
+
+def check_data(cfg) -> dict:
+    """On the driver, before any worker starts: the shards exist, their columns have the right types,
+    labels are -1 or class ids, indices are unique and fit the method's per-sample store, and a
+    supervised method gets a label on every row. Returns {"train": summary, "eval": summary}
+    (summary: rows, labeled, classes, max_index); the built-in data needs no check."""
+    from raycl.errors import DataError
+
+    d, m = cfg.data, cfg.method
+    if d.dataset == "demo":
+        return {}
+    from raycl.config import MAX_CLASSES
+    from raycl.data.parquet import ParquetSource
+
+    classifier = m.name in ("imclr", "supervised_ce")
+    max_label = m.num_classes - 1 if classifier else MAX_CLASSES - 1
+    out = {}
+    for key, url in (("train", d.path), ("eval", d.eval_path)):
+        if url:
+            out[key] = ParquetSource(url, d.image_size, d.channels, d.on_corrupt).scan(max_label)
+    tr = out["train"]
+    if needs_every_label(cfg) and tr["labeled"] < tr["rows"]:
+        raise DataError(f"data.path: method {m.name!r} learns from class labels, but {tr['rows'] - tr['labeled']} "
+                        f"of {tr['rows']} rows are unlabeled (label -1); use a self-supervised method "
+                        "(simclr, moco_v2, ...) or label every row")
+    if m.bank_size is not None and tr["max_index"] >= m.bank_size and (
+            m.name == "interclr" or (m.name == "simclic" and m.perturbation == "history")):
+        raise DataError(f"method.bank_size: {m.bank_size} rows, but the shards hold sample index {tr['max_index']}; "
+                        f"set method.bank_size >= {tr['max_index'] + 1}")
+    return out
+
+
+def eval_ready(train: Source, held_out: Source) -> str | None:
+    """None when kNN / linear evaluation can run, else the one line saying why it is skipped."""
+    for name, src in (("training", train), ("held-out", held_out)):
+        if not src.has_labels():
+            return f"no labeled rows in the {name} split (every label is -1): kNN monitor and linear probe skipped"
+    return None
+
+
+__all__ = ["ArraySource", "Batch", "Block", "EpochLoader", "Source", "build_sources", "check_data", "eval_ready"]

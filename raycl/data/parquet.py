@@ -15,8 +15,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raycl.config import MAX_CLASSES
 from raycl.data.source import Block, Source
 from raycl.errors import DataError
+
+def check_column_types(path: str, schema: pa.Schema) -> None:
+    """index and label must be integers, image binary: anything else is refused by name."""
+    want = {"index": pa.types.is_integer, "label": pa.types.is_integer,
+            "image": lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t)}
+    for col, ok in want.items():
+        t = schema.field(col).type
+        if not ok(t):
+            kind = "binary (encoded image bytes)" if col == "image" else "an integer type (int64)"
+            raise DataError(f"shard {path!r}: column {col!r} has type {t}, expected {kind}")
+
 
 SCHEMA = pa.schema([("index", pa.int64()), ("image", pa.binary()), ("label", pa.int64())])
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -68,25 +80,62 @@ def write_shards(url: str, index, images: list[bytes], labels, rows_per_shard: i
     return paths
 
 
-def convert_image_folder(folder: str, dest_url: str, rows_per_shard: int = 10_000) -> dict:
+def check_decodes(data: bytes) -> None:
+    """Raise if ``data`` is not an image PIL can decode (header and pixels)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+
+
+def convert_image_folder(folder: str, dest_url: str, rows_per_shard: int = 10_000, on_corrupt: str = "error",
+                         log=None) -> dict:
     """An ImageFolder-style tree (``folder/<class>/<image>``) -> Parquet shards at ``dest_url``.
 
     Classes are numbered in sorted order; a folder with images directly under it gets label -1.
-    Image bytes are stored as they are (no re-encoding). Returns a summary dict.
+    Image bytes are stored as they are (no re-encoding), after a decode check: a file that does not
+    decode stops the conversion naming it (``on_corrupt="error"``) or is left out and listed
+    (``"skip"``). Returns a summary dict.
     """
+    if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
+        raise DataError(f"--rows-per-shard: expected an integer >= 1, got {rows_per_shard!r}")
+    if on_corrupt not in ("error", "skip"):
+        raise DataError(f"--on-corrupt: expected 'error' or 'skip', got {on_corrupt!r}")
     fs, root = fsspec.core.url_to_fs(folder)
     if not fs.isdir(root):
         raise DataError(f"image folder {folder!r} does not exist or is not a folder")
+    dfs, droot = fsspec.core.url_to_fs(dest_url)
+    if dfs.exists(droot) and not dfs.isdir(droot):
+        raise DataError(f"destination {dest_url!r} is an existing file; name a folder for the shards")
+    if dfs.isdir(droot) and any(p.endswith(".parquet") for p in dfs.find(droot)):
+        raise DataError(f"destination {dest_url!r} already holds .parquet shards; pick an empty folder")
     files = sorted(p for p in fs.find(root) if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"image folder {folder!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    rel = [os.path.relpath(p, root) for p in files]
+    images, kept, skipped = [], [], []
+    for p in files:
+        data = fs.cat_file(p)
+        try:
+            check_decodes(data)
+        except Exception as e:
+            if on_corrupt == "error":
+                raise DataError(f"{p!r} does not decode as an image ({type(e).__name__}: {e}); "
+                                "fix or remove it, or pass --on-corrupt skip") from None
+            skipped.append(p)
+            continue
+        images.append(data)
+        kept.append(p)
+    if not kept:
+        raise DataError(f"image folder {folder!r}: none of its {len(files)} image files decodes")
+    if skipped and log is not None:
+        log(f"[raycl] skipped {len(skipped)} file(s) that do not decode, e.g. {skipped[0]}")
+    rel = [os.path.relpath(p, root) for p in kept]
     classes = sorted({r.split(os.sep)[0] for r in rel if os.sep in r})
     cid = {c: i for i, c in enumerate(classes)}
     labels = [cid[r.split(os.sep)[0]] if os.sep in r else -1 for r in rel]
-    images = [fs.cat_file(p) for p in files]
-    shards = write_shards(dest_url, np.arange(len(files)), images, labels, rows_per_shard)
-    return {"images": len(files), "classes": classes, "shards": len(shards), "dest": dest_url}
+    shards = write_shards(dest_url, np.arange(len(kept)), images, labels, rows_per_shard)
+    return {"images": len(kept), "classes": classes, "shards": len(shards), "dest": dest_url,
+            "skipped": skipped}
 
 
 def list_shards(url: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
@@ -118,10 +167,55 @@ class ParquetSource(Source):
             if missing:
                 raise DataError(f"shard {p!r} lacks column(s) {sorted(missing)}; "
                                 "expected index (int64), image (binary), label (int64)")
+            check_column_types(p, meta.schema.to_arrow_schema())
             for g in range(meta.num_row_groups):
                 self.blocks.append((k, g))
                 self.block_sizes.append(meta.row_group(g).num_rows)
         self.read_block = lru_cache(maxsize=4)(self._read_block)
+        self._scan: dict | None = None
+
+    def scan(self, max_label: int = MAX_CLASSES - 1) -> dict:
+        """Read the ``index`` and ``label`` columns of every row group (no image bytes) and refuse
+        what would break training later: null or out-of-range labels, negative or repeated indices.
+        Returns {"rows", "labeled", "classes", "max_index"}; cached."""
+        if self._scan is not None and self._scan["max_label_checked"] <= max_label:
+            return self._scan
+        seen_index, labeled, classes = [], 0, set()
+        for k, g in self.blocks:
+            path = self.paths[k]
+            with self.fs.open(path, "rb") as fh:
+                t = pq.ParquetFile(fh).read_row_group(g, columns=["index", "label"])
+            where = f"shard {path!r} row group {g}"
+            for col in ("index", "label"):
+                if t.column(col).null_count:
+                    row = int(np.flatnonzero(t.column(col).is_null().to_numpy(zero_copy_only=False))[0])
+                    raise DataError(f"{where}: column {col!r} is null at row {row}; every row needs an {col} "
+                                    + ("(-1 for an unlabeled image)" if col == "label" else "(the global sample id)"))
+            index, labels = t.column("index").to_numpy(), t.column("label").to_numpy()
+            bad = np.flatnonzero((labels < -1) | (labels > max_label))
+            if len(bad):
+                r = int(bad[0])
+                raise DataError(f"{where}: label {int(labels[r])} at row {r} (index {int(index[r])}) is outside "
+                                f"0..{max_label} and not -1 (unknown)")
+            if len(index) and index.min() < 0:
+                r = int(np.argmin(index))
+                raise DataError(f"{where}: negative index {int(index[r])} at row {r}; index is the global sample "
+                                "id (0..N-1) the memory bank keys on")
+            seen_index.append(index.astype(np.int64))
+            labeled += int((labels >= 0).sum())
+            classes.update(np.unique(labels[labels >= 0]).tolist())
+        allidx = np.concatenate(seen_index) if seen_index else np.zeros(0, np.int64)
+        uniq, counts = np.unique(allidx, return_counts=True)
+        if len(uniq) < len(allidx):
+            dup = int(uniq[np.argmax(counts > 1)])
+            raise DataError(f"shards under {self.url!r}: index {dup} appears {int(counts.max())} times; "
+                            "every row needs its own global sample id")
+        self._scan = {"rows": len(allidx), "labeled": labeled, "classes": len(classes),
+                      "max_index": int(allidx.max()) if len(allidx) else -1, "max_label_checked": max_label}
+        return self._scan
+
+    def has_labels(self) -> bool:
+        return self.scan()["labeled"] > 0
 
     def _read_block(self, i: int) -> Block:
         k, g = self.blocks[i]

@@ -27,6 +27,10 @@ class Source:
     def read_block(self, i: int) -> Block:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def has_labels(self) -> bool:
+        """Whether any row has a label (>= 0); evaluation needs some."""
+        return any(bool((self.read_block(i).labels >= 0).any()) for i in range(len(self.block_sizes)))
+
     def read_all(self) -> Block:
         blocks = [self.read_block(i) for i in range(len(self.block_sizes))]
         return Block(

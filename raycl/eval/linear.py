@@ -4,15 +4,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from raycl.eval.labels import compact, labeled, unlabeled_reason
+
 
 def linear_probe(train_feats, train_labels, test_feats, test_labels, epochs: int = 30, lr: float = 0.1,
-                 batch_size: int = 256, weight_decay: float = 0.0, seed: int = 0) -> float:
+                 batch_size: int = 256, weight_decay: float = 0.0, seed: int = 0) -> float | None:
     """Standardise features with training statistics, train softmax regression with SGD + cosine
-    lr, return top-1 on the test features."""
+    lr, return top-1 on the test features. Only labeled rows (label >= 0) are used; None when
+    either side has none."""
+    if unlabeled_reason(train_labels, test_labels):
+        return None
+    train_feats, train_labels = labeled(train_feats, train_labels)
+    test_feats, test_labels = labeled(test_feats, test_labels)
+    train_labels, test_labels, c = compact(train_labels, test_labels)
     g = torch.Generator().manual_seed(seed)
     mean, std = train_feats.mean(0), train_feats.std(0) + 1e-6
     xtr, xte = (train_feats - mean) / std, (test_feats - mean) / std
-    c = int(train_labels.max()) + 1
     with torch.random.fork_rng():     # the classifier's init, like the batch order, comes from seed
         torch.manual_seed(seed)
         clf = torch.nn.Linear(xtr.shape[1], c)

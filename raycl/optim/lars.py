@@ -5,8 +5,8 @@ For every parameter w with gradient g that is not excluded:
     trust = trust_coefficient * ||w|| / ||u||     (1 where either norm is 0)
     v     = momentum * v + trust * u
     w     = w - lr * v          (nesterov: w - lr * (trust * u + momentum * v))
-Excluded parameters (biases and normalisation weights by default) skip both the weight decay and
-the trust ratio: v = momentum * v + g. Param groups carry ``lars_exclude`` (bool).
+Excluded parameters (biases and normalisation weights, ndim <= 1, by default) skip both the weight
+decay and the trust ratio: v = momentum * v + g. Param groups carry ``lars_exclude`` (bool).
 
 Under DeepSpeed ZeRO-1/2 the optimizer never sees a layer: it gets one flat fp32 partition per
 param group per rank, and a partition boundary can cut a layer in two. ``attach_zero`` gives LARS
@@ -63,9 +63,36 @@ def _trust(w_sq, u_sq, coeff, eps):
     return torch.where((wn > 0) & (un > 0), coeff * wn / (un + eps), torch.ones_like(wn))
 
 
+def split_bias_and_norm(params) -> list[dict]:
+    """Param groups that do not say ``lars_exclude`` are split: parameters with ndim <= 1 (biases,
+    BatchNorm/LayerNorm weights) go to a group that skips weight decay and the trust ratio, as in
+    the SimCLR/BYOL/Barlow Twins LARS; groups that set ``lars_exclude`` are kept as given."""
+    params = list(params)
+    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    out = []
+    for g in groups:
+        if "lars_exclude" in g:
+            out.append(g)
+            continue
+        ps = [g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"])
+        rest = {k: v for k, v in g.items() if k != "params"}
+        regular, flat = [p for p in ps if p.ndim > 1], [p for p in ps if p.ndim <= 1]
+        if regular:
+            out.append({**rest, "params": regular, "lars_exclude": False})
+        if flat:
+            out.append({**rest, "params": flat, "lars_exclude": True, "weight_decay": 0.0})
+    return out
+
+
 class LARS(torch.optim.Optimizer):
+    """``LARS(model.parameters(), lr)`` excludes biases and normalisation parameters (ndim <= 1)
+    from weight decay and the trust ratio; ``exclude_bias_and_norm=False`` adapts every parameter.
+    Param groups with a ``lars_exclude`` key (what ``raycl.optim.param_groups`` builds) decide for
+    themselves."""
+
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 0.001, eps: float = 1e-8, nesterov: bool = False):
+                 trust_coefficient: float = 0.001, eps: float = 1e-8, nesterov: bool = False,
+                 exclude_bias_and_norm: bool = True):
         for name, v, ok in (("lr", lr, lr >= 0), ("momentum", momentum, momentum >= 0),
                             ("weight_decay", weight_decay, weight_decay >= 0),
                             ("trust_coefficient", trust_coefficient, trust_coefficient > 0)):
@@ -73,7 +100,7 @@ class LARS(torch.optim.Optimizer):
                 raise ValueError(f"LARS: invalid {name} {v!r}")
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, lars_exclude=False,
                         trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov)
-        super().__init__(params, defaults)
+        super().__init__(split_bias_and_norm(params) if exclude_bias_and_norm else params, defaults)
         self.zero: list[ZeroLayout] | None = None
 
     def attach_zero(self, zero_optimizer) -> None:

@@ -24,6 +24,7 @@ import time
 import torch
 
 import ray
+from raycl.train.checkpoint import safe_load
 
 KEEP = 3
 NAMESPACE = "raycl"   # fixed, so a notebook or another job finds the server by run name
@@ -52,7 +53,7 @@ class BankServer:
         self.restored: dict | None = None
         files = sorted(glob.glob(os.path.join(directory, "snapshot-*.pt")))
         if files:
-            self.snapshot = torch.load(files[-1], weights_only=False)
+            self.snapshot = safe_load(files[-1], "bank snapshot")
             self.churn = self.snapshot.get("churn", [])
             self.restored = {"step": self.snapshot["step"], "checksum": self.checksum(), "file": files[-1]}
 

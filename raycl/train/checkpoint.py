@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
+import re
 
 import numpy as np
 import torch
@@ -24,6 +26,7 @@ STATE_FILE = "raycl_state.json"
 MODEL_FILE = "model.pt"
 DS_DIR = "deepspeed"
 DS_TAG = "raycl"
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"   # Ray Train V2's registry of complete checkpoints
 METHOD_STATE_FILE = "method_state.pt"   # state gathered from every worker (the whole memory bank)
 
 
@@ -32,30 +35,79 @@ def atomic_torch_save(obj, path: str) -> None:
     os.replace(path + ".tmp", path)
 
 
+def safe_load(path: str, what: str = "file"):
+    """``torch.load`` with ``weights_only=True``: tensors and plain Python containers only, so a file
+    from elsewhere cannot run code. Anything else is one CheckpointError naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message names the global the pickle asked for (e.g. posix.system): keep that part
+        asked = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "global" in ln), "")
+        raise CheckpointError(f"{what} {path!r} is not a plain tensor file and was not loaded (raycl reads "
+                              f"only tensors and plain types, weights_only=True){': ' + asked if asked else ''}") from None
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} {path!r} does not exist") from None
+    except Exception as e:   # truncated zip, garbage bytes, another format
+        raise CheckpointError(f"{what} {path!r} is truncated or not a torch file ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    """Every RNG as tensors and plain types, so it loads with weights_only=True."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": list(random.getstate()),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def write_state(directory: str, state: dict) -> None:
-    with open(os.path.join(directory, STATE_FILE), "w") as fh:
+    path = os.path.join(directory, STATE_FILE)
+    with open(path + ".tmp", "w") as fh:
         json.dump(state, fh, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def read_state(directory: str) -> dict:
     path = os.path.join(directory, STATE_FILE)
     if not os.path.exists(path):
         raise CheckpointError(f"{directory!r} is not a raycl checkpoint (no {STATE_FILE})")
-    with open(path) as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            state = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path!r} is truncated or not JSON ({e}); the checkpoint is incomplete") from None
+    missing = [k for k in ("epoch", "global_step", "config", "signature") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{path!r} lacks {', '.join(missing)}; not a raycl checkpoint state")
+    return state
+
+
+def registered_checkpoints(run_dir: str) -> list[str]:
+    """Checkpoint directories of a run that Ray Train registered as complete (named in its
+    checkpoint manager snapshot, written after every worker's upload), oldest first. A directory
+    Ray is still copying into is not among them."""
+    snap = os.path.join(run_dir, RAY_SNAPSHOT)
+    if not os.path.exists(snap):
+        return []
+    try:
+        with open(snap, encoding="utf-8") as fh:
+            text = fh.read()
+        json.loads(text)
+    except (OSError, ValueError):
+        return []   # being rewritten: nothing registered can be read from it now
+    names = sorted(set(re.findall(r"checkpoint_[0-9A-Za-z_.:-]+", text)))
+    return [os.path.join(run_dir, n) for n in names if os.path.isdir(os.path.join(run_dir, n))]
 
 
 def check_signature(saved: dict, current: dict, where: str) -> None:
@@ -80,9 +132,24 @@ def check_signature(saved: dict, current: dict, where: str) -> None:
 
 
 def load_model_file(path: str) -> dict:
-    """Read ``model.pt`` of a checkpoint directory (or the file itself)."""
+    """Read ``model.pt`` of a checkpoint directory (or the file itself): {"config", "state_dict"},
+    loaded with weights_only=True."""
     if os.path.isdir(path):
         path = os.path.join(path, MODEL_FILE)
     if not os.path.exists(path):
         raise CheckpointError(f"no {MODEL_FILE} at {path!r}: pass a raycl checkpoint directory")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    payload = safe_load(path, "model file")
+    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict) \
+            or not isinstance(payload.get("state_dict"), dict):
+        raise CheckpointError(f"model file {path!r} is not a raycl model (expected a dict with 'config' and "
+                              "'state_dict'; a bare state_dict lacks the config that built it)")
+    return payload
+
+
+def check_state_dict(state_dict: dict, model: torch.nn.Module, method: str, where: str) -> None:
+    """``check_signature`` for a plain state_dict: refuse weights of another shape before loading."""
+    bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{where}: entry {bad[0]!r} of the state_dict is not a tensor")
+    check_signature({"method": method, "shapes": {k: list(v.shape) for k, v in state_dict.items()}},
+                    {"method": method, "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}}, where)

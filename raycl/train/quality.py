@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from raycl.config import apply_overrides, from_dict
+from raycl.errors import ConfigError
 
 PRESETS: dict[str, list[str]] = {
     "simclr": [],
@@ -33,7 +34,7 @@ def quality(base: dict, methods: list[str], address: str | None = None, log=prin
     rows = []
     for name in methods:
         if name not in PRESETS:
-            raise ValueError(f"bench quality: no preset for method {name!r}; known: {', '.join(PRESETS)}")
+            raise ConfigError(f"bench quality: no preset for method {name!r}; known: {', '.join(PRESETS)}")
         cfg = from_dict(apply_overrides(base, [f"method.name={name}", f"run.name=quality-{name}-{int(time.time())}",
                                                *PRESETS[name]]))
         t0 = time.perf_counter()

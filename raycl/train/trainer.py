@@ -2,8 +2,6 @@
 and turn a worker's failure into the one clear error that caused it."""
 from __future__ import annotations
 
-import glob
-import json
 import math
 import os
 
@@ -74,11 +72,10 @@ def latest_local_checkpoint(cfg) -> str | None:
     if d is None:
         return None
     best, best_step = None, -1
-    for state_file in glob.glob(os.path.join(d, "checkpoint_*", ck.STATE_FILE)):
-        with open(state_file) as fh:
-            step = json.load(fh)["global_step"]
+    for c in ck.registered_checkpoints(d):
+        step = ck.read_state(c)["global_step"]
         if step > best_step:
-            best, best_step = os.path.dirname(state_file), step
+            best, best_step = c, step
     return best
 
 
@@ -108,6 +105,11 @@ def check_resources(cfg) -> None:
     if need_cpu > avail.get("CPU", 0):
         raise ConfigError(f"distributed.workers x distributed.cpus_per_worker = {need_cpu:g} CPUs, "
                           f"but the Ray cluster has {avail.get('CPU', 0):g}; lower one of them")
+    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    slots = sum(int(c // d.cpus_per_worker) for c in nodes)
+    if slots < d.workers:   # a worker lives on one node: 4 x 1.5 CPUs do not fit two 3-CPU nodes
+        raise ConfigError(f"distributed.cpus_per_worker: {d.cpus_per_worker:g} CPUs per worker fit {slots} workers on "
+                          f"nodes of {', '.join(f'{c:g}' for c in nodes)} CPUs, not distributed.workers={d.workers}")
     if d.use_gpu and d.workers > avail.get("GPU", 0):
         raise ConfigError(f"distributed.use_gpu: {d.workers} workers need {d.workers} GPUs, "
                           f"the Ray cluster has {avail.get('GPU', 0):g}")

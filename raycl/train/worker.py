@@ -14,7 +14,7 @@ import ray.train
 import ray.train.torch
 from raycl import dist
 from raycl.config import from_dict
-from raycl.data import EpochLoader, build_sources
+from raycl.data import EpochLoader, build_sources, eval_ready
 from raycl.eval import extract, knn_top1
 from raycl.train import checkpoint as ck
 from raycl.train.engine import build_engine, make_views, train_step
@@ -27,8 +27,8 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def knn_monitor(backbone, train_src, eval_src, cfg, device) -> float:
-    """kNN top-1 on the held-out split; feature extraction is split across the workers."""
+def knn_monitor(backbone, train_src, eval_src, cfg, device) -> float | None:
+    """kNN top-1 on the held-out split's labeled rows; feature extraction is split across the workers."""
     r, w = dist.rank(), dist.world_size()
     n_bank = min(len(train_src), cfg.eval.max_train_samples or len(train_src))
     bank, bank_y = extract(backbone, train_src, (r, w), device=device, max_rows=n_bank)
@@ -73,10 +73,10 @@ def resume(engine, rank: int) -> tuple[int, int, list[dict], list[int]]:
         engine.load_checkpoint(os.path.join(d, ck.DS_DIR), tag=ck.DS_TAG)
         method_state = os.path.join(d, ck.METHOD_STATE_FILE)
         if os.path.exists(method_state):   # the whole bank: each worker takes its shard of it
-            engine.module.load_gathered_state(torch.load(method_state, weights_only=False))
+            engine.module.load_gathered_state(ck.safe_load(method_state, "method state"))
         rng_file = os.path.join(d, f"rng_rank{rank}.pt")
         if os.path.exists(rng_file):
-            ck.set_rng_state(torch.load(rng_file, weights_only=False))
+            ck.set_rng_state(ck.safe_load(rng_file, "RNG state"))
     resumes = state.get("resumes", []) + [state["epoch"] + 1]
     return state["epoch"] + 1, state["global_step"], state.get("history", []), resumes
 
@@ -91,6 +91,9 @@ def train_loop(config: dict) -> None:
     device = ray.train.torch.get_device()
 
     train_src, eval_src = build_sources(cfg)
+    no_eval = eval_ready(train_src, eval_src)
+    if no_eval and rank == 0:
+        say(f"[raycl] {no_eval}")
     loader = EpochLoader(train_src, cfg.data.batch_size, rank, world, cfg.run.seed,
                          cfg.data.drop_last, cfg.data.shuffle_window)
     spe = loader.steps_per_epoch
@@ -134,8 +137,10 @@ def train_loop(config: dict) -> None:
                    **{f"method/{k}": v / spe for k, v in log_sums.items()}}
         if hasattr(engine.module, "bank_stats"):
             metrics.update({f"bank/{k}": v for k, v in engine.module.bank_stats().items()})
-        if (epoch + 1) % cfg.eval.every_epochs == 0 or last:
-            metrics["knn_top1"] = knn_monitor(engine.module.encoder(), train_src, eval_src, cfg, device)
+        if not no_eval and ((epoch + 1) % cfg.eval.every_epochs == 0 or last):
+            knn = knn_monitor(engine.module.encoder(), train_src, eval_src, cfg, device)
+            if knn is not None:   # None: the rows the monitor took hold no label on one side
+                metrics["knn_top1"] = knn
         history.append(metrics)
         if rank == 0:
             knn = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
