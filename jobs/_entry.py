@@ -16,5 +16,5 @@ def main(doc: str, run, config_required: bool = True) -> None:
         # Inside a Ray job RAY_ADDRESS is set, so raycl joins the job's cluster.
         print(json.dumps(run(args)), flush=True)
     except RayclError as e:
-        print(f"raycl: error: {e}", file=sys.stderr)
+        print("raycl: error: " + " ".join(str(e).split()), file=sys.stderr)
         sys.exit(2)

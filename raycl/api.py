@@ -18,10 +18,11 @@ def train(cfg: Config | dict, address: str | None = None) -> dict:
     ``cfg`` (a Config, or a dict of sections) and its data are checked before Ray starts."""
     from raycl.config import ensure_config
     from raycl.data import check_data
-    from raycl.train.trainer import fit
 
     cfg = ensure_config(cfg)
     check_data(cfg)
+    from raycl.train.trainer import fit   # imports Ray: only once the input is known to be good
+
     result = fit(cfg, address)
     out = dict(result.metrics or {})
     out["run_dir"] = result.path

@@ -42,7 +42,9 @@ def safe_load(path: str, what: str = "file"):
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # torch's message names the global the pickle asked for (e.g. posix.system): keep that part
-        asked = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "global" in ln), "")
+        asked = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), "")
+        if not asked:
+            raise CheckpointError(f"{what} {path!r} is truncated or not a torch file ({str(e).splitlines()[0]})") from None
         raise CheckpointError(f"{what} {path!r} is not a plain tensor file and was not loaded (raycl reads "
                               f"only tensors and plain types, weights_only=True){': ' + asked if asked else ''}") from None
     except FileNotFoundError:
