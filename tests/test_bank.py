@@ -26,6 +26,18 @@ def test_bank_momentum_update_and_duplicates():
     assert torch.equal(bank.rows[untouched], before[untouched])
 
 
+def test_bank_momentum_is_eq1_at_w_other_than_half():
+    """InterCLR eq. 1, v <- normalize((1 - w) v + w v_new), at w = 0.3: swapping w and 1 - w fails."""
+    bank = MemoryBank(6, 4, momentum=0.3)
+    before = bank.rows.clone()
+    v = unit(1, 4, seed=2)
+    bank.update(torch.tensor([4]), v)
+    expect = (0.7 * before[4] + 0.3 * v[0])
+    assert torch.allclose(bank.rows[4], expect / expect.norm(), atol=1e-6)
+    swapped = 0.3 * before[4] + 0.7 * v[0]
+    assert not torch.allclose(bank.rows[4], swapped / swapped.norm(), atol=1e-3)
+
+
 def test_bank_bad_input():
     bank = MemoryBank(10, 4)
     with pytest.raises(IndexError, match="sample index 10 is outside"):

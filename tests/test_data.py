@@ -87,6 +87,16 @@ def test_epoch_split_sees_every_sample_with_equal_steps():
     assert not np.array_equal(other, np.concatenate(per_rank[1]))
 
 
+def test_last_batch_is_completed_with_the_epochs_first_rows():
+    """100 rows, batch 32: the 4th batch holds rows 96..99 of the epoch's order, then its first 28
+    (as DistributedSampler pads), not a repeated last row."""
+    src = ArraySource(np.zeros((100, 1, 2, 2), np.uint8), np.arange(100), block_size=30)
+    ld = EpochLoader(src, 32, seed=3, shuffle_window=1)   # window 1: the epoch order as dealt
+    order = np.concatenate([b.index for b in ld.batches(1)])
+    assert len(order) == 128 and sorted(order[:100].tolist()) == list(range(100))
+    assert order[100:].tolist() == order[:28].tolist()
+
+
 def test_drop_last_and_start_step():
     src = ArraySource(np.zeros((100, 1, 2, 2), np.uint8), np.arange(100))
     ld = EpochLoader(src, 32, seed=0, drop_last=True)

@@ -36,6 +36,29 @@ def test_lars_matches_hand_computed_update_with_exclusions_and_momentum():
         assert torch.allclose(p, ref[n], atol=1e-6), n
 
 
+@pytest.mark.parametrize("exclude", [True, False])
+def test_plain_lars_on_model_parameters_excludes_bias_by_default(exclude):
+    """``LARS(m.parameters(), ...)`` as the README shows it: the first step by hand for a Linear
+    layer. Weight: u = g + wd w scaled by eta ||w|| / ||u||; bias: plain g (no decay, no trust)
+    unless ``exclude_bias_and_norm=False``."""
+    torch.manual_seed(1)
+    lin = torch.nn.Linear(5, 3)
+    lr, wd, eta = 0.4, 0.05, 0.01
+    w0, b0 = lin.weight.detach().clone(), lin.bias.detach().clone()
+    opt = LARS(lin.parameters(), lr=lr, momentum=0.9, weight_decay=wd, trust_coefficient=eta,
+               exclude_bias_and_norm=exclude)
+    lin(torch.randn(7, 5)).pow(2).sum().backward()
+    gw, gb = lin.weight.grad.clone(), lin.bias.grad.clone()
+    opt.step()
+
+    def adapted(w, g):
+        u = g + wd * w
+        return u * (eta * w.norm() / u.norm())
+
+    assert torch.allclose(lin.weight, w0 - lr * adapted(w0, gw), atol=1e-7)
+    assert torch.allclose(lin.bias, b0 - lr * (gb if exclude else adapted(b0, gb)), atol=1e-7)
+
+
 def test_lars_rejects_bad_hyperparameters():
     with pytest.raises(ValueError, match="lr"):
         LARS(two_layer().parameters(), lr=-1)
