@@ -225,7 +225,9 @@ def sweep(path: str, overrides: list[str] | None = None, address: str | None = N
         check_trials_fit(base, spec)
         # The trial's own actor only waits on its TorchTrainer: it takes no CPU, so a cluster that
         # fits one worker group runs the sweep (with 0.1 CPU, 2 x 1-CPU workers never fit 2 CPUs).
-        trainable = tune.with_resources(tune.with_parameters(_trial, base=base, storage_path=root), {"CPU": 0})
+        # Tune refuses a bundle with no resource at all: one byte of memory stands in.
+        trainable = tune.with_resources(tune.with_parameters(_trial, base=base, storage_path=root),
+                                        {"CPU": 0, "memory": 1})
         sweep_dir = os.path.join(root, name)
         if resume and tune.Tuner.can_restore(sweep_dir):
             print(f"[raycl] sweep {name!r} has state at {sweep_dir}: resuming (finished trials are kept)", flush=True)

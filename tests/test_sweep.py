@@ -37,7 +37,8 @@ def test_bad_sweeps_fail_before_any_trial(tmp_path, sweep, match):
 
 
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_cluster, tmp_path):
-    """Ctrl-C (SIGINT) a 2-trial sweep once its first trial has finished and the second has started;
+    """Ctrl-C (SIGINT) a 2-trial sweep (2 workers x 1 CPU on a 2-CPU local instance) once its first
+    trial has finished and the second has started;
     ``raycl sweep`` again restores it (Tuner.restore): the finished trial is kept as it was, the
     interrupted one runs to the end, and the best config is written."""
     import glob
@@ -53,11 +54,14 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_clus
                             "grace_period": 2})
     cfg = yaml.safe_load(open(path))
     cfg["run"]["epochs"] = 2
+    # 2 workers x 1 CPU on a 2-CPU Ray instance: the whole instance is one worker group, so the
+    # trial's own actor must take no CPU (with 0.1 it never fit and Train retried forever).
+    cfg["distributed"]["workers"] = 2
     yaml.safe_dump(cfg, open(path, "w"))
     sweep_dir = tmp_path / "runs" / "sw-sweep"
     log = open(tmp_path / "first.log", "w")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([sys.executable, "-m", "raycl", "sweep", path], stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([sys.executable, "-m", "raycl", "sweep", path, "--num-cpus", "2"], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env)
     try:
         deadline = time.time() + 300

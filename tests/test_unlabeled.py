@@ -80,6 +80,17 @@ def test_flat_folder_of_images_trains_and_checkpoints(ray_cluster, tiny_cfg, tmp
     run = os.path.dirname(out["checkpoint"])
     assert len([d for d in os.listdir(run) if d.startswith("checkpoint_") and os.path.isdir(os.path.join(run, d))]) == 2
     assert [h["epoch"] for h in api.history(out["checkpoint"])] == [1, 2]
+    # A directory Ray is still copying into (not in its checkpoint registry) is never picked, even
+    # with a newer step; the registered newest one is.
+    import json
+    import shutil
+
+    half = os.path.join(run, "checkpoint_2099-01-01_00-00-00.000000")
+    shutil.copytree(out["checkpoint"], half)
+    state = json.load(open(os.path.join(half, "raycl_state.json")))
+    json.dump({**state, "global_step": 99}, open(os.path.join(half, "raycl_state.json"), "w"))
+    os.remove(os.path.join(half, "model.pt"))
+    assert api.latest_checkpoint(cfg) == out["checkpoint"]
     capsys.readouterr()
     ev = api.evaluate(out["checkpoint"])
     assert ev["knn_top1"] is None and ev["linear_top1"] is None and "no labeled rows" in ev["skipped"]
@@ -112,3 +123,36 @@ def test_mixed_labels_report_knn_on_the_labeled_part(ray_cluster, tiny_cfg, tmp_
     assert (tr_y == -1).sum() == 128 and (te_y >= 0).any() and (te_y == -1).any()
     assert out["knn_top1"] == pytest.approx(brute_knn(tr, tr_y, te, te_y, cfg.eval.knn_k, cfg.eval.knn_temperature),
                                             abs=1e-6)
+
+
+def test_every_torch_load_in_raycl_is_weights_only():
+    """No file raycl reads may run code: every torch.load goes through checkpoint.safe_load."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "raycl"
+    loads = {str(p.relative_to(root)): len(re.findall(r"torch\.load\(", p.read_text())) for p in root.rglob("*.py")}
+    assert {k: v for k, v in loads.items() if v} == {"train/checkpoint.py": 1}
+    src = (root / "train" / "checkpoint.py").read_text()
+    assert "weights_only=True" in src and "weights_only=False" not in src
+
+
+@pytest.mark.parametrize("name", ["rng_rank0.pt", "method_state.pt", "snapshot-00000010.pt"])
+def test_resume_files_with_a_pickle_payload_are_refused(tmp_path, name):
+    """The RNG, method-state and BankServer snapshot files are read the same way: a payload that
+    would write a marker file is refused with one line naming the file, and never runs."""
+    from raycl.errors import CheckpointError
+    from raycl.train.checkpoint import rng_state, safe_load, set_rng_state
+
+    marker = tmp_path / "PWNED"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"rows": torch.zeros(2), "payload": Evil()}, tmp_path / name)
+    with pytest.raises(CheckpointError, match=name) as e:
+        safe_load(str(tmp_path / name), "file")
+    assert "\n" not in str(e.value) and not marker.exists()
+    torch.save(rng_state(), tmp_path / "ok.pt")      # what raycl writes itself loads fine
+    set_rng_state(safe_load(str(tmp_path / "ok.pt")))
