@@ -71,6 +71,7 @@ class MethodConfig:
     num_clusters: int = _f(10000, ge=1, le=1 << 24)              # interclr: k of the online k-means
     num_negatives: int = _f(16384, ge=1, le=1 << 24)             # interclr: K per anchor and branch
     strategy: Literal["semi_hard", "hard", "random", "semi_easy"] = "semi_hard"  # interclr inter negatives
+    bank_init: Literal["features", "random"] = "features"  # interclr: initial network's embeddings (paper 3.2) or random unit rows
     bank_layout: Literal["sharded", "replicated"] = "sharded"  # interclr: rows split over workers, or on each
     bank_sync_every: int = _f(0, ge=0, help="steps between pushes of the bank to the BankServer actor; 0 = no server")
     intra_margin: float = 0.0                        # interclr MarginNCE margins

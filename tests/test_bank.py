@@ -206,3 +206,31 @@ def test_bank_logsumexp_margin_nce_equals_explicit_negatives():
     ref = margin_nce(q2, pos, negs, -0.5, 0.2)
     ref.backward()
     assert torch.allclose(loss, ref) and torch.allclose(gq, q2.grad)
+
+
+def test_reassigning_a_bank_that_has_not_moved_gives_churn_zero():
+    """k-means starts converged: steps that re-assign rows which did not change move no label.
+    Once rows move (a bank update), the same steps report the changed labels."""
+    g = torch.Generator().manual_seed(4)
+    centres = F.normalize(torch.randn(6, 8, generator=g), dim=1)
+    rows = F.normalize(centres[torch.arange(120) % 6] + 0.3 * torch.randn(120, 8, generator=g), dim=1)
+    bank = MemoryBank(120, 8)
+    bank.write(torch.arange(120), rows)
+    km = OnlineKMeans(6, bank)
+    km.initialize()
+    assert (km.counts > 0).all()
+    for s in range(0, 120, 20):
+        assert km.step(torch.arange(s, s + 20))["churn"] == 0.0
+    before = km.labels.clone()
+    bank.update(torch.arange(0, 40), F.normalize(torch.randn(40, 8, generator=g), dim=1))
+    stats = km.step(torch.arange(0, 40))
+    moved = (km.labels[:40] != before[:40]).double().mean().item()
+    assert stats["churn"] == pytest.approx(moved) and moved > 0.1
+
+
+def test_bank_write_sets_rows_without_momentum():
+    bank = MemoryBank(10, 4, momentum=0.5)
+    v = unit(3, 4, seed=5)
+    before = bank.rows.clone()
+    bank.write(torch.tensor([1, 4, 9]), 2 * v)
+    assert torch.allclose(bank.rows[[1, 4, 9]], v) and torch.equal(bank.rows[[0, 2]], before[[0, 2]])

@@ -1,5 +1,5 @@
-"""The bank, k-means and sampling give the same results in one process and on 2 and 3 Ray Train
-workers, sharded and replicated (real gloo collectives on CPU)."""
+"""The bank (initialised from features), k-means and sampling give the same results in one process
+and on 2 and 3 Ray Train workers, sharded and replicated (real gloo collectives on CPU)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,30 @@ def global_batches():
         yield index, F.normalize(torch.randn(12, D, generator=g, dtype=torch.float64), dim=1)
 
 
+def features_source():
+    """N - 1 small images under shuffled indices, in blocks of 7 (the last bank row has no sample)."""
+    import numpy as np
+
+    from raycl.data import ArraySource
+
+    rng = np.random.default_rng(2)
+    return ArraySource(rng.integers(0, 256, (N - 1, 1, 4, 4), dtype=np.uint8), np.zeros(N - 1),
+                       index=rng.permutation(N - 1), block_size=7)
+
+
+def init_from_features(bank):
+    """The bank_init: features path: every worker embeds its chunks (raycl.data.rounds), the bank
+    keeps its rows; chunks are the same rows on any worker count, so the rows are too."""
+    from raycl.data import rounds
+
+    torch.manual_seed(5)
+    enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, D)).double()
+    with torch.no_grad():
+        for index, images in rounds(features_source(), 5, dist.rank(), dist.world_size()):
+            v = enc(torch.from_numpy(images).double() / 255) if images is not None else torch.zeros(0, D).double()
+            bank.write(torch.as_tensor(index), v)
+
+
 def dense(bank, mask, collective):
     """[A, N] 0/1 of the selected global rows, whichever shard holds them."""
     out = torch.zeros(mask.shape[0], N, dtype=torch.int64)
@@ -31,6 +55,7 @@ def run(layout: str) -> dict:
     shard = Shard(r, w) if layout == "sharded" else Shard()
     bank = MemoryBank(N, D, momentum=0.5, shard=shard, seed=3)
     bank.rows = bank.rows.double()
+    init_from_features(bank)
     km = OnlineKMeans(C, bank, seed=0)
     km.initialize(iters=10)
     out = {"init_labels": km.all_labels(), "init_centroids": km.centroids.clone(), "steps": []}
@@ -98,6 +123,22 @@ def assert_same(ref, got):
 @pytest.fixture(scope="module")
 def reference():
     return run("sharded")          # one process: a single shard holding every row
+
+
+def test_reference_bank_holds_the_features(reference):
+    from raycl.data import rounds
+
+    src = features_source()
+    torch.manual_seed(5)
+    enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, D)).double()
+    data = src.read_all()
+    with torch.no_grad():
+        expect = F.normalize(enc(torch.from_numpy(data.images).double() / 255), dim=1)
+    bank = MemoryBank(N, D, seed=3)
+    bank.rows = bank.rows.double()
+    init_from_features(bank)
+    assert torch.allclose(bank.rows[torch.from_numpy(data.index)], expect, atol=1e-12)
+    assert len(list(rounds(src, 5, 1, 3))) == len(list(rounds(src, 5, 0, 3))) == 4   # 12 chunks / 3 workers
 
 
 def test_reference_selects_exactly_k(reference):

@@ -318,3 +318,30 @@ def test_autoaugment_views_are_per_image_and_reproducible():
     assert torch.equal(a, b)
     distinct = {tuple(v.flatten()[:64].round(decimals=3).tolist()) for v in a}
     assert len(distinct) > 4      # copies of one image got different sub-policies
+
+
+def test_interclr_bank_starts_from_the_initial_networks_features():
+    """InterCLR 3.2 (bank_init: features): before the first step the bank holds every sample's
+    normalised embedding under the initial network (eval mode, no augmentation), fed in chunks, and
+    k-means is the single-process Lloyd over those rows."""
+    from raycl.bank import lloyd
+    from raycl.data import rounds
+    from raycl.data.demo import demo_sources
+    from raycl.data.views import eval_view
+
+    c = cfg("method.name=interclr", "method.bank_size=300", "method.num_clusters=10", "method.num_negatives=64",
+            "model.width=8", "model.proj_hidden_dim=32", "model.proj_out_dim=16")
+    torch.manual_seed(0)
+    m = build_method(c, 1)
+    src = demo_sources(0.2, num_samples=256)[0]
+    random_rows = m.bank.rows.clone()
+    m.init_from_features(rounds(src, 100, 0, 1))
+    assert m.training and bool(m.kmeans.initialized)
+    m.eval()
+    with torch.no_grad():
+        data = src.read_all()
+        expect = F.normalize(m.projector(m.backbone(eval_view(torch.from_numpy(data.images)))), dim=1)
+    assert torch.allclose(m.bank.rows[torch.from_numpy(data.index)], expect, atol=1e-5)
+    assert torch.equal(m.bank.rows[256:], random_rows[256:])     # rows of no sample stay as they were
+    _, labels = lloyd(m.bank.rows, 10)
+    assert torch.equal(m.kmeans.labels, labels)

@@ -19,15 +19,18 @@ from raycl.bank.memory import MemoryBank, gather_sharded
 from raycl.bank.select import hash_u32, make_keys
 
 
-def lloyd(rows: torch.Tensor, k: int, iters: int = 20, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Single-process spherical Lloyd k-means: (centroids [k, d], labels [N]). Initial centroids:
-    the rows ``initial_rows(N, k, seed)``."""
+def lloyd(rows: torch.Tensor, k: int, iters: int = 100, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Single-process spherical Lloyd k-means until no label changes (at most ``iters`` rounds):
+    (centroids [k, d], labels [N]). Initial centroids: the rows ``initial_rows(N, k, seed)``."""
     if k > rows.shape[0]:
         raise BankError(f"{k} clusters > {rows.shape[0]} rows")
     cent = rows[initial_rows(rows.shape[0], k, seed).to(rows.device)].clone()
-    labels = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
+    labels = torch.full((rows.shape[0],), -1, dtype=torch.long, device=rows.device)
     for _ in range(iters):
-        labels = assign(rows, cent)
+        new = assign(rows, cent)
+        if torch.equal(new, labels):
+            break
+        labels = new
         sums, counts = cluster_sums(rows, labels, k)
         cent = new_centroids(sums, counts, cent)
     return cent, labels
@@ -77,11 +80,20 @@ class OnlineKMeans(nn.Module):
         return sums, counts
 
     @torch.no_grad()
-    def initialize(self, iters: int = 20) -> None:
-        """Global Lloyd over the whole bank; the same result as ``lloyd`` on the gathered rows."""
+    def initialize(self, iters: int = 100) -> None:
+        """Global Lloyd over the whole bank until no label changes (at most ``iters`` rounds); the
+        same result as ``lloyd`` on the gathered rows. Converged, so re-assigning a bank that has not
+        moved changes no label (churn 0)."""
         cent = self.bank[0].fetch(initial_rows(self.bank[0].size, self.k, self.seed).to(self.rows.device))
+        self.labels = torch.full_like(self.labels, -1)
         for _ in range(iters):
-            self.labels = assign(self.rows, cent)
+            new = assign(self.rows, cent)
+            changed = (new != self.labels).sum().view(1)
+            self.labels = new
+            if self.shard.collective:
+                dist.all_reduce_sum(changed)
+            if int(changed) == 0:
+                break
             sums, counts = self._sums()
             cent = new_centroids(sums, counts, cent)
         self.centroids, self.counts = cent, counts

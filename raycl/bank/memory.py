@@ -102,6 +102,16 @@ class MemoryBank(nn.Module):
         self.rows[slots] = F.normalize((1 - self.w) * self.rows[slots] + self.w * mean[mine], dim=1)
 
     @torch.no_grad()
+    def write(self, index: torch.Tensor, v: torch.Tensor) -> None:
+        """Set rows (no momentum): every worker passes its own, possibly empty, share; the shares are
+        all-gathered and each shard keeps the rows it owns. A collective when ``world_size`` > 1,
+        whatever the layout (a replicated bank needs every worker's rows too)."""
+        self.check(index, v)
+        index, v = dist.all_gather_nograd(index), dist.all_gather_nograd(v.to(self.rows.dtype))
+        mine, slots = self.owned(index)
+        self.rows[slots] = F.normalize(v[mine], dim=1)
+
+    @torch.no_grad()
     def fetch(self, index: torch.Tensor) -> torch.Tensor:
         """Rows of global ``index``. Sharded: a collective, every worker passes the same ``index``."""
         self.check(index)

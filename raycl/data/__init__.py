@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from raycl.data.loader import Batch, EpochLoader
-from raycl.data.source import ArraySource, Block, Source
+from raycl.data.source import ArraySource, Block, Source, rounds
 
 
 class RowSubset(Source):
@@ -83,4 +83,4 @@ def eval_ready(train: Source, held_out: Source) -> str | None:
     return None
 
 
-__all__ = ["ArraySource", "Batch", "Block", "EpochLoader", "Source", "build_sources", "check_data", "eval_ready"]
+__all__ = ["ArraySource", "Batch", "Block", "EpochLoader", "Source", "build_sources", "check_data", "eval_ready", "rounds"]

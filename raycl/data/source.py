@@ -42,6 +42,32 @@ class Source:
         )
 
 
+def rounds(source: Source, chunk: int, rank: int, world: int):
+    """Stream a whole source once across ``world`` workers: the rows, in block order, are cut into
+    chunks of ``chunk`` rows; in round k worker r gets chunk k * world + r (or nothing past the end).
+    Every worker runs the same number of rounds, and a chunk holds the same rows whatever ``world``
+    is, so a batched forward over it gives the same numbers on any worker count.
+    Yields (index int64 [n], images uint8 [n, C, H, W]) with corrupt rows left out."""
+    n = len(source)
+    starts = np.cumsum([0] + list(source.block_sizes[:-1]))
+    n_chunks = -(-n // chunk)
+    for k in range(-(-n_chunks // world)):
+        c = k * world + rank
+        lo, hi = c * chunk, min((c + 1) * chunk, n)
+        parts = []
+        for b in range(len(source.block_sizes)):
+            s, e = int(starts[b]), int(starts[b]) + source.block_sizes[b]
+            if e > lo and s < hi:
+                blk = source.read_block(b)
+                sl = slice(max(lo, s) - s, min(hi, e) - s)
+                keep = blk.valid[sl]
+                parts.append((blk.index[sl][keep], blk.images[sl][keep]))
+        if parts:
+            yield np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        else:
+            yield np.zeros(0, np.int64), None
+
+
 class ArraySource(Source):
     """Samples already in memory (the built-in demo set, tests)."""
 

@@ -12,17 +12,26 @@ k-means pseudo-labels.
 ``method.bank_layout``: ``sharded`` (each worker holds every world-th row; anchors are the global
 batch so each shard scores its own rows; only log-sum-exps and their gradients cross workers) or
 ``replicated`` (every worker holds the bank; anchors are its own batch). Both pick the same samples
-(raycl.bank.select) and give the same loss. k-means starts once from global Lloyd iterations over
-the (random-unit) bank at the first step. The bank and the cluster labels are gathered into every
+(raycl.bank.select) and give the same loss.
+
+Initialisation (``method.bank_init``), section 3.2: "we first initialize all the features, labels
+and centroids via a global clustering process". ``features`` (default, as the paper and its code
+base, OpenSelfSup ODC's ``init_memory``): before the first step every training sample's embedding
+under the initial network (eval mode, un-augmented) is written into the bank, each worker computing
+its share, then global Lloyd k-means clusters those rows (``init_from_features``). ``random``:
+random unit rows, clustered at the first step. A resumed run takes bank and labels from its
+checkpoint instead. The bank and the cluster labels are gathered into every
 checkpoint (``gather_state``) and re-sharded on load, so a run may resume on another worker count.
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from raycl import dist
 from raycl.bank import (MemoryBank, OnlineKMeans, Shard, bank_logsumexp, inter_negatives, inter_positives,
                         intra_negatives)
+from raycl.data.views import eval_view
 from raycl.losses import margin_nce_lse
 from raycl.methods.base import Method, MethodBatch
 from raycl.models import build_backbone, mlp
@@ -68,6 +77,24 @@ class InterCLR(Method):
             bank.update(all_index, all_v)
             stats = km.step(all_index)
         return loss, {"l_intra": l_intra.detach(), "l_inter": l_inter.detach(), **stats}
+
+    @torch.no_grad()
+    def init_from_features(self, chunks, device="cpu") -> None:
+        """Bank rows <- normalize(g(f(x))) of every training sample under the current (initial)
+        network, then global k-means. ``chunks`` yields this worker's (index, images uint8) per round
+        (``raycl.data.rounds``); every worker must run the same number of rounds (collectives)."""
+        was = self.training
+        self.eval()     # BN running statistics: a sample's embedding does not depend on its batch
+        for index, images in chunks:
+            idx = torch.as_tensor(index, dtype=torch.long, device=device)
+            if images is None or not len(idx):
+                v = torch.zeros(0, self.bank.dim, device=device)
+            else:
+                x = eval_view(torch.as_tensor(images).to(device)).to(next(self.parameters()).dtype)
+                v = F.normalize(self.projector(self.backbone(x)).float(), dim=1)
+            self.bank.write(idx, v)
+        self.kmeans.initialize()
+        self.train(was)
 
     def gather_state(self) -> dict:
         """Bank rows and cluster labels of the whole bank (a collective when sharded)."""

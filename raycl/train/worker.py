@@ -14,11 +14,14 @@ import ray.train
 import ray.train.torch
 from raycl import dist
 from raycl.config import from_dict
-from raycl.data import EpochLoader, build_sources, eval_ready
+from raycl.data import EpochLoader, build_sources, eval_ready, rounds
 from raycl.eval import extract, knn_top1
 from raycl.train import checkpoint as ck
 from raycl.train.engine import build_engine, make_views, train_step
 from raycl.train.progress import Progress
+
+
+INIT_CHUNK = 256   # rows per forward when the bank is initialised from features (fixed: layout-independent)
 
 
 def say(line: str) -> None:
@@ -102,6 +105,12 @@ def train_loop(config: dict) -> None:
     start_epoch, global_step, history, resumes = resume(engine, rank)
     if rank == 0 and start_epoch:
         say(f"[raycl] resumed from epoch {start_epoch} (global step {global_step})")
+    if global_step == 0 and cfg.method.bank_init == "features" and hasattr(engine.module, "init_from_features"):
+        t0 = time.perf_counter()
+        engine.module.init_from_features(rounds(train_src, INIT_CHUNK, rank, world), device)
+        if rank == 0:
+            say(f"[raycl] bank initialised from the initial network's features of {len(train_src)} samples, "
+                f"k-means over them ({time.perf_counter() - t0:.1f} s)")
 
     pusher = None
     if cfg.method.bank_sync_every and hasattr(engine.module, "bank"):
