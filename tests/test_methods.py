@@ -322,8 +322,11 @@ def test_autoaugment_views_are_per_image_and_reproducible():
 
 def test_interclr_bank_starts_from_the_initial_networks_features():
     """InterCLR 3.2 (bank_init: features): before the first step the bank holds every sample's
-    normalised embedding under the initial network (eval mode, no augmentation), fed in chunks, and
-    k-means is the single-process Lloyd over those rows."""
+    normalised embedding under the initial network (no augmentation; BatchNorm with the statistics of
+    each chunk, as in training, running statistics untouched), and k-means is the single-process
+    Lloyd over those rows."""
+    import copy
+
     from raycl.bank import lloyd
     from raycl.data import rounds
     from raycl.data.demo import demo_sources
@@ -335,13 +338,18 @@ def test_interclr_bank_starts_from_the_initial_networks_features():
     m = build_method(c, 1)
     src = demo_sources(0.2, num_samples=256)[0]
     random_rows = m.bank.rows.clone()
+    running = {k: v.clone() for k, v in m.state_dict().items() if "running" in k or "num_batches" in k}
     m.init_from_features(rounds(src, 100, 0, 1))
     assert m.training and bool(m.kmeans.initialized)
-    m.eval()
-    with torch.no_grad():
-        data = src.read_all()
-        expect = F.normalize(m.projector(m.backbone(eval_view(torch.from_numpy(data.images)))), dim=1)
-    assert torch.allclose(m.bank.rows[torch.from_numpy(data.index)], expect, atol=1e-5)
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in running.items())   # BN statistics untouched
+    data = src.read_all()
+    x = eval_view(torch.from_numpy(data.images))
+    expect = []
+    for s in range(0, len(x), 100):     # BN over each chunk of 100, as a training forward would
+        ref = copy.deepcopy(m).train()
+        with torch.no_grad():
+            expect.append(F.normalize(ref.projector(ref.backbone(x[s:s + 100])), dim=1))
+    assert torch.allclose(m.bank.rows[torch.from_numpy(data.index)], torch.cat(expect), atol=1e-5)
     assert torch.equal(m.bank.rows[256:], random_rows[256:])     # rows of no sample stay as they were
     _, labels = lloyd(m.bank.rows, 10)
     assert torch.equal(m.kmeans.labels, labels)
