@@ -105,6 +105,7 @@ class OptimConfig:
     trust_coefficient: float = _f(0.001, gt=0.0)
     lars_exclude_bias_and_norm: bool = True
     lars_exclude: list[str] = field(default_factory=list)  # regexes of parameter names also excluded
+    grad_clip: Optional[float] = _f(None, gt=0.0, help="clip the global gradient norm; null = no clipping")
 
 
 @dataclass
