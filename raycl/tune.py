@@ -165,11 +165,12 @@ def check_trials_fit(base: dict, spec: SweepSpec) -> None:
     cluster, or Train would wait for it forever."""
     import itertools
 
-    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    from raycl.train.trainer import worker_slots
+
     keys = [k for k in spec.space if k.startswith("distributed.") and next(iter(spec.space[k])) in ("grid", "choice")]
     for combo in itertools.product(*(next(iter(spec.space[k].values())) for k in keys)):
         d = from_dict(apply_overrides(base, _overrides(dict(zip(keys, combo))))).distributed
-        slots = sum(int(c // d.cpus_per_worker) for c in nodes)
+        slots, nodes = worker_slots(d.cpus_per_worker)
         if slots < d.workers:
             raise ConfigError(f"distributed.workers: a trial needs {d.workers} workers x {d.cpus_per_worker:g} CPUs "
                               f"(one node each), the Ray cluster's nodes have {', '.join(f'{c:g}' for c in nodes)} "

@@ -98,6 +98,13 @@ def check_resume(cfg) -> str | None:
     return latest
 
 
+def worker_slots(cpus_per_worker: float) -> tuple[int, list[float]]:
+    """(workers of ``cpus_per_worker`` CPUs the live nodes can hold, each node's CPUs): a worker lives
+    on one node, so 4 x 1.5 CPUs do not fit two 3-CPU nodes."""
+    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    return sum(int(c // cpus_per_worker) for c in nodes), nodes
+
+
 def check_resources(cfg) -> None:
     d = cfg.distributed
     avail = ray.cluster_resources()
@@ -105,9 +112,8 @@ def check_resources(cfg) -> None:
     if need_cpu > avail.get("CPU", 0):
         raise ConfigError(f"distributed.workers x distributed.cpus_per_worker = {need_cpu:g} CPUs, "
                           f"but the Ray cluster has {avail.get('CPU', 0):g}; lower one of them")
-    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
-    slots = sum(int(c // d.cpus_per_worker) for c in nodes)
-    if slots < d.workers:   # a worker lives on one node: 4 x 1.5 CPUs do not fit two 3-CPU nodes
+    slots, nodes = worker_slots(d.cpus_per_worker)
+    if slots < d.workers:
         raise ConfigError(f"distributed.cpus_per_worker: {d.cpus_per_worker:g} CPUs per worker fit {slots} workers on "
                           f"nodes of {', '.join(f'{c:g}' for c in nodes)} CPUs, not distributed.workers={d.workers}")
     if d.use_gpu and d.workers > avail.get("GPU", 0):
