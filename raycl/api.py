@@ -64,16 +64,25 @@ def neighbours(checkpoint: str, queries: int = 5, k: int = 5, seed: int = 0) -> 
     from raycl.data import build_sources
     from raycl.eval import extract
 
+    from raycl.data import subset
+
     cfg, method = load_checkpoint_model(checkpoint)
-    train_src, eval_src = build_sources(cfg)
+    e = cfg.eval
+    train_src, eval_src = (subset(src, n, cfg.run.seed) for src, n in
+                           ((build_sources(cfg)[0], e.max_train_samples), (build_sources(cfg)[1], e.max_eval_samples)))
     tr, tr_y = extract(method.encoder(), train_src)
     te, te_y = extract(method.encoder(), eval_src)
     pick = np.random.default_rng(seed).choice(len(te), queries, replace=False)
     sim = F.normalize(te[pick], dim=1) @ F.normalize(tr, dim=1).t()
     nn_idx = sim.topk(k, dim=1).indices.numpy()
-    # extract() keeps the valid rows in order: index the images the same way
-    train_images, eval_images = ((d.images[np.flatnonzero(d.valid)]) for d in (train_src.read_all(), eval_src.read_all()))
-    return {"query_images": eval_images[pick], "neighbour_images": train_images[nn_idx],
+
+    def images(src, feature_rows):   # extract() leaves corrupt rows out: map feature rows to positions
+        valid = (np.concatenate([src.read_rows(b).valid for b in range(len(src.block_sizes))])
+                 if cfg.data.on_corrupt == "skip" else np.ones(len(src), bool))
+        got = src.read_positions(np.flatnonzero(valid)[np.asarray(feature_rows).reshape(-1)]).images
+        return got.reshape(np.shape(feature_rows) + got.shape[1:])
+
+    return {"query_images": images(eval_src, pick), "neighbour_images": images(train_src, nn_idx),
             "query_labels": te_y[pick].numpy(), "neighbour_labels": tr_y.numpy()[nn_idx]}
 
 
@@ -95,9 +104,9 @@ def _features(cfg: Config, backbone: torch.nn.Module):
     from raycl.eval import extract
 
     train_src, eval_src = build_sources(cfg)
-    n = min(len(train_src), cfg.eval.max_train_samples or len(train_src))
-    tr, tr_y = extract(backbone, train_src, max_rows=n)
-    te, te_y = extract(backbone, eval_src)
+    e, seed = cfg.eval, cfg.run.seed
+    tr, tr_y = extract(backbone, train_src, max_rows=e.max_train_samples, seed=seed)
+    te, te_y = extract(backbone, eval_src, max_rows=e.max_eval_samples, seed=seed)
     return tr, tr_y, te, te_y
 
 

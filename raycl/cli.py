@@ -56,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--rows-per-shard", type=int, default=10_000)
     c.add_argument("--on-corrupt", choices=["error", "skip"], default="error",
                    help="a file that does not decode: stop (default) or leave it out and list it")
+    c.add_argument("--seed", type=int, default=0, help="seed of the row order written (rows are shuffled)")
+    c.add_argument("--keep-order", action="store_true",
+                   help="write rows in sorted path order (class by class) instead of a seeded random order")
 
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = p.add_subparsers(dest="bench_cmd", required=True)
@@ -122,7 +125,8 @@ def run(args) -> int:
         from raycl.data.parquet import convert_image_folder
 
         print(json.dumps(convert_image_folder(args.image_folder, args.dest_url, args.rows_per_shard,
-                                              args.on_corrupt, log=lambda m: print(m, file=sys.stderr))))
+                                              args.on_corrupt, log=lambda m: print(m, file=sys.stderr),
+                                              shuffle=not args.keep_order, seed=args.seed)))
     elif args.cmd == "bench":
         from raycl.train import bench
 

@@ -38,7 +38,11 @@ class DataConfig:
     batch_size: int = _f(256, ge=1, le=1 << 20, help="global batch per optimizer step")
     on_corrupt: Literal["error", "skip"] = "error"
     drop_last: bool = False
-    shuffle_window: int = _f(65536, ge=1, le=1 << 30)
+    shuffle_window: int = _f(65536, ge=1, le=1 << 30, help="in-memory data: rows a worker shuffles together")
+    mix_row_groups: int = _f(16, ge=1, le=1 << 16, help="Parquet: row groups a worker mixes into its batches at once")
+    prefetch: int = _f(4, ge=1, le=1024, help="batches decoded ahead of the training step")
+    decode_workers: Optional[int] = _f(None, ge=1, le=256, help="decode threads per worker; default: its CPUs")
+    decode: Literal["cpu", "gpu"] = "cpu"   # gpu: image bytes decoded in batches on the training device
 
 
 @dataclass
@@ -125,7 +129,10 @@ class EvalConfig:
     knn_k: int = _f(200, ge=1, le=1 << 16)
     knn_temperature: float = _f(0.1, gt=0.0)
     every_epochs: int = _f(1, ge=1)
-    max_train_samples: Optional[int] = _f(None, ge=1, help="bank size for the kNN monitor")
+    max_train_samples: Optional[int] = _f(65536, ge=1, help="kNN monitor's bank: a seeded random sample of "
+                                                              "this many training rows (null: all)")
+    max_eval_samples: Optional[int] = _f(10000, ge=1, help="kNN monitor's queries: a seeded random sample of "
+                                                            "this many held-out rows (null: all)")
     linear_epochs: int = _f(30, ge=1, le=100_000)
     linear_lr: float = _f(0.1, gt=0.0)
 
@@ -408,6 +415,11 @@ def validate(cfg: Config) -> None:
         _require_exists("data.path", cfg.data.path)
     elif cfg.data.path:
         raise ConfigError("data.path: only used with data.dataset: parquet; the demo dataset is built in")
+    if cfg.data.decode == "gpu" and cfg.data.dataset != "parquet":
+        raise ConfigError("data.decode: gpu decodes image bytes from Parquet shards; the demo data is already pixels")
+    if cfg.data.decode == "gpu" and cfg.data.on_corrupt == "skip":
+        raise ConfigError("data.on_corrupt: skip needs data.decode: cpu (a batch decoded on the device fails as a "
+                          "whole); run `raycl data convert`, which leaves out files that do not decode")
     if cfg.data.num_samples is not None and cfg.data.dataset != "demo":
         raise ConfigError("data.num_samples: only applies to the demo dataset; write a smaller shard set instead")
     if cfg.optim.name == "lars" and d.zero_stage == 0 and d.precision == "bf16":

@@ -4,19 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from raycl.data.loader import Batch, EpochLoader
-from raycl.data.source import ArraySource, Block, Source, rounds
-
-
-class RowSubset(Source):
-    """The rows of one in-memory block at given positions (held-out split of a single source)."""
-
-    def __init__(self, source: Source, rows: np.ndarray):
-        full = source.read_all()
-        self._block = Block(full.index[rows], full.images[rows], full.labels[rows], full.valid[rows], full.where)
-        self.block_sizes = [len(rows)]
-
-    def read_block(self, i: int) -> Block:
-        return self._block
+from raycl.data.source import ArraySource, Block, RowSubset, Source, rounds, subset
 
 
 def build_sources(cfg) -> tuple[Source, Source]:
@@ -34,7 +22,7 @@ def build_sources(cfg) -> tuple[Source, Source]:
         return train, ParquetSource(d.eval_path, d.image_size, d.channels, d.on_corrupt)
     n = len(train)
     held = np.random.default_rng(cfg.run.seed).permutation(n)[: max(1, int(n * d.eval_fraction))]
-    return train, RowSubset(train, np.sort(held))
+    return train, RowSubset(train, held)   # positions only: rows are read when the monitor asks
 
 
 def needs_every_label(cfg) -> bool:
@@ -83,4 +71,5 @@ def eval_ready(train: Source, held_out: Source) -> str | None:
     return None
 
 
-__all__ = ["ArraySource", "Batch", "Block", "EpochLoader", "Source", "build_sources", "check_data", "eval_ready", "rounds"]
+__all__ = ["ArraySource", "Batch", "Block", "EpochLoader", "RowSubset", "Source", "build_sources", "check_data",
+           "eval_ready", "rounds", "subset"]

@@ -1,11 +1,10 @@
-"""Splits each epoch across workers so every sample is seen once per epoch and every worker runs
-the same number of steps (a worker with fewer steps would hang the others in a collective).
+"""A worker's batches for an epoch: the plan (``raycl.data.plan``) says which rows in which order;
+row groups' bytes are read ahead in a background thread and the rows of each batch decoded in a pool
+of threads, ``prefetch`` batches ahead of the training step.
 
-Order of an epoch (fixed by seed and epoch, so a resumed run replays it exactly): blocks in a random
-order, rows in a random order inside each block; worker r takes the r-th contiguous slice of every
-global batch's worth, then rows are shuffled again inside windows of ``shuffle_window`` rows.
-When N is not a multiple of the global batch, the last batch is completed with the epoch's first
-rows (as torch's DistributedSampler pads), unless ``drop_last``.
+Memory held by a worker: the encoded row groups of its current mixing window (``mix_blocks``, at
+most twice that while one window hands over to the next) and at most ``prefetch + 2`` decoded
+batches; never the dataset.
 """
 from __future__ import annotations
 
@@ -14,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from raycl.data.plan import dealt_blocks_plan, global_batches_plan
+from raycl.data.prefetch import Prefetcher
 from raycl.data.source import Source
 from raycl.errors import DataError
 
@@ -21,18 +22,21 @@ from raycl.errors import DataError
 @dataclass
 class Batch:
     index: np.ndarray   # int64 [b]
-    images: np.ndarray  # uint8 [b, C, H, W]
+    images: object      # uint8 [b, C, H, W] (ndarray, or a pinned tensor); None when ``encoded``
     labels: np.ndarray  # int64 [b]
     skipped: int = 0    # corrupt rows replaced in this batch
+    encoded: list | None = None   # data.decode: gpu -- the rows' image bytes, decoded on the device
 
 
 class EpochLoader:
     def __init__(self, source: Source, global_batch: int, rank: int = 0, world: int = 1, seed: int = 0,
-                 drop_last: bool = False, shuffle_window: int = 65536):
+                 drop_last: bool = False, shuffle_window: int = 65536, mix_blocks: int = 16, prefetch: int = 4,
+                 decode_workers: int = 1, encoded: bool = False, pin_memory: bool = False):
         if global_batch % world:
             raise ValueError(f"global batch {global_batch} is not divisible by {world} workers")
         self.source, self.G, self.rank, self.world = source, global_batch, rank, world
-        self.seed, self.drop_last, self.window = seed, drop_last, shuffle_window
+        self.seed, self.drop_last, self.window, self.mix_blocks = seed, drop_last, shuffle_window, mix_blocks
+        self.prefetch, self.decode_workers, self.encoded, self.pin = prefetch, decode_workers, encoded, pin_memory
         n = len(source)
         if n == 0:
             raise DataError("the dataset is empty")
@@ -40,50 +44,73 @@ class EpochLoader:
         if self.steps_per_epoch == 0:
             raise DataError(f"data.batch_size={self.G} is larger than the dataset ({n} samples) "
                             "with data.drop_last: true")
-        self._starts = np.cumsum([0] + list(source.block_sizes[:-1]))
+        self._starts = source.starts
+        self.waited_s = 0.0   # time the last epoch's consumer waited for data
 
     def epoch_rows(self, epoch: int) -> np.ndarray:
         """Global row positions (into the concatenated blocks) this worker reads, in order."""
-        rng = np.random.default_rng([self.seed, epoch])
-        order = np.concatenate([self._starts[b] + rng.permutation(self.source.block_sizes[b])
-                                for b in rng.permutation(len(self.source.block_sizes))])
-        need = self.steps_per_epoch * self.G
-        order = np.resize(order, need) if need > len(order) else order[:need]
-        per = self.G // self.world
-        mine = order.reshape(self.steps_per_epoch, self.world, per)[:, self.rank].reshape(-1)
-        local = np.random.default_rng([self.seed, epoch, 1 + self.rank])
-        for s in range(0, len(mine), self.window):
-            mine[s:s + self.window] = local.permutation(mine[s:s + self.window])
-        return mine
+        plan = global_batches_plan if self.source.random_access else dealt_blocks_plan
+        knob = self.window if self.source.random_access else self.mix_blocks
+        return plan(self.source.block_sizes, self._starts, self.steps_per_epoch, self.G, self.rank, self.world,
+                    self.seed, epoch, knob)
 
     def batches(self, epoch: int, start_step: int = 0):
         rows = self.epoch_rows(epoch)
         per = self.G // self.world
-        rng = np.random.default_rng([self.seed, epoch, 1000 + self.rank])
         block_of = np.searchsorted(self._starts, rows, side="right") - 1
-        for step in range(start_step, self.steps_per_epoch):
-            sl = slice(step * per, (step + 1) * per)
-            yield self._gather(rows[sl], block_of[sl], rng)
+        last_use = {}
+        for step in range(self.steps_per_epoch):
+            for b in np.unique(block_of[step * per:(step + 1) * per]).tolist():
+                last_use[b] = step
+        held: dict = {}
 
-    def _gather(self, rows: np.ndarray, blocks: np.ndarray, rng) -> Batch:
+        def prepare(step):   # producer thread, in step order: read the bytes this batch needs
+            sl = slice(step * per, (step + 1) * per)
+            raws = {}
+            for b in np.unique(block_of[sl]).tolist():
+                if b not in held:
+                    held[b] = self.source.read_raw(b)
+                raws[b] = held[b]
+            for b in [b for b in held if last_use[b] <= step]:
+                del held[b]    # the job still holds its reference until it is done
+            return epoch, step, rows[sl], block_of[sl], raws
+
+        pf = Prefetcher(range(start_step, self.steps_per_epoch), prepare, self._gather, self.prefetch,
+                        self.decode_workers)
+        try:
+            yield from pf
+        finally:
+            self.waited_s = pf.waited_s
+
+    def _gather(self, job) -> Batch:
+        epoch, step, rows, blocks, raws = job
         b = len(rows)
-        first = self.source.read_block(int(blocks[0]))
-        images = np.empty((b,) + first.images.shape[1:], dtype=np.uint8)
-        index = np.empty(b, dtype=np.int64)
-        labels = np.empty(b, dtype=np.int64)
-        valid = np.empty(b, dtype=bool)
-        for blk in np.unique(blocks):
+        index, labels = np.empty(b, dtype=np.int64), np.empty(b, dtype=np.int64)
+        valid = np.ones(b, dtype=bool)
+        images = encoded = None
+        for blk, raw in raws.items():
             sel = np.flatnonzero(blocks == blk)
-            data = self.source.read_block(int(blk))
-            off = rows[sel] - self._starts[blk]
-            images[sel], index[sel], labels[sel], valid[sel] = (
-                data.images[off], data.index[off], data.labels[off], data.valid[off])
+            part = raw.take(rows[sel] - self._starts[blk])
+            index[sel], labels[sel] = part.index, part.labels
+            if self.encoded and isinstance(part.payload, list):
+                encoded = encoded if encoded is not None else [None] * b
+                for j, data in zip(sel, part.payload):
+                    encoded[j] = data
+                continue
+            imgs, ok = self.source.decode(part)
+            if images is None:
+                images = np.empty((b,) + imgs.shape[1:], dtype=np.uint8)
+            images[sel], valid[sel] = imgs, ok
         bad = np.flatnonzero(~valid)
         if len(bad):
             good = np.flatnonzero(valid)
             if not len(good):
                 raise DataError(f"every row of a batch is corrupt (indices {index[:8].tolist()}...)")
             # Keep the batch shape equal on every worker: refill skipped slots with valid rows.
-            fill = rng.choice(good, size=len(bad))
+            fill = np.random.default_rng([self.seed, epoch, step, 1000 + self.rank]).choice(good, size=len(bad))
             images[bad], index[bad], labels[bad] = images[fill], index[fill], labels[fill]
-        return Batch(index, images, labels, len(bad))
+        if self.pin and images is not None:
+            import torch
+
+            images = torch.from_numpy(images).pin_memory()
+        return Batch(index, images, labels, len(bad), encoded)

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raycl.config import MAX_CLASSES
-from raycl.data.source import Block, Source
+from raycl.data.decode import decode_image
+from raycl.data.source import Raw, Source
 from raycl.errors import DataError
 
 def check_column_types(path: str, schema: pa.Schema) -> None:
@@ -44,16 +45,17 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def decode_image(data: bytes, size: int, channels: int) -> np.ndarray:
-    """Encoded bytes -> uint8 [channels, size, size]. Raises whatever PIL raises on bad bytes."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("L" if channels == 1 else "RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        arr = np.asarray(im, dtype=np.uint8)
-    return arr[None] if channels == 1 else np.ascontiguousarray(arr.transpose(2, 0, 1))
+def write_shard(fs, root: str, k: int, index, images: list[bytes], labels, row_group_size: int = 1_000) -> str:
+    """``root/part-{k:05d}.parquet``, written under a temporary name then moved, so a reader never
+    sees half a shard."""
+    table = pa.table({"index": np.asarray(index, dtype=np.int64), "image": pa.array(images, pa.binary()),
+                      "label": np.asarray(labels, dtype=np.int64)}, schema=SCHEMA)
+    path = f"{root.rstrip('/')}/part-{k:05d}.parquet"
+    tmp = path + ".tmp"
+    with fs.open(tmp, "wb") as fh:
+        pq.write_table(table, fh, row_group_size=row_group_size)
+    fs.mv(tmp, path)
+    return path
 
 
 def write_shards(url: str, index, images: list[bytes], labels, rows_per_shard: int = 10_000,
@@ -65,19 +67,9 @@ def write_shards(url: str, index, images: list[bytes], labels, rows_per_shard: i
     if not (len(index) == len(images) == len(labels)):
         raise DataError(f"write_shards: index, images and labels differ in length "
                         f"({len(index)}, {len(images)}, {len(labels)})")
-    paths = []
-    for k, s in enumerate(range(0, len(index), rows_per_shard)):
-        e = s + rows_per_shard
-        table = pa.table({"index": index[s:e], "image": pa.array(images[s:e], pa.binary()),
-                          "label": labels[s:e]}, schema=SCHEMA)
-        path = f"{root.rstrip('/')}/part-{k:05d}.parquet"
-        # Write to a temporary name then move, so a reader never sees half a shard.
-        tmp = path + ".tmp"
-        with fs.open(tmp, "wb") as fh:
-            pq.write_table(table, fh, row_group_size=row_group_size)
-        fs.mv(tmp, path)
-        paths.append(path)
-    return paths
+    return [write_shard(fs, root, k, index[s:s + rows_per_shard], images[s:s + rows_per_shard],
+                        labels[s:s + rows_per_shard], row_group_size)
+            for k, s in enumerate(range(0, len(index), rows_per_shard))]
 
 
 def check_decodes(data: bytes) -> None:
@@ -89,14 +81,19 @@ def check_decodes(data: bytes) -> None:
 
 
 def convert_image_folder(folder: str, dest_url: str, rows_per_shard: int = 10_000, on_corrupt: str = "error",
-                         log=None) -> dict:
+                         log=None, shuffle: bool = True, seed: int = 0, row_group_size: int = 1_000,
+                         threads: int | None = None) -> dict:
     """An ImageFolder-style tree (``folder/<class>/<image>``) -> Parquet shards at ``dest_url``.
 
     Classes are numbered in sorted order; a folder with images directly under it gets label -1.
-    Image bytes are stored as they are (no re-encoding), after a decode check: a file that does not
-    decode stops the conversion naming it (``on_corrupt="error"``) or is left out and listed
-    (``"skip"``). Returns a summary dict.
+    Rows are written in a seeded random order (``shuffle``): a folder tree is sorted by class, and
+    shards in that order make every row group one class. Image bytes are stored as they are (no
+    re-encoding), after a decode check: a file that does not decode stops the conversion naming it
+    (``on_corrupt="error"``) or is left out and listed (``"skip"``). Files are read a shard at a
+    time, by a pool of threads, so memory holds one shard's bytes. Returns a summary dict.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
         raise DataError(f"--rows-per-shard: expected an integer >= 1, got {rows_per_shard!r}")
     if on_corrupt not in ("error", "skip"):
@@ -112,30 +109,47 @@ def convert_image_folder(folder: str, dest_url: str, rows_per_shard: int = 10_00
     files = sorted(p for p in fs.find(root) if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"image folder {folder!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    images, kept, skipped = [], [], []
-    for p in files:
-        data = fs.cat_file(p)
+    rel = [os.path.relpath(p, root) for p in files]
+    classes = sorted({r.split(os.sep)[0] for r in rel if os.sep in r})
+    cid = {c: i for i, c in enumerate(classes)}
+    labels = np.array([cid[r.split(os.sep)[0]] if os.sep in r else -1 for r in rel], dtype=np.int64)
+    order = np.random.default_rng(seed).permutation(len(files)) if shuffle else np.arange(len(files))
+
+    def load(i):
+        data = fs.cat_file(files[i])
         try:
             check_decodes(data)
         except Exception as e:
-            if on_corrupt == "error":
-                raise DataError(f"{p!r} does not decode as an image ({type(e).__name__}: {e}); "
-                                "fix or remove it, or pass --on-corrupt skip") from None
-            skipped.append(p)
-            continue
-        images.append(data)
-        kept.append(p)
+            return i, None, f"{type(e).__name__}: {e}"
+        return i, data, None
+
+    dfs.makedirs(droot, exist_ok=True)
+    skipped, shards, kept, buf = [], [], 0, ([], [])
+    with ThreadPoolExecutor(threads or min(8, (os.cpu_count() or 1) + 2)) as pool:
+        for s in range(0, len(order), rows_per_shard):
+            for i, data, err in pool.map(load, order[s:s + rows_per_shard].tolist()):
+                if err is not None:
+                    if on_corrupt == "error":
+                        for p in shards:   # no half-converted folder left to trip the next attempt
+                            dfs.rm(p)
+                        raise DataError(f"{files[i]!r} does not decode as an image ({err}); "
+                                        "fix or remove it, or pass --on-corrupt skip")
+                    skipped.append(files[i])
+                    continue
+                buf[0].append(data)
+                buf[1].append(labels[i])
+            while len(buf[0]) >= rows_per_shard or (buf[0] and s + rows_per_shard >= len(order)):
+                imgs, labs = buf[0][:rows_per_shard], buf[1][:rows_per_shard]
+                shards.append(write_shard(dfs, droot, len(shards), np.arange(kept, kept + len(imgs)), imgs, labs,
+                                          row_group_size))
+                kept += len(imgs)
+                buf = (buf[0][rows_per_shard:], buf[1][rows_per_shard:])
     if not kept:
         raise DataError(f"image folder {folder!r}: none of its {len(files)} image files decodes")
     if skipped and log is not None:
         log(f"[raycl] skipped {len(skipped)} file(s) that do not decode, e.g. {skipped[0]}")
-    rel = [os.path.relpath(p, root) for p in kept]
-    classes = sorted({r.split(os.sep)[0] for r in rel if os.sep in r})
-    cid = {c: i for i, c in enumerate(classes)}
-    labels = [cid[r.split(os.sep)[0]] if os.sep in r else -1 for r in rel]
-    shards = write_shards(dest_url, np.arange(len(kept)), images, labels, rows_per_shard)
-    return {"images": len(kept), "classes": classes, "shards": len(shards), "dest": dest_url,
-            "skipped": skipped}
+    return {"images": kept, "classes": classes, "shards": len(shards), "dest": dest_url,
+            "skipped": skipped, "shuffled": shuffle}
 
 
 def list_shards(url: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
@@ -149,7 +163,8 @@ def list_shards(url: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
 
 
 class ParquetSource(Source):
-    """Row groups of Parquet shards as blocks, decoded to uint8 [C, size, size] on read."""
+    """Row groups of Parquet shards as blocks; rows are decoded to uint8 [C, size, size] one by one,
+    only those asked for."""
 
     def __init__(self, url: str, image_size: int, channels: int, on_corrupt: str = "error"):
         self.url, self.size, self.channels, self.on_corrupt = url, image_size, channels, on_corrupt
@@ -171,7 +186,8 @@ class ParquetSource(Source):
             for g in range(meta.num_row_groups):
                 self.blocks.append((k, g))
                 self.block_sizes.append(meta.row_group(g).num_rows)
-        self.read_block = lru_cache(maxsize=4)(self._read_block)
+        # A few row groups' bytes (not pixels): rounds() and the kNN monitor read one in chunks.
+        self.read_raw = lru_cache(maxsize=4)(self._read_raw)
         self._scan: dict | None = None
 
     def scan(self, max_label: int = MAX_CLASSES - 1) -> dict:
@@ -217,24 +233,35 @@ class ParquetSource(Source):
     def has_labels(self) -> bool:
         return self.scan()["labeled"] > 0
 
-    def _read_block(self, i: int) -> Block:
+    def labels_of(self, i: int) -> np.ndarray:
+        k, g = self.blocks[i]
+        with self.fs.open(self.paths[k], "rb") as fh:
+            return pq.ParquetFile(fh).read_row_group(g, columns=["label"]).column("label").to_numpy().astype(np.int64)
+
+    def _read_raw(self, i: int) -> Raw:
         k, g = self.blocks[i]
         path = self.paths[k]
         with self.fs.open(path, "rb") as fh:
             t = pq.ParquetFile(fh).read_row_group(g, columns=["index", "image", "label"])
         index = t.column("index").to_numpy().astype(np.int64)
-        labels = t.column("label").to_numpy().astype(np.int64)
-        raw = t.column("image").to_pylist()
-        images = np.zeros((len(raw), self.channels, self.size, self.size), dtype=np.uint8)
-        valid = np.ones(len(raw), dtype=bool)
-        for r, data in enumerate(raw):
+        return Raw(index, t.column("label").to_numpy().astype(np.int64), t.column("image").to_pylist(),
+                   np.arange(len(index)), path, g)
+
+    def decode(self, raw: Raw, offs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if offs is not None:
+            raw = raw.take(offs)
+        n = len(raw.index)
+        images = np.zeros((n, self.channels, self.size, self.size), dtype=np.uint8)
+        valid = np.ones(n, dtype=bool)
+        for r, data in enumerate(raw.payload):
             try:
                 images[r] = decode_image(data, self.size, self.channels)
             except Exception as e:
                 if self.on_corrupt == "error":
                     raise DataError(
-                        f"corrupt image bytes at row index {index[r]} (row group {g}, row {r}) "
-                        f"of shard {path!r}: {type(e).__name__}: {e}. "
+                        f"corrupt image bytes at row index {raw.index[r]} (row group {raw.group}, row "
+                        f"{raw.rows[r]}) of shard {raw.where!r}: {type(e).__name__}: {e}. "
                         "Set data.on_corrupt: skip to skip such rows") from None
                 valid[r] = False
-        return Block(index, images, labels, valid, path)
+        self.decoded.add(n)
+        return images, valid

@@ -104,7 +104,7 @@ def train_step(engine, views_fn, images: np.ndarray, index: np.ndarray, labels: 
     total = torch.zeros((), device=device)
     for m in range(grad_accum):
         sl = slice(m * mb, (m + 1) * mb)
-        x = torch.from_numpy(images[sl]).to(device, non_blocking=True)
+        x = torch.as_tensor(images[sl]).to(device, non_blocking=True)   # ndarray, pinned or device tensor
         batch = MethodBatch(views_fn(x, g), torch.from_numpy(index[sl]).to(device),
                             torch.from_numpy(labels[sl]).to(device))
         loss, logs = engine(batch)

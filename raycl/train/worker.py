@@ -15,7 +15,9 @@ import ray.train.torch
 from raycl import dist
 from raycl.config import from_dict
 from raycl.data import EpochLoader, build_sources, eval_ready, rounds
+from raycl.data.decode import decode_batch
 from raycl.eval import extract, knn_top1
+from raycl.eval.features import rows_per_forward
 from raycl.train import checkpoint as ck
 from raycl.train.engine import build_engine, make_views, train_step
 from raycl.train.progress import Progress
@@ -33,12 +35,27 @@ def say(line: str) -> None:
 def knn_monitor(backbone, train_src, eval_src, cfg, device) -> float | None:
     """kNN top-1 on the held-out split's labeled rows; feature extraction is split across the workers."""
     r, w = dist.rank(), dist.world_size()
-    n_bank = min(len(train_src), cfg.eval.max_train_samples or len(train_src))
-    bank, bank_y = extract(backbone, train_src, (r, w), device=device, max_rows=n_bank)
-    test, test_y = extract(backbone, eval_src, (r, w), device=device)
+    e, seed, bs = cfg.eval, cfg.run.seed, rows_per_forward(cfg.data.channels, cfg.data.image_size)
+    bank, bank_y = extract(backbone, train_src, (r, w), bs, device, e.max_train_samples, seed)
+    test, test_y = extract(backbone, eval_src, (r, w), bs, device, e.max_eval_samples, seed)
     bank, bank_y = dist.all_gather_nograd(bank.to(device)), dist.all_gather_nograd(bank_y.to(device))
     test, test_y = dist.all_gather_nograd(test.to(device)), dist.all_gather_nograd(test_y.to(device))
     return knn_top1(bank, bank_y, test, test_y, cfg.eval.knn_k, cfg.eval.knn_temperature)
+
+
+def data_metrics(decoded: int, waited_s: float, device) -> dict:
+    """Rows decoded by all workers this epoch, the longest any worker's loop waited for data, and
+    the largest peak RSS of a worker process so far (the kNN monitor included)."""
+    t = torch.tensor([float(decoded)], device=device)
+    waits = dist.all_gather_nograd(torch.tensor([waited_s, peak_rss_mb()], device=device)[None])
+    return {"data/decoded_rows": int(dist.all_reduce_sum(t).item()), "data/wait_s": float(waits[:, 0].max()),
+            "data/peak_rss_mb": float(waits[:, 1].max())}
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # KiB on Linux
 
 
 def aug_generator(seed: int, epoch: int, rank: int, device) -> torch.Generator:
@@ -97,8 +114,10 @@ def train_loop(config: dict) -> None:
     no_eval = eval_ready(train_src, eval_src)
     if no_eval and rank == 0:
         say(f"[raycl] {no_eval}")
-    loader = EpochLoader(train_src, cfg.data.batch_size, rank, world, cfg.run.seed,
-                         cfg.data.drop_last, cfg.data.shuffle_window)
+    d = cfg.data
+    loader = EpochLoader(train_src, d.batch_size, rank, world, cfg.run.seed, d.drop_last, d.shuffle_window,
+                         d.mix_row_groups, d.prefetch, d.decode_workers or max(1, round(cfg.distributed.cpus_per_worker)),
+                         encoded=d.decode == "gpu", pin_memory=device.type == "cuda")
     spe = loader.steps_per_epoch
     engine = build_engine(cfg, cfg.data.channels, spe)
     views = make_views(cfg, engine.module)
@@ -124,8 +143,10 @@ def train_loop(config: dict) -> None:
         engine.train()
         g = aug_generator(cfg.run.seed, epoch, rank, device)
         t0, loss_sum, skipped, log_sums = time.perf_counter(), torch.zeros((), device=device), 0, {}
+        decoded0 = train_src.decoded.rows
         for step, batch in enumerate(loader.batches(epoch)):
-            loss, logs = train_step(engine, views, batch.images, batch.index, batch.labels,
+            images = batch.images if batch.encoded is None else decode_batch(batch.encoded, d.image_size, d.channels, device)
+            loss, logs = train_step(engine, views, images, batch.index, batch.labels,
                                     cfg.distributed.grad_accum, g, device)
             loss_sum += loss
             for k, v in logs.items():
@@ -137,6 +158,7 @@ def train_loop(config: dict) -> None:
             if rank == 0 and ((step + 1) % cfg.run.log_every == 0 or step + 1 == spe):
                 say(progress.line(epoch, step, global_step, loss.item(), engine.get_lr()[0]))
         epoch_time = time.perf_counter() - t0
+        decoded = train_src.decoded.rows - decoded0   # before the monitor decodes its sample
         skipped_all = int(dist.all_reduce_sum(torch.tensor([skipped], device=device)).item())
         last = epoch + 1 == epochs
         metrics = {"epoch": epoch + 1, "global_step": global_step,
@@ -150,6 +172,7 @@ def train_loop(config: dict) -> None:
             knn = knn_monitor(engine.module.encoder(), train_src, eval_src, cfg, device)
             if knn is not None:   # None: the rows the monitor took hold no label on one side
                 metrics["knn_top1"] = knn
+        metrics.update(data_metrics(decoded, loader.waited_s, device))
         history.append(metrics)
         if rank == 0:
             knn = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
