@@ -68,8 +68,8 @@ def neighbours(checkpoint: str, queries: int = 5, k: int = 5, seed: int = 0) -> 
 
     cfg, method = load_checkpoint_model(checkpoint)
     e = cfg.eval
-    train_src, eval_src = (subset(src, n, cfg.run.seed) for src, n in
-                           ((build_sources(cfg)[0], e.max_train_samples), (build_sources(cfg)[1], e.max_eval_samples)))
+    train_src, eval_src = build_sources(cfg)
+    train_src, eval_src = subset(train_src, e.max_train_samples, cfg.run.seed), subset(eval_src, e.max_eval_samples, cfg.run.seed)
     tr, tr_y = extract(method.encoder(), train_src)
     te, te_y = extract(method.encoder(), eval_src)
     pick = np.random.default_rng(seed).choice(len(te), queries, replace=False)
