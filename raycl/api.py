@@ -104,9 +104,11 @@ def _features(cfg: Config, backbone: torch.nn.Module):
     from raycl.eval import extract
 
     train_src, eval_src = build_sources(cfg)
-    e, seed = cfg.eval, cfg.run.seed
-    tr, tr_y = extract(backbone, train_src, max_rows=e.max_train_samples, seed=seed)
-    te, te_y = extract(backbone, eval_src, max_rows=e.max_eval_samples, seed=seed)
+    from raycl.eval.features import rows_per_forward
+
+    e, seed, bs = cfg.eval, cfg.run.seed, rows_per_forward(cfg.data.channels, cfg.data.image_size)
+    tr, tr_y = extract(backbone, train_src, batch_size=bs, max_rows=e.max_train_samples, seed=seed)
+    te, te_y = extract(backbone, eval_src, batch_size=bs, max_rows=e.max_eval_samples, seed=seed)
     return tr, tr_y, te, te_y
 
 
