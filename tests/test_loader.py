@@ -249,3 +249,21 @@ def test_encoded_batches_decode_to_the_cpu_batches(shards):
     for a, b in zip(cpu, enc):
         assert np.array_equal(a.index, b.index)
         assert np.array_equal(decode_batch(b.encoded, 8, 1).numpy(), a.images)
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_has_labels_from_footer_statistics_or_a_scan(tmp_path, statistics):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raycl.data.parquet import SCHEMA
+
+    img = encode_png(np.zeros((1, 8, 8), np.uint8))
+    for name, labels in (("none", [-1] * 20), ("some", [-1] * 19 + [3])):
+        (tmp_path / name).mkdir()
+        t = pa.table({"index": np.arange(20), "image": [img] * 20, "label": np.array(labels)}, schema=SCHEMA)
+        pq.write_table(t, tmp_path / name / "a.parquet", row_group_size=5, write_statistics=statistics)
+        src = ParquetSource(str(tmp_path / name), 8, 1)
+        assert (src.label_max[-1] is not None) == statistics
+        assert src.has_labels() == (name == "some")
+        assert (src._scan is None) == statistics    # no second read of the column when the footer says
