@@ -16,7 +16,6 @@ from raycl import dist
 from raycl.config import from_dict
 from raycl.data import EpochLoader, build_sources, eval_ready, rounds
 from raycl.data.decode import decode_batch
-from raycl.data.memory import return_large_buffers
 from raycl.eval import extract, knn_top1
 from raycl.eval.features import rows_per_forward
 from raycl.train import checkpoint as ck
@@ -111,7 +110,6 @@ def train_loop(config: dict) -> None:
         torch.set_num_threads(cfg.distributed.torch_threads)
     device = ray.train.torch.get_device()
 
-    return_large_buffers()
     train_src, eval_src = build_sources(cfg)
     no_eval = eval_ready(train_src, eval_src)
     if no_eval and rank == 0:
