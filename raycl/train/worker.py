@@ -43,16 +43,41 @@ def knn_monitor(backbone, train_src, eval_src, cfg, device) -> float | None:
     return knn_top1(bank, bank_y, test, test_y, cfg.eval.knn_k, cfg.eval.knn_temperature)
 
 
-def data_metrics(decoded: int, waited_s: float, device) -> dict:
-    """Rows decoded by all workers this epoch, the longest any worker's loop waited for data, and
-    the largest peak RSS of a worker process so far (the kNN monitor included)."""
+def data_metrics(decoded: int, waited_s: float, rss_start_mb: float, device) -> dict:
+    """Rows decoded by all workers this epoch, the longest any worker's loop waited for data, a
+    worker's largest peak RSS this epoch (the kNN monitor included) and its largest rise over the
+    RSS the epoch started from (what the data path and the monitor held at most)."""
     t = torch.tensor([float(decoded)], device=device)
-    waits = dist.all_gather_nograd(torch.tensor([waited_s, peak_rss_mb()], device=device)[None])
+    peak = peak_rss_mb()
+    waits = dist.all_gather_nograd(torch.tensor([waited_s, peak, peak - rss_start_mb], device=device)[None])
     return {"data/decoded_rows": int(dist.all_reduce_sum(t).item()), "data/wait_s": float(waits[:, 0].max()),
-            "data/peak_rss_mb": float(waits[:, 1].max())}
+            "data/peak_rss_mb": float(waits[:, 1].max()), "data/rss_rise_mb": float(waits[:, 2].max())}
+
+
+def _proc_status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            return next(float(line.split()[1]) / 1024.0 for line in f if line.startswith(field + ":"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def reset_peak_rss() -> float:
+    """Start a new peak-RSS window (Linux: ``5`` > /proc/self/clear_refs resets VmHWM) so an epoch's
+    peak is not the high-water mark of engine set-up; returns the RSS now, in MB."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:   # no procfs or not allowed: the peak stays the process's lifetime peak
+        pass
+    now = _proc_status_mb("VmRSS")
+    return peak_rss_mb() if now is None else now
 
 
 def peak_rss_mb() -> float:
+    hwm = _proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # KiB on Linux
@@ -143,7 +168,7 @@ def train_loop(config: dict) -> None:
         engine.train()
         g = aug_generator(cfg.run.seed, epoch, rank, device)
         t0, loss_sum, skipped, log_sums = time.perf_counter(), torch.zeros((), device=device), 0, {}
-        decoded0 = train_src.decoded.rows
+        decoded0, rss0 = train_src.decoded.rows, reset_peak_rss()
         for step, batch in enumerate(loader.batches(epoch)):
             images = batch.images if batch.encoded is None else decode_batch(batch.encoded, d.image_size, d.channels, device)
             loss, logs = train_step(engine, views, images, batch.index, batch.labels,
@@ -172,7 +197,7 @@ def train_loop(config: dict) -> None:
             knn = knn_monitor(engine.module.encoder(), train_src, eval_src, cfg, device)
             if knn is not None:   # None: the rows the monitor took hold no label on one side
                 metrics["knn_top1"] = knn
-        metrics.update(data_metrics(decoded, loader.waited_s, device))
+        metrics.update(data_metrics(decoded, loader.waited_s, rss0, device))
         history.append(metrics)
         if rank == 0:
             knn = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
