@@ -114,7 +114,9 @@ class OptimConfig:
 
 @dataclass
 class DistributedConfig:
-    workers: int = _f(2, ge=1, le=4096)
+    workers: int = _f(2, ge=1, le=4096, help="workers; [min, max] runs elastically (YAML list)")
+    min_workers: Optional[int] = _f(None, ge=1, le=4096, help="set by workers: [min, max]; null: a fixed count")
+    resize_check_s: float = _f(60.0, gt=0.0, help="elastic runs: seconds between checks for room to grow")
     use_gpu: bool = False
     cpus_per_worker: float = _f(1.0, gt=0.0, le=1024)
     zero_stage: Literal[0, 1, 2] = 1
@@ -148,6 +150,10 @@ class RunConfig:
     max_failures: int = _f(0, ge=-1, le=1_000_000, help="worker-group restarts; -1 = unlimited")
     log_every: int = _f(10, ge=1, help="steps between progress lines")
     stop_after_epochs: Optional[int] = _f(None, ge=1, help="end this invocation early; rerun resumes")
+    stop_after_steps: Optional[int] = _f(None, ge=1, help="end this invocation after this many steps, "
+                                                         "checkpointing mid-epoch; rerun resumes at the next step")
+    checkpoint_every_steps: Optional[int] = _f(None, ge=1, help="also checkpoint every this many steps "
+                                                               "inside an epoch (long epochs, preemptible nodes)")
 
 
 @dataclass
@@ -159,6 +165,22 @@ class Config:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def worker_counts(self) -> range:
+        """The worker counts this run may train with (one for a fixed run)."""
+        d = self.distributed
+        return range(d.min_workers or d.workers, d.workers + 1)
+
+    def at_world(self, world: int) -> "Config":
+        """This config as trained by ``world`` workers: the same global batch and schedule, the
+        per-worker share G / world split into ``grad_accum_at(world)`` micro-batches."""
+        c = copy.deepcopy(self)
+        a = grad_accum_at(self, world)
+        if a is None:
+            raise ConfigError(f"distributed.workers: this run cannot train on {world} workers "
+                              f"(allowed: {', '.join(map(str, _fitting_counts(self)))})")
+        c.distributed.workers, c.distributed.grad_accum = world, a
+        return c
 
     @property
     def micro_batch(self) -> int:
@@ -232,6 +254,36 @@ def _coerce(path: str, tp, value):
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
+def grad_accum_at(cfg: "Config", world: int, batch: int | None = None) -> int | None:
+    """Micro-batches per step at ``world`` workers: the fewest that split G / world evenly into
+    micro-batches no larger than the configured one at the largest count (fewer workers must not
+    need more memory per worker); None when there is none."""
+    G, d = batch or cfg.data.batch_size, cfg.distributed
+    cap = G // (d.workers * d.grad_accum)
+    return next((a for a in range(1, G // world + 1) if G % (world * a) == 0 and G // (world * a) <= cap), None)
+
+
+def _fitting_counts(cfg: "Config") -> list[int]:
+    return [w for w in cfg.worker_counts() if grad_accum_at(cfg, w) is not None]
+
+
+def _split_worker_range(raw: dict) -> dict:
+    """``distributed.workers: [min, max]`` -> ``workers: max, min_workers: min``."""
+    w = raw.get("workers")
+    if not isinstance(w, list):
+        return raw
+    if len(w) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in w):
+        raise ConfigError(f"distributed.workers: expected an integer or [min, max], got {w!r}")
+    if "min_workers" in raw:
+        raise ConfigError("distributed.min_workers: give the range once, as distributed.workers: [min, max]")
+    lo, hi = w
+    if lo < 1:
+        raise ConfigError(f"distributed.workers: the minimum must be >= 1, got {w!r}")
+    if lo > hi:
+        raise ConfigError(f"distributed.workers: [min, max] has min > max ({w!r}); write [{hi}, {lo}]")
+    return {**raw, "workers": hi, "min_workers": lo}
+
+
 def _check_range(path: str, f: dataclasses.Field, value):
     if value is None:
         return
@@ -249,6 +301,8 @@ def _build_section(name: str, cls, raw: Any):
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{name}: expected a mapping of keys, got {raw!r}")
+    if name == "distributed":
+        raw = _split_worker_range(raw)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted((set(raw) - set(fields)), key=str)
@@ -409,6 +463,20 @@ def validate(cfg: Config) -> None:
             f"distributed.grad_accum = {d.workers} x {d.grad_accum} = {per}; "
             f"use a multiple of {per} such as {max(lo, per)} or {lo + per}"
         )
+    if d.min_workers is not None and d.min_workers > d.workers:
+        raise ConfigError(f"distributed.min_workers: {d.min_workers} is more than distributed.workers={d.workers}")
+    fitting = _fitting_counts(cfg)
+    if len(fitting) < len(cfg.worker_counts()):
+        G, cap = cfg.data.batch_size, cfg.micro_batch
+        whole = [b for b in range(max(1, G // 2), 2 * G + 1)
+                 if all(grad_accum_at(cfg, w, b) for w in cfg.worker_counts())]
+        near = sorted(whole, key=lambda b: abs(b - G))[:2]
+        raise ConfigError(
+            f"data.batch_size: {G} cannot be split into equal micro-batches of at most {cap} (its size at "
+            f"{d.workers} workers) on every worker count in distributed.workers "
+            f"[{d.min_workers}, {d.workers}]: {', '.join(map(str, fitting)) or 'none'} can, "
+            f"{', '.join(str(w) for w in cfg.worker_counts() if w not in fitting)} cannot"
+            + (f"; batch sizes that keep the whole range: {', '.join(map(str, sorted(near)))}" if near else ""))
     if cfg.data.dataset == "parquet":
         if not cfg.data.path:
             raise ConfigError("data.path: required when data.dataset is 'parquet' (an fsspec URL of Parquet shards)")

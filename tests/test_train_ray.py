@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from raycl.errors import CheckpointError, DataError
+from raycl.train import checkpoint as ck
 from raycl.train.checkpoint import load_model_file
 from raycl.train.trainer import check_resume, fit
 
@@ -62,6 +63,41 @@ def test_stop_and_resume_equals_uninterrupted_run(ray_cluster, tiny_cfg):
     # a different model under the same run name is refused before any worker starts
     with pytest.raises(CheckpointError, match="does not match this model"):
         check_resume(tiny_cfg("run.epochs=3", "run.name=split", "model.width=16"))
+
+
+def test_stop_mid_epoch_and_resume_equals_uninterrupted_run(ray_cluster, tiny_cfg):
+    """ZeRO-2 + LARS, 6 steps an epoch: stopped after step 4 of epoch 1 (a mid-epoch checkpoint),
+    resumed, and the parameters after epoch 2 equal a run that never stopped."""
+    base = ["run.epochs=2", "data.batch_size=48", "distributed.zero_stage=2", "optim.name=lars"]
+    whole = fit(tiny_cfg(*base, "run.name=mid-whole"))
+    first = fit(tiny_cfg(*base, "run.name=mid-split", "run.stop_after_steps=4"))
+    assert first.metrics["global_step"] == 4 and first.metrics["step_in_epoch"] == 4
+    at_stop = final_state(first)
+    second = fit(tiny_cfg(*base, "run.name=mid-split"))
+    assert second.metrics["global_step"] == whole.metrics["global_step"] == 12
+    assert_same_params(final_state(second), final_state(whole), rtol=0, atol=1e-6)
+    assert any(not torch.equal(v, final_state(whole)[k]) for k, v in at_stop.items() if v.is_floating_point())
+
+
+def test_a_run_stopped_on_three_workers_resumes_on_two_mid_epoch(ray_cluster, tiny_cfg, tmp_path):
+    """Parquet shards, ZeRO-2 + LARS, batch 48: 3 workers train 2 of epoch 1's 6 steps; the run
+    resumes on 2 workers at step 3 with the rows the 3 had not reached (4 x 48 decoded, none again)
+    and the same global batch, and its history records the shrink."""
+    from raycl.api import history
+
+    url = str(tmp_path / "shards")
+    write_digit_shards(url, 288)
+    base = ["data.dataset=parquet", f"data.path={url}", "data.num_samples=null", "data.batch_size=48",
+            "distributed.zero_stage=2", "optim.name=lars", "run.epochs=2", "run.name=shrink"]
+    first = fit(tiny_cfg(*base, "distributed.workers=3", "run.stop_after_steps=2"))
+    assert first.metrics["workers"] == 3 and first.metrics["step_in_epoch"] == 2
+    res = fit(tiny_cfg(*base, "distributed.workers=2"))
+    assert res.metrics["global_step"] == 12 and res.metrics["workers"] == 2
+    h = history(res.checkpoint.path)
+    assert [e["epoch"] for e in h] == [1, 2] and h[0]["data/decoded_rows"] == 4 * 48 == 288 - 2 * 48
+    state = ck.read_state(res.checkpoint.path)
+    assert [(r["from_workers"], r["to_workers"], r["cause"], r["global_step"]) for r in state["restarts"]] == \
+        [(3, 2, "shrink", 2)]
 
 
 def write_digit_shards(url, n, bad_rows=()):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raycl.data.plan import dealt_blocks_plan, global_batches_plan
+from raycl.data.plan import dealt_blocks_plan, global_batches_plan, resumed_rows
 from raycl.data.prefetch import Prefetcher
 from raycl.data.source import Source
 from raycl.errors import DataError
@@ -54,18 +54,37 @@ class EpochLoader:
         return plan(self.source.block_sizes, self._starts, self.steps_per_epoch, self.G, self.rank, self.world,
                     self.seed, epoch, knob)
 
-    def batches(self, epoch: int, start_step: int = 0):
-        rows = self.epoch_rows(epoch)
+    def rows_from(self, epoch: int, start_step: int = 0, segments: list | None = None) -> np.ndarray:
+        """This worker's rows for steps ``start_step``.. of ``epoch``. ``segments`` ([(workers, first
+        step), ...], ending with this run's) say which worker counts ran the epoch's earlier steps: a
+        block-dealt plan depends on the count, so the rows no earlier segment reached are re-dealt
+        (``resumed_rows``); a global-batches plan gives every global batch whatever the count."""
+        per = self.G // self.world
+        if self.source.random_access or not segments or all(w == self.world for w, _ in segments):
+            return self.epoch_rows(epoch)[start_step * per:]
+        if list(segments[-1]) != [self.world, start_step]:
+            raise ValueError(f"the last segment {segments[-1]} is not this run's ({self.world}, {start_step})")
+        knob = self.mix_blocks
+
+        def plan(r, w):
+            return dealt_blocks_plan(self.source.block_sizes, self._starts, self.steps_per_epoch, self.G, r, w,
+                                     self.seed, epoch, knob)
+        return resumed_rows(plan, [tuple(s) for s in segments], self.steps_per_epoch, self.G, self.rank)
+
+    def batches(self, epoch: int, start_step: int = 0, segments: list | None = None):
+        rows = self.rows_from(epoch, start_step, segments)
         per = self.G // self.world
         block_of = np.searchsorted(self._starts, rows, side="right") - 1
         last_use = {}
-        for step in range(self.steps_per_epoch):
-            for b in np.unique(block_of[step * per:(step + 1) * per]).tolist():
+        for step in range(start_step, self.steps_per_epoch):
+            k = step - start_step
+            for b in np.unique(block_of[k * per:(k + 1) * per]).tolist():
                 last_use[b] = step
         held: dict = {}
 
         def prepare(step):   # producer thread, in step order: read the bytes this batch needs
-            sl = slice(step * per, (step + 1) * per)
+            k = step - start_step
+            sl = slice(k * per, (k + 1) * per)
             raws = {}
             for b in np.unique(block_of[sl]).tolist():
                 if b not in held:

@@ -21,16 +21,15 @@ def epoch_order(block_sizes: list[int], starts: np.ndarray, rng, need: int, shuf
 
 def global_batches_plan(block_sizes, starts, steps: int, G: int, rank: int, world: int, seed: int, epoch: int,
                         window: int) -> np.ndarray:
-    """For random-access (in-memory) data: each global batch is a contiguous run of the epoch's
-    order and worker r takes the r-th slice of it, so the samples of a global batch do not depend
-    on the worker count; rows are then shuffled inside windows of ``window`` rows of the worker."""
+    """For random-access (in-memory) data: the epoch's order is shuffled inside windows of
+    ``window`` rows, each global batch is a contiguous run of it and worker r takes the r-th slice:
+    the samples of every global batch do not depend on the worker count, so a run resumed on another
+    count mid-epoch trains on exactly the rows the earlier steps had not reached."""
     order = epoch_order(block_sizes, starts, np.random.default_rng([seed, epoch]), steps * G, True)
-    per = G // world
-    mine = order.reshape(steps, world, per)[:, rank].reshape(-1)
-    local = np.random.default_rng([seed, epoch, 1 + rank])
-    for s in range(0, len(mine), window):
-        mine[s:s + window] = local.permutation(mine[s:s + window])
-    return mine
+    mixer = np.random.default_rng([seed, epoch, 1])
+    for s in range(0, len(order), window):
+        order[s:s + window] = mixer.permutation(order[s:s + window])
+    return order.reshape(steps, world, G // world)[:, rank].reshape(-1).copy()
 
 
 def dealt_blocks_plan(block_sizes, starts, steps: int, G: int, rank: int, world: int, seed: int, epoch: int,
@@ -50,3 +49,24 @@ def dealt_blocks_plan(block_sizes, starts, steps: int, G: int, rank: int, world:
     for a, b in zip(edges[:-1], edges[1:]):
         mine[a:b] = local.permutation(mine[a:b])
     return mine
+
+
+def resumed_rows(plan, segments: list, steps: int, G: int, rank: int) -> np.ndarray:
+    """This worker's rows for the rest of an epoch that earlier ran in ``segments``: [(workers,
+    first step), ...], the last being this run's. ``plan(r, w)`` is worker r's whole-epoch plan at w
+    workers. At each change of worker count the rows the previous workers had not reached are laid
+    end to end (worker by worker, each in its own order) and dealt to the new workers as contiguous
+    equal shares: no row is lost or repeated, and each new worker reads a few old workers' row-group
+    runs rather than all of them."""
+    w0, s0 = segments[0]
+    if s0 != 0:
+        raise ValueError(f"an epoch's first segment starts at step 0, not {s0}")
+    cur, cur_start = [plan(r, w0) for r in range(w0)], 0
+    for w, s in segments[1:]:
+        per_old = G // len(cur)
+        rest = np.concatenate([a[(s - cur_start) * per_old:] for a in cur])
+        n = (steps - s) * (G // w)
+        if len(rest) != n * w:
+            raise ValueError(f"{len(rest)} rows left at step {s} cannot be dealt to {w} workers x {n}")
+        cur, cur_start = [rest[r * n:(r + 1) * n] for r in range(w)], s
+    return cur[rank]

@@ -6,6 +6,9 @@ A checkpoint directory holds:
     rng_rank{r}.pt       torch / numpy / python RNG state of rank r
     raycl_state.json     epoch, global_step, the resolved config and the model signature (rank 0)
     model.pt             plain state_dict + config, loadable without DeepSpeed or Ray (rank 0)
+    method_state.pt      the memory bank and k-means state gathered from every worker (rank 0)
+    zero_state.pt        ZeRO-1/2 fp32 master weights and optimizer state per parameter, so a run
+                         resumes on another worker count (rank 0; raycl.train.zero_state)
 Ray Train registers a checkpoint only after every rank's upload finished, so a run killed
 mid-write resumes from the previous complete one.
 """
@@ -28,6 +31,7 @@ DS_DIR = "deepspeed"
 DS_TAG = "raycl"
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"   # Ray Train V2's registry of complete checkpoints
 METHOD_STATE_FILE = "method_state.pt"   # state gathered from every worker (the whole memory bank)
+ZERO_STATE_FILE = "zero_state.pt"       # ZeRO-1/2 optimizer state per parameter (any worker count)
 
 
 def atomic_torch_save(obj, path: str) -> None:

@@ -89,12 +89,14 @@ def check_resume(cfg) -> str | None:
     state = ck.read_state(latest)
     ck.check_signature(state["signature"], build_method(cfg, cfg.data.channels).signature(), latest)
     saved_world, stage = state.get("world_size"), state["config"]["distributed"]["zero_stage"]
-    if saved_world and saved_world != cfg.distributed.workers and max(stage, cfg.distributed.zero_stage) > 0:
+    if saved_world and stage != cfg.distributed.zero_stage:
+        raise CheckpointError(f"{latest} was written with distributed.zero_stage={stage}; this run asks for "
+                              f"{cfg.distributed.zero_stage} (the optimizer state is laid out per stage)")
+    if saved_world and saved_world not in cfg.worker_counts() and stage > 0 and \
+            not os.path.exists(os.path.join(latest, ck.ZERO_STATE_FILE)):
         raise CheckpointError(
-            f"{latest} was written by {saved_world} workers with ZeRO stage {stage}; DeepSpeed cannot "
-            f"re-partition ZeRO optimizer state for distributed.workers={cfg.distributed.workers}. Resume with "
-            f"distributed.workers={saved_world}, or train with distributed.zero_stage: 0 to change worker counts "
-            "(the memory bank itself is re-sharded either way)")
+            f"{latest} was written by {saved_world} workers with ZeRO stage {stage} by a raycl without "
+            f"{ck.ZERO_STATE_FILE}, which DeepSpeed cannot re-partition; resume it with distributed.workers={saved_world}")
     return latest
 
 
@@ -108,16 +110,17 @@ def worker_slots(cpus_per_worker: float) -> tuple[int, list[float]]:
 def check_resources(cfg) -> None:
     d = cfg.distributed
     avail = ray.cluster_resources()
-    need_cpu = d.workers * d.cpus_per_worker
+    least = d.min_workers or d.workers   # an elastic run starts once its minimum fits
+    need_cpu = least * d.cpus_per_worker
     if need_cpu > avail.get("CPU", 0):
         raise ConfigError(f"distributed.workers x distributed.cpus_per_worker = {need_cpu:g} CPUs, "
                           f"but the Ray cluster has {avail.get('CPU', 0):g}; lower one of them")
     slots, nodes = worker_slots(d.cpus_per_worker)
-    if slots < d.workers:
+    if slots < least:
         raise ConfigError(f"distributed.cpus_per_worker: {d.cpus_per_worker:g} CPUs per worker fit {slots} workers on "
-                          f"nodes of {', '.join(f'{c:g}' for c in nodes)} CPUs, not distributed.workers={d.workers}")
-    if d.use_gpu and d.workers > avail.get("GPU", 0):
-        raise ConfigError(f"distributed.use_gpu: {d.workers} workers need {d.workers} GPUs, "
+                          f"nodes of {', '.join(f'{c:g}' for c in nodes)} CPUs, not distributed.workers={least}")
+    if d.use_gpu and least > avail.get("GPU", 0):
+        raise ConfigError(f"distributed.use_gpu: {least} workers need {least} GPUs, "
                           f"the Ray cluster has {avail.get('GPU', 0):g}")
 
 
@@ -164,8 +167,9 @@ def _fit(cfg):
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=cfg.to_dict(),
-        scaling_config=ScalingConfig(num_workers=d.workers, use_gpu=d.use_gpu,
-                                     resources_per_worker={"CPU": d.cpus_per_worker}),
+        scaling_config=ScalingConfig(num_workers=(d.min_workers, d.workers) if d.min_workers else d.workers,
+                                     use_gpu=d.use_gpu, resources_per_worker={"CPU": d.cpus_per_worker},
+                                     elastic_resize_monitor_interval_s=d.resize_check_s),
         run_config=RunConfig(name=cfg.run.name, **storage(cfg),
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints),
                              failure_config=FailureConfig(max_failures=cfg.run.max_failures)),

@@ -19,6 +19,7 @@ from raycl.data.decode import decode_batch
 from raycl.eval import extract, knn_top1
 from raycl.eval.features import rows_per_forward
 from raycl.train import checkpoint as ck
+from raycl.train import zero_state
 from raycl.train.engine import build_engine, make_views, train_step
 from raycl.train.progress import Progress
 
@@ -83,47 +84,71 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # KiB on Linux
 
 
-def aug_generator(seed: int, epoch: int, rank: int, device) -> torch.Generator:
-    """Augmentation randomness is a function of (seed, epoch, rank): a resumed epoch replays exactly."""
+def aug_generator(seed: int, epoch: int, step: int, rank: int, device) -> torch.Generator:
+    """Augmentation randomness is a function of (seed, epoch, step, rank): a run resumed at any step
+    replays the same views."""
     g = torch.Generator(device=device)
-    g.manual_seed(int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]))
+    g.manual_seed(int(np.random.SeedSequence([seed, epoch, step, rank]).generate_state(1)[0]))
     return g
 
 
-def save_checkpoint(engine, cfg, epoch: int, global_step: int, metrics: dict, rank: int,
-                    history: list[dict], resumes: list[int]) -> None:
+def save_checkpoint(engine, cfg, progress: dict, metrics: dict, rank: int) -> None:
+    """``progress``: epoch (the last one finished), global_step, step_in_epoch (0 at an epoch's end),
+    epoch_segments (the worker counts that ran the unfinished epoch), history, resumes, restarts."""
     extra = engine.module.gather_state() if hasattr(engine.module, "gather_state") else None  # a collective
+    zero = zero_state.gather(engine) if zero_state.is_partitioned(engine) else None          # a collective
     with tempfile.TemporaryDirectory(prefix="raycl-ckpt-") as tmp:
         engine.save_checkpoint(os.path.join(tmp, ck.DS_DIR), tag=ck.DS_TAG)
-        if extra is not None and rank == 0:
-            ck.atomic_torch_save(extra, os.path.join(tmp, ck.METHOD_STATE_FILE))
+        if rank == 0:
+            if extra is not None:
+                ck.atomic_torch_save(extra, os.path.join(tmp, ck.METHOD_STATE_FILE))
+            if zero is not None:
+                ck.atomic_torch_save(zero, os.path.join(tmp, ck.ZERO_STATE_FILE))
         torch.save(ck.rng_state(), os.path.join(tmp, f"rng_rank{rank}.pt"))
         if rank == 0:
-            ck.write_state(tmp, {"epoch": epoch, "global_step": global_step, "config": cfg.to_dict(),
-                                 "signature": engine.module.signature(), "metrics": metrics,
-                                 "history": history, "resumes": resumes, "world_size": dist.world_size()})
+            ck.write_state(tmp, {**progress, "config": cfg.to_dict(), "signature": engine.module.signature(),
+                                 "metrics": metrics, "world_size": dist.world_size()})
             torch.save({"config": cfg.to_dict(), "state_dict": engine.module.state_dict()},
                        os.path.join(tmp, ck.MODEL_FILE))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def resume(engine, rank: int) -> tuple[int, int, list[dict], list[int]]:
-    """Load the latest checkpoint Ray Train knows of; return (epochs done, global step, history)."""
+def resume(engine, rank: int, world: int) -> dict:
+    """Load the latest checkpoint Ray Train knows of, written by any worker count; return where the
+    run stands (``save_checkpoint``'s ``progress``, with this restart added)."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return 0, 0, [], []
+        return {"epoch": -1, "global_step": 0, "step_in_epoch": 0, "epoch_segments": [], "history": [],
+                "resumes": [], "restarts": []}
     with checkpoint.as_directory() as d:
         state = ck.read_state(d)
         ck.check_signature(state["signature"], engine.module.signature(), d)
-        engine.load_checkpoint(os.path.join(d, ck.DS_DIR), tag=ck.DS_TAG)
+        saved_world = state.get("world_size") or world
+        zero_file = os.path.join(d, ck.ZERO_STATE_FILE)
+        regroup = saved_world != world and zero_state.is_partitioned(engine)
+        if regroup and not os.path.exists(zero_file):
+            raise ck.CheckpointError(f"{d} was written by {saved_world} workers without {ck.ZERO_STATE_FILE} "
+                                     f"(an older raycl); resume it with distributed.workers={saved_world}")
+        # DeepSpeed reads its per-rank ZeRO files only at the world size that wrote them; at another
+        # the module weights and schedule come from it and the optimizer state from raycl's own file.
+        engine.load_checkpoint(os.path.join(d, ck.DS_DIR), tag=ck.DS_TAG, load_optimizer_states=not regroup)
+        if regroup:
+            zero_state.load(engine, ck.safe_load(zero_file, "ZeRO state"), zero_file)
         method_state = os.path.join(d, ck.METHOD_STATE_FILE)
         if os.path.exists(method_state):   # the whole bank: each worker takes its shard of it
             engine.module.load_gathered_state(ck.safe_load(method_state, "method state"))
         rng_file = os.path.join(d, f"rng_rank{rank}.pt")
         if os.path.exists(rng_file):
             ck.set_rng_state(ck.safe_load(rng_file, "RNG state"))
-    resumes = state.get("resumes", []) + [state["epoch"] + 1]
-    return state["epoch"] + 1, state["global_step"], state.get("history", []), resumes
+    step_in_epoch = int(state.get("step_in_epoch", 0))
+    segments = [list(s) for s in state.get("epoch_segments", [])] if step_in_epoch else []
+    restart = {"global_step": state["global_step"], "epoch": state["epoch"] + 1, "step_in_epoch": step_in_epoch,
+               "from_workers": saved_world, "to_workers": world,
+               "cause": "restart" if saved_world == world else ("shrink" if world < saved_world else "grow")}
+    return {"epoch": state["epoch"], "global_step": state["global_step"], "step_in_epoch": step_in_epoch,
+            "epoch_segments": segments + [[world, step_in_epoch]] if step_in_epoch else [],
+            "history": state.get("history", []), "resumes": state.get("resumes", []) + [state["epoch"] + 1],
+            "restarts": state.get("restarts", []) + [restart]}
 
 
 def train_loop(config: dict) -> None:
@@ -144,11 +169,15 @@ def train_loop(config: dict) -> None:
                          d.mix_row_groups, d.prefetch, d.decode_workers or max(1, round(cfg.distributed.cpus_per_worker)),
                          encoded=d.decode == "gpu", pin_memory=device.type == "cuda")
     spe = loader.steps_per_epoch
-    engine = build_engine(cfg, cfg.data.channels, spe)
+    run = cfg.at_world(world)   # same global batch and schedule; this count's share and micro-batches
+    engine = build_engine(run, cfg.data.channels, spe)
     views = make_views(cfg, engine.module)
-    start_epoch, global_step, history, resumes = resume(engine, rank)
-    if rank == 0 and start_epoch:
-        say(f"[raycl] resumed from epoch {start_epoch} (global step {global_step})")
+    st = resume(engine, rank, world)
+    start_epoch, start_step, global_step = st["epoch"] + 1, st["step_in_epoch"], st["global_step"]
+    if rank == 0 and global_step:
+        say(f"[raycl] resumed at epoch {start_epoch + 1} step {start_step} (global step {global_step}) "
+            f"on {world} workers" + (f", written by {st['restarts'][-1]['from_workers']}"
+                                     if st["restarts"][-1]["from_workers"] != world else ""))
     if global_step == 0 and cfg.method.bank_init == "features" and hasattr(engine.module, "init_from_features"):
         t0 = time.perf_counter()
         engine.module.init_from_features(rounds(train_src, INIT_CHUNK, rank, world), device)
@@ -161,53 +190,71 @@ def train_loop(config: dict) -> None:
         from raycl.train.bank_server import Pusher
 
         pusher = Pusher(cfg.run.name, cfg.method.bank_sync_every)
-    epochs = cfg.run.epochs
+    epochs, r = cfg.run.epochs, cfg.run
     progress = Progress(epochs * spe, spe, epochs, cfg.data.batch_size, global_step)
-    stop_at = epochs if cfg.run.stop_after_epochs is None else min(epochs, start_epoch + cfg.run.stop_after_epochs)
+    stop_at = epochs if r.stop_after_epochs is None else min(epochs, start_epoch + r.stop_after_epochs)
+    stop_step = None if r.stop_after_steps is None else global_step + r.stop_after_steps
     for epoch in range(start_epoch, stop_at):
         engine.train()
-        g = aug_generator(cfg.run.seed, epoch, rank, device)
+        s0 = start_step if epoch == start_epoch else 0
+        segments = st["epoch_segments"] if epoch == start_epoch and s0 else [[world, 0]]
         t0, loss_sum, skipped, log_sums = time.perf_counter(), torch.zeros((), device=device), 0, {}
         decoded0, rss0 = train_src.decoded.rows, reset_peak_rss()
-        for step, batch in enumerate(loader.batches(epoch)):
+        for k, batch in enumerate(loader.batches(epoch, s0, segments)):
+            step = s0 + k
+            g = aug_generator(r.seed, epoch, step, rank, device)
             images = batch.images if batch.encoded is None else decode_batch(batch.encoded, d.image_size, d.channels, device)
             loss, logs = train_step(engine, views, images, batch.index, batch.labels,
-                                    cfg.distributed.grad_accum, g, device)
+                                    run.distributed.grad_accum, g, device)
             loss_sum += loss
-            for k, v in logs.items():
-                log_sums[k] = log_sums.get(k, 0.0) + float(v)
+            for key, v in logs.items():
+                log_sums[key] = log_sums.get(key, 0.0) + float(v)
             skipped += batch.skipped
             global_step += 1
             if pusher is not None:
                 pusher.maybe_push(engine.module, global_step, logs, rank)
-            if rank == 0 and ((step + 1) % cfg.run.log_every == 0 or step + 1 == spe):
+            if rank == 0 and ((step + 1) % r.log_every == 0 or step + 1 == spe):
                 say(progress.line(epoch, step, global_step, loss.item(), engine.get_lr()[0]))
+            stopping = global_step == stop_step
+            if step + 1 < spe and (stopping or (r.checkpoint_every_steps and (step + 1) % r.checkpoint_every_steps == 0)):
+                mid = {"epoch": epoch, "global_step": global_step, "step_in_epoch": step + 1, "workers": world,
+                       "loss": float(dist.all_reduce_sum(loss_sum.clone()).item() / ((k + 1) * world))}
+                save_checkpoint(engine, cfg, {**st, "epoch": epoch - 1, "global_step": global_step,
+                                              "step_in_epoch": step + 1, "epoch_segments": segments}, mid, rank)
+            if stopping:
+                break
+        if global_step == stop_step and step + 1 < spe:
+            break
+        done = spe - s0
         epoch_time = time.perf_counter() - t0
         decoded = train_src.decoded.rows - decoded0   # before the monitor decodes its sample
         skipped_all = int(dist.all_reduce_sum(torch.tensor([skipped], device=device)).item())
         last = epoch + 1 == epochs
-        metrics = {"epoch": epoch + 1, "global_step": global_step,
-                   "loss": float(dist.all_reduce_sum(loss_sum.clone()).item() / (spe * world)),
-                   "lr": float(engine.get_lr()[0]), "images_per_s": spe * cfg.data.batch_size / epoch_time,
+        metrics = {"epoch": epoch + 1, "global_step": global_step, "workers": world,
+                   "loss": float(dist.all_reduce_sum(loss_sum.clone()).item() / (done * world)),
+                   "lr": float(engine.get_lr()[0]), "images_per_s": done * cfg.data.batch_size / epoch_time,
                    "epoch_time_s": epoch_time, "corrupt_skipped": skipped_all,
-                   **{f"method/{k}": v / spe for k, v in log_sums.items()}}
+                   **{f"method/{key}": v / done for key, v in log_sums.items()}}
         if hasattr(engine.module, "bank_stats"):
-            metrics.update({f"bank/{k}": v for k, v in engine.module.bank_stats().items()})
+            metrics.update({f"bank/{key}": v for key, v in engine.module.bank_stats().items()})
         if not no_eval and ((epoch + 1) % cfg.eval.every_epochs == 0 or last):
             knn = knn_monitor(engine.module.encoder(), train_src, eval_src, cfg, device)
             if knn is not None:   # None: the rows the monitor took hold no label on one side
                 metrics["knn_top1"] = knn
         metrics.update(data_metrics(decoded, loader.waited_s, rss0, device))
-        history.append(metrics)
+        st["history"].append(metrics)
         if rank == 0:
             knn = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
             say(f"[raycl] epoch {epoch + 1}/{epochs} done: loss {metrics['loss']:.4f}{knn} "
-                  f"images/s {metrics['images_per_s']:.0f}")
+                f"images/s {metrics['images_per_s']:.0f}")
         if pusher is not None:
             metrics["bank/pushes_skipped"] = pusher.skipped
-        if (epoch + 1) % cfg.run.checkpoint_every == 0 or last or epoch + 1 == stop_at:
-            save_checkpoint(engine, cfg, epoch, global_step, metrics, rank, history, resumes)
+        if (epoch + 1) % r.checkpoint_every == 0 or last or epoch + 1 == stop_at or global_step == stop_step:
+            save_checkpoint(engine, cfg, {**st, "epoch": epoch, "global_step": global_step, "step_in_epoch": 0,
+                                          "epoch_segments": []}, metrics, rank)
         else:
             ray.train.report(metrics)
+        if global_step == stop_step:
+            break
     if pusher is not None:
         pusher.flush()

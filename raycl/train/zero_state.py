@@ -1,0 +1,89 @@
+"""ZeRO-1/2 optimizer state in a form that does not depend on the worker count.
+
+DeepSpeed saves stage 1/2 state as one file per data-parallel rank, each holding that rank's slice
+of every flat parameter group (fp32 master weights, momentum, ...), and refuses to load it at another
+world size. Here every rank's slice is all-gathered and cut back into per-parameter tensors (the
+flat layout is ``round_robin_bit16_groups[i]`` at ``round_robin_bit16_offsets[i]``; see
+``raycl.optim.lars.zero_layouts``), so a run written by W workers resumes on any W' with its fp32
+master weights and optimizer state carried exactly. On load each rank rebuilds the flat group at its
+own layout and keeps its slice.
+
+Saved dict (tensors and plain types only: it loads with ``weights_only=True``)::
+
+    {"world_size": W, "groups": [{"fp32": [param tensors], "state": {key: [param tensors] | scalar}}]}
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as tdist
+
+from raycl.errors import CheckpointError
+
+
+def is_partitioned(engine) -> bool:
+    """Whether ``engine`` keeps ZeRO stage 1/2 flat partitions (stage 0 keeps a plain optimizer)."""
+    return hasattr(engine.optimizer, "single_partition_of_fp32_groups")
+
+
+def _params(z, i):
+    return zip(z.round_robin_bit16_offsets[i], z.round_robin_bit16_meta[i])
+
+
+def _gather_flat(z, i, part: torch.Tensor) -> torch.Tensor:
+    group = z.real_dp_process_group[i]
+    out = [torch.empty_like(part) for _ in range(tdist.get_world_size(group=group))]
+    tdist.all_gather(out, part.contiguous(), group=group)
+    return torch.cat(out)
+
+
+def gather(engine) -> dict:
+    """Every rank calls this (it all-gathers); every rank gets the whole state, on the CPU."""
+    z = engine.optimizer
+    groups = []
+    for i, part in enumerate(z.single_partition_of_fp32_groups):
+        def per_param(flat_part):
+            full = _gather_flat(z, i, flat_part.detach().float())
+            return [full[off:off + meta.numel()].view(meta.shape).cpu().clone() for off, meta in _params(z, i)]
+
+        state = {}
+        for key, value in z.optimizer.state.get(part, {}).items():
+            if torch.is_tensor(value) and value.numel() == part.numel():
+                state[key] = per_param(value)
+            else:   # step counters and the like: the same on every rank
+                state[key] = value.cpu().clone() if torch.is_tensor(value) else value
+        groups.append({"fp32": per_param(part), "state": state})
+    return {"world_size": tdist.get_world_size(group=z.real_dp_process_group[0]), "groups": groups}
+
+
+def load(engine, saved: dict, where: str) -> None:
+    """Put ``saved`` (from :func:`gather`, at any world size) into this rank's partitions, and the
+    full-precision weights into the model's parameters on every rank."""
+    z = engine.optimizer
+    groups = saved.get("groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(z.single_partition_of_fp32_groups):
+        raise CheckpointError(f"{where}: ZeRO state holds {len(groups) if isinstance(groups, list) else 'no'} "
+                              f"parameter groups, this optimizer has {len(z.single_partition_of_fp32_groups)}")
+    for i, (part, g) in enumerate(zip(z.single_partition_of_fp32_groups, groups)):
+        metas = list(_params(z, i))
+        shapes = [list(meta.shape) for _, meta in metas]
+        if [list(t.shape) for t in g["fp32"]] != shapes:
+            raise CheckpointError(f"{where}: ZeRO state of parameter group {i} does not match this model's parameters")
+        rank = tdist.get_rank(group=z.real_dp_process_group[i])
+        lo = rank * part.numel()
+
+        def my_slice(tensors):
+            flat = torch.zeros(part.numel() * tdist.get_world_size(group=z.real_dp_process_group[i]),
+                               dtype=torch.float32)
+            for (off, meta), t in zip(metas, tensors):
+                flat[off:off + meta.numel()] = t.reshape(-1)
+            return flat[lo:lo + part.numel()].to(part.device)
+
+        part.data.copy_(my_slice(g["fp32"]))
+        state = z.optimizer.state[part]
+        for key, value in g["state"].items():
+            if isinstance(value, list):
+                state[key] = my_slice(value).to(dtype=part.dtype)
+            else:
+                state[key] = value.to(part.device) if torch.is_tensor(value) else value
+        for p, t in zip(z.round_robin_bit16_groups[i], g["fp32"]):
+            p.data.copy_(t.to(device=p.device, dtype=p.dtype))
