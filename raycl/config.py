@@ -172,8 +172,8 @@ class Config:
         return range(d.min_workers or d.workers, d.workers + 1)
 
     def at_world(self, world: int) -> "Config":
-        """This config as trained by ``world`` workers: the same global batch and schedule, the
-        per-worker share G / world split into ``grad_accum_at(world)`` micro-batches."""
+        """This config as trained by ``world`` workers: the same global batch, schedule and samples
+        per forward pass (see ``grad_accum_at``); each worker's share is G / world."""
         c = copy.deepcopy(self)
         a = grad_accum_at(self, world)
         if a is None:
@@ -255,12 +255,13 @@ _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def grad_accum_at(cfg: "Config", world: int, batch: int | None = None) -> int | None:
-    """Micro-batches per step at ``world`` workers: the fewest that split G / world evenly into
-    micro-batches no larger than the configured one at the largest count (fewer workers must not
-    need more memory per worker); None when there is none."""
-    G, d = batch or cfg.data.batch_size, cfg.distributed
-    cap = G // (d.workers * d.grad_accum)
-    return next((a for a in range(1, G // world + 1) if G % (world * a) == 0 and G // (world * a) <= cap), None)
+    """Micro-batches per step at ``world`` workers: always the configured ``grad_accum``, so that
+    every forward pass sees G / grad_accum samples across the workers whatever their count (a
+    contrastive loss draws its negatives from the samples of one forward: more micro-batches at a
+    lower count would shrink them, and change the objective). None when G / world does not split
+    into that many equal micro-batches. Fewer workers therefore hold larger micro-batches."""
+    G, a = batch or cfg.data.batch_size, cfg.distributed.grad_accum
+    return a if G % (world * a) == 0 else None
 
 
 def _fitting_counts(cfg: "Config") -> list[int]:
@@ -467,13 +468,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"distributed.min_workers: {d.min_workers} is more than distributed.workers={d.workers}")
     fitting = _fitting_counts(cfg)
     if len(fitting) < len(cfg.worker_counts()):
-        G, cap = cfg.data.batch_size, cfg.micro_batch
+        G = cfg.data.batch_size
         whole = [b for b in range(max(1, G // 2), 2 * G + 1)
                  if all(grad_accum_at(cfg, w, b) for w in cfg.worker_counts())]
         near = sorted(whole, key=lambda b: abs(b - G))[:2]
         raise ConfigError(
-            f"data.batch_size: {G} cannot be split into equal micro-batches of at most {cap} (its size at "
-            f"{d.workers} workers) on every worker count in distributed.workers "
+            f"data.batch_size: {G} cannot be split into {d.grad_accum} equal micro-batch(es) per worker on every "
+            f"worker count in distributed.workers "
             f"[{d.min_workers}, {d.workers}]: {', '.join(map(str, fitting)) or 'none'} can, "
             f"{', '.join(str(w) for w in cfg.worker_counts() if w not in fitting)} cannot"
             + (f"; batch sizes that keep the whole range: {', '.join(map(str, sorted(near)))}" if near else ""))

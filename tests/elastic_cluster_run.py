@@ -1,0 +1,75 @@
+"""An elastic raycl run on a local multi-node Ray cluster (``ray.cluster_utils.Cluster``: a head
+without CPUs and three 1-CPU nodes, each holding one worker), with ``distributed.workers: [2, 3]``.
+Once it has checkpointed on 3 workers one node is removed (the run goes on with 2 from its last
+checkpoint), and once it has checkpointed on 2 a node is added (it grows back to 3 at the next resize
+check). Prints one JSON line: the run's restarts, per-epoch worker counts and final step. Run by
+tests/test_elastic.py in a process of its own (the suite's own Ray instance lives in the test process)."""
+import json
+import os
+import sys
+import threading
+import time
+
+from ray.cluster_utils import Cluster
+
+from raycl.config import load_config
+from raycl.train import checkpoint as ck
+from raycl.train.trainer import fit
+
+
+def latest_state(run_dir):
+    states = []
+    for c in ck.registered_checkpoints(run_dir):
+        try:
+            states.append(ck.read_state(c))
+        except ck.CheckpointError:
+            pass   # deleted by keep_checkpoints while we read
+    return max(states, key=lambda s: s["global_step"], default=None)
+
+
+def wait_for(pred, what, timeout=300):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(what)
+
+
+def main(root):
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(3)]
+    cluster.wait_for_nodes()
+    cfg = load_config(None, [
+        "data.num_samples=256", "data.batch_size=48", "model.width=8", "model.proj_hidden_dim=32",
+        "model.proj_out_dim=16", "run.epochs=14", "run.log_every=100", "eval.every_epochs=100",
+        "distributed.torch_threads=1", "optim.warmup_epochs=0", "optim.name=lars", "distributed.zero_stage=2",
+        "distributed.workers=[2, 3]", "distributed.resize_check_s=2", "run.checkpoint_every_steps=2",
+        "run.max_failures=4", "run.keep_checkpoints=3", f"run.storage_path={root}", "run.name=elastic"])
+    run_dir = os.path.join(root, "elastic")
+    out = {}
+
+    def train():
+        try:
+            res = fit(cfg, address=cluster.address)
+            out["metrics"] = res.metrics
+        except Exception as e:   # reported in the JSON line
+            out["error"] = f"{type(e).__name__}: {e}"
+
+    t = threading.Thread(target=train)
+    t.start()
+    wait_for(lambda: (s := latest_state(run_dir)) is not None and s["world_size"] == 3 and s["global_step"] >= 4,
+             "a checkpoint on 3 workers")
+    cluster.remove_node(nodes[-1], allow_graceful=False)
+    wait_for(lambda: (s := latest_state(run_dir)) is not None and s["world_size"] == 2, "a checkpoint on 2 workers")
+    cluster.add_node(num_cpus=1)
+    t.join(timeout=600)
+    final = latest_state(run_dir)
+    print(json.dumps({"error": out.get("error"), "alive": t.is_alive(),
+                      "global_step": final and final["global_step"], "restarts": final and final.get("restarts"),
+                      "workers_by_epoch": final and [h.get("workers") for h in final.get("history", [])]}))
+    cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
