@@ -172,14 +172,14 @@ class Config:
         return range(d.min_workers or d.workers, d.workers + 1)
 
     def at_world(self, world: int) -> "Config":
-        """This config as trained by ``world`` workers: the same global batch, schedule and samples
-        per forward pass (see ``grad_accum_at``); each worker's share is G / world."""
-        c = copy.deepcopy(self)
-        a = grad_accum_at(self, world)
-        if a is None:
+        """This config as trained by ``world`` workers: the same global batch, schedule and
+        ``grad_accum`` (so the same samples per forward pass, see ``keeps_batch``); each worker's
+        share is G / world."""
+        if not keeps_batch(self, world):
             raise ConfigError(f"distributed.workers: this run cannot train on {world} workers "
                               f"(allowed: {', '.join(map(str, _fitting_counts(self)))})")
-        c.distributed.workers, c.distributed.grad_accum = world, a
+        c = copy.deepcopy(self)
+        c.distributed.workers = world
         return c
 
     @property
@@ -254,18 +254,17 @@ def _coerce(path: str, tp, value):
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
-def grad_accum_at(cfg: "Config", world: int, batch: int | None = None) -> int | None:
-    """Micro-batches per step at ``world`` workers: always the configured ``grad_accum``, so that
-    every forward pass sees G / grad_accum samples across the workers whatever their count (a
-    contrastive loss draws its negatives from the samples of one forward: more micro-batches at a
-    lower count would shrink them, and change the objective). None when G / world does not split
-    into that many equal micro-batches. Fewer workers therefore hold larger micro-batches."""
+def keeps_batch(cfg: "Config", world: int, batch: int | None = None) -> bool:
+    """Whether ``world`` workers can train the global batch with the configured ``grad_accum``.
+    grad_accum stays fixed across worker counts so every forward pass sees G / grad_accum samples
+    over all workers (a contrastive loss draws its negatives from one forward: more micro-batches at
+    a lower count would shrink them and change the objective); fewer workers hold larger micro-batches."""
     G, a = batch or cfg.data.batch_size, cfg.distributed.grad_accum
-    return a if G % (world * a) == 0 else None
+    return G % (world * a) == 0
 
 
 def _fitting_counts(cfg: "Config") -> list[int]:
-    return [w for w in cfg.worker_counts() if grad_accum_at(cfg, w) is not None]
+    return [w for w in cfg.worker_counts() if keeps_batch(cfg, w)]
 
 
 def _split_worker_range(raw: dict) -> dict:
@@ -455,27 +454,24 @@ def validate(cfg: Config) -> None:
     if m.name == "simclic" and m.perturbation == "history" and m.bank_size is None:
         raise ConfigError("method.bank_size: simclic's history perturbation keeps each sample's last z; "
                           "set it to the number of training samples (4000 for the demo)")
-    d = cfg.distributed
-    per = d.workers * d.grad_accum
-    if cfg.data.batch_size % per:
-        lo = cfg.data.batch_size // per * per
-        raise ConfigError(
-            f"data.batch_size: {cfg.data.batch_size} is not divisible by distributed.workers x "
-            f"distributed.grad_accum = {d.workers} x {d.grad_accum} = {per}; "
-            f"use a multiple of {per} such as {max(lo, per)} or {lo + per}"
-        )
+    d, G = cfg.distributed, cfg.data.batch_size
     if d.min_workers is not None and d.min_workers > d.workers:
         raise ConfigError(f"distributed.min_workers: {d.min_workers} is more than distributed.workers={d.workers}")
     fitting = _fitting_counts(cfg)
+    if d.min_workers is None and not fitting:
+        per = d.workers * d.grad_accum
+        raise ConfigError(
+            f"data.batch_size: {G} is not divisible by distributed.workers x distributed.grad_accum = "
+            f"{d.workers} x {d.grad_accum} = {per}; use a multiple of {per} such as {max(G // per * per, per)} "
+            f"or {G // per * per + per}")
     if len(fitting) < len(cfg.worker_counts()):
-        G = cfg.data.batch_size
         whole = [b for b in range(max(1, G // 2), 2 * G + 1)
-                 if all(grad_accum_at(cfg, w, b) for w in cfg.worker_counts())]
+                 if all(keeps_batch(cfg, w, b) for w in cfg.worker_counts())]
         near = sorted(whole, key=lambda b: abs(b - G))[:2]
         raise ConfigError(
             f"data.batch_size: {G} cannot be split into {d.grad_accum} equal micro-batch(es) per worker on every "
-            f"worker count in distributed.workers "
-            f"[{d.min_workers}, {d.workers}]: {', '.join(map(str, fitting)) or 'none'} can, "
+            f"worker count in distributed.workers [{d.min_workers}, {d.workers}]: "
+            f"{', '.join(map(str, fitting)) or 'none'} can, "
             f"{', '.join(str(w) for w in cfg.worker_counts() if w not in fitting)} cannot"
             + (f"; batch sizes that keep the whole range: {', '.join(map(str, sorted(near)))}" if near else ""))
     if cfg.data.dataset == "parquet":

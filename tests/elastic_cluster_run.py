@@ -2,14 +2,18 @@
 without CPUs and three 1-CPU nodes, each holding one worker), with ``distributed.workers: [2, 3]``.
 Once it has checkpointed on 3 workers one node is removed (the run goes on with 2 from its last
 checkpoint), and once it has checkpointed on 2 a node is added (it grows back to 3 at the next resize
-check). Prints one JSON line: the run's restarts, per-epoch worker counts and final step. Run by
-tests/test_elastic.py in a process of its own (the suite's own Ray instance lives in the test process)."""
+check). The method is InterCLR, so a memory bank and its k-means labels are re-sharded at every resize.
+Prints one JSON line: the run's restarts, per-epoch worker counts, final step and a summary of the
+final bank. Run by tests/test_elastic_cluster.py in a process of its own, with TMPDIR pointing at a
+private directory: ``Cluster`` writes its address to $TMPDIR/ray/ray_current_cluster, where a plain
+``ray.init()`` elsewhere would otherwise find it and connect."""
 import json
 import os
 import sys
 import threading
 import time
 
+import torch
 from ray.cluster_utils import Cluster
 
 from raycl.config import load_config
@@ -45,7 +49,8 @@ def main(root):
         "model.proj_out_dim=16", "run.epochs=14", "run.log_every=100", "eval.every_epochs=100",
         "distributed.torch_threads=1", "optim.warmup_epochs=0", "optim.name=lars", "distributed.zero_stage=2",
         "distributed.workers=[2, 3]", "distributed.resize_check_s=2", "run.checkpoint_every_steps=2",
-        "run.max_failures=4", "run.keep_checkpoints=3", f"run.storage_path={root}", "run.name=elastic"])
+        "run.max_failures=4", "run.keep_checkpoints=3", f"run.storage_path={root}", "run.name=elastic",
+        "method.name=interclr", "method.bank_size=256", "method.num_clusters=8", "method.num_negatives=32"])
     run_dir = os.path.join(root, "elastic")
     out = {}
 
@@ -56,19 +61,29 @@ def main(root):
         except Exception as e:   # reported in the JSON line
             out["error"] = f"{type(e).__name__}: {e}"
 
-    t = threading.Thread(target=train)
+    t = threading.Thread(target=train, daemon=True)
     t.start()
-    wait_for(lambda: (s := latest_state(run_dir)) is not None and s["world_size"] == 3 and s["global_step"] >= 4,
-             "a checkpoint on 3 workers")
-    cluster.remove_node(nodes[-1], allow_graceful=False)
-    wait_for(lambda: (s := latest_state(run_dir)) is not None and s["world_size"] == 2, "a checkpoint on 2 workers")
-    cluster.add_node(num_cpus=1)
-    t.join(timeout=600)
-    final = latest_state(run_dir)
-    print(json.dumps({"error": out.get("error"), "alive": t.is_alive(),
-                      "global_step": final and final["global_step"], "restarts": final and final.get("restarts"),
-                      "workers_by_epoch": final and [h.get("workers") for h in final.get("history", [])]}))
-    cluster.shutdown()
+    try:
+        wait_for(lambda: (s := latest_state(run_dir)) is not None and s["world_size"] == 3 and s["global_step"] >= 4,
+                 "a checkpoint on 3 workers")
+        cluster.remove_node(nodes[-1], allow_graceful=False)
+        wait_for(lambda: (s := latest_state(run_dir)) is not None and s["world_size"] == 2,
+                 "a checkpoint on 2 workers")
+        cluster.add_node(num_cpus=1)
+        t.join(timeout=600)
+        last = max(ck.registered_checkpoints(run_dir), key=lambda c: ck.read_state(c)["global_step"])
+        final = ck.read_state(last)
+        bank = torch.load(os.path.join(last, ck.METHOD_STATE_FILE), weights_only=True)
+        rows, labels = bank["bank_rows"], bank["kmeans_labels"]
+        print(json.dumps({
+            "error": out.get("error"), "alive": t.is_alive(), "global_step": final["global_step"],
+            "restarts": final.get("restarts"), "workers_by_epoch": [h.get("workers") for h in final.get("history", [])],
+            "bank": {"rows": rows.shape[0], "finite": bool(torch.isfinite(rows).all()),
+                     "unit_norm": bool(torch.allclose(rows.norm(dim=1), torch.ones(rows.shape[0]), atol=1e-3)),
+                     "distinct": int(torch.unique(rows, dim=0).shape[0]),
+                     "labels": labels.shape[0], "label_range": [int(labels.min()), int(labels.max())]}}))
+    finally:
+        cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -65,3 +65,17 @@ def test_kuberay_manifests(name):
     for m in re.finditer(r"dashboard-host: \"0\.0\.0\.0\"", text):
         before = text[:m.start()].splitlines()[-3:]
         assert any("why" in line for line in before)
+
+
+@pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml", "kuberay/raycluster.yaml"])
+def test_each_cloud_config_has_preemptible_gpu_workers_the_autoscaler_can_replace(name):
+    doc = yaml.safe_load((ROOT / name).read_text())
+    if name.startswith("kuberay"):
+        assert doc["spec"]["enableInTreeAutoscaling"] is True
+        spot = [g for g in doc["spec"]["workerGroupSpecs"] if "spot" in str(g["template"]["spec"].get("nodeSelector"))]
+        assert spot and all(g["minReplicas"] == 0 < g["maxReplicas"] for g in spot)
+        return
+    spot = [t for t in doc["available_node_types"].values()
+            if t["node_config"].get("InstanceMarketOptions", {}).get("MarketType") == "spot"
+            or {"preemptible": True} in t["node_config"].get("scheduling", [])]
+    assert spot and all(t["min_workers"] == 0 < t["max_workers"] <= doc["max_workers"] for t in spot)

@@ -87,6 +87,25 @@ def test_epoch_split_sees_every_sample_with_equal_steps():
     assert not np.array_equal(other, np.concatenate(per_rank[1]))
 
 
+@pytest.mark.parametrize("accum", [1, 2])
+def test_in_memory_global_micro_batches_do_not_depend_on_the_worker_count(accum):
+    """Worker r's m-th micro-batch of a step is the r-th slice of the step's m-th global micro-batch,
+    and that global micro-batch is the same set of samples, in the same order, at 1, 2, 3 or 4 workers."""
+    n, G = 500, 48
+    src = ArraySource(np.zeros((n, 1, 2, 2), np.uint8), np.arange(n), block_size=64)
+
+    def global_micro_batches(W):
+        per_rank = [[b.index for b in EpochLoader(src, G, r, W, seed=5, grad_accum=accum).batches(1)]
+                    for r in range(W)]
+        mb = G // (W * accum)
+        return [np.concatenate([per_rank[r][s][m * mb:(m + 1) * mb] for r in range(W)])
+                for s in range(len(per_rank[0])) for m in range(accum)]
+
+    one = global_micro_batches(1)
+    for W in (2, 3, 4):
+        assert all(np.array_equal(a, b) for a, b in zip(global_micro_batches(W), one, strict=True))
+
+
 def test_last_batch_is_completed_with_the_epochs_first_rows():
     """100 rows, batch 32: the 4th batch holds rows 96..99 of the epoch's order, then its first 28
     (as DistributedSampler pads), not a repeated last row."""

@@ -32,6 +32,20 @@ def test_bad_worker_ranges_are_one_clear_error(workers, batch, message):
         load_config(None, [f"distributed.workers={workers}", f"data.batch_size={batch}"])
 
 
+def test_the_spot_recipe_keeps_its_batch_on_every_count_and_the_4096_one_could_not():
+    import pathlib
+
+    recipe = str(pathlib.Path(__file__).resolve().parents[1] / "jobs" / "configs" / "simclr_imagenet_r50_spot.yaml")
+    local = ["data.dataset=demo", "data.path=null", "data.eval_path=null", "distributed.use_gpu=false",
+             "distributed.precision=fp32"]
+    cfg = load_config(recipe, local)
+    assert list(cfg.worker_counts()) == [6, 7, 8] and cfg.run.max_failures == -1 and cfg.run.checkpoint_every_steps
+    assert all(cfg.data.batch_size % (w * cfg.distributed.grad_accum) == 0 for w in cfg.worker_counts())
+    # lcm(6, 7, 8) x 4 micro-batches = 672: its multiples nearest 4096
+    with pytest.raises(ConfigError, match=r"8 can, 6, 7 cannot; batch sizes that keep the whole range: 4032, 4704"):
+        load_config(recipe, local + ["data.batch_size=4096"])
+
+
 def _parquet(tmp_path, n, rows_per_group):
     from raycl.data.parquet import ParquetSource, encode_png, write_shards
 

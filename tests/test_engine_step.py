@@ -44,7 +44,7 @@ def test_engine_step_is_the_configured_sgd_step(gloo_world_of_one, tiny_cfg, cli
     views = make_views(cfg, engine.module)
     bt = next(iter(EpochLoader(src, 64, seed=0).batches(0)))
     before = {n: p.detach().clone() for n, p in engine.module.named_parameters()}
-    loss, _ = engine(MethodBatch(views(torch.from_numpy(bt.images), aug_generator(0, 0, 0, 0, "cpu")),
+    loss, _ = engine(MethodBatch(views(torch.from_numpy(bt.images), aug_generator(0, 0, 0, "cpu")),
                                  torch.from_numpy(bt.index), torch.from_numpy(bt.labels)))
     engine.backward(loss)
     grads = {n: p.grad.detach().clone() for n, p in engine.module.named_parameters()}

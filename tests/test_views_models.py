@@ -34,6 +34,29 @@ def test_views_are_random_per_sample_and_reproducible():
     assert not torch.allclose(c[0], c[1])   # each sample draws its own parameters
 
 
+@pytest.mark.parametrize("kind", ["simclr", "clsa", "autoaugment"])
+def test_a_samples_views_do_not_depend_on_how_many_workers_share_the_batch(kind):
+    """Each worker draws for the whole global batch from the same seed and keeps its rows: the views
+    of 3 workers' slices, put together, are the views one worker makes of the whole batch."""
+    from raycl.data.views import AutoAugmentViews, CLSAViews, SampleStream
+
+    views = {"simclr": SimCLRViews(16), "clsa": CLSAViews(16, [8]),
+             "autoaugment": AutoAugmentViews(SimCLRViews(16, scale=(0.5, 1.0)))}[kind]
+    x = torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8)
+
+    def gen():
+        return torch.Generator().manual_seed(7)
+
+    whole = views(x, SampleStream(gen(), 12, 0))
+    parts = [views(x[r * 4:(r + 1) * 4], SampleStream(gen(), 12, r * 4)) for r in range(3)]
+    for v, w in enumerate(whole):
+        assert torch.equal(torch.cat([p[v] for p in parts]), w)
+    # and a plain generator on one worker draws the same as the stream of one worker
+    assert all(torch.equal(a, b) for a, b in zip(views(x, gen()), whole))
+    # the test can fail: a worker drawing only for its own rows gets other views
+    assert not torch.equal(views(x[4:8], gen())[0], whole[0][4:8])
+
+
 def test_blur_keeps_constant_images_and_smooths_noise():
     const = torch.full((2, 1, 32, 32), 0.7)
     assert torch.allclose(gaussian_blur(const, 1.0, torch.Generator().manual_seed(0)), const, atol=1e-6)

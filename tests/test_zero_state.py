@@ -33,7 +33,7 @@ def _rank(rank, world, port, stage, phase, root):
         src = demo_sources(0.2, num_samples=256)[0]
         for step, bt in zip(range(3), EpochLoader(src, 48, rank, world, seed=0).batches(0)):
             train_step(engine, views, bt.images, bt.index, bt.labels, cfg.distributed.grad_accum,
-                       aug_generator(0, 0, step, rank, "cpu"), "cpu")
+                       aug_generator(0, 0, step, "cpu"), "cpu")
         engine.save_checkpoint(os.path.join(root, "ds"), tag="t")
         saved = zero_state.gather(engine)
         if rank == 0:

@@ -31,12 +31,13 @@ class Batch:
 class EpochLoader:
     def __init__(self, source: Source, global_batch: int, rank: int = 0, world: int = 1, seed: int = 0,
                  drop_last: bool = False, shuffle_window: int = 65536, mix_blocks: int = 16, prefetch: int = 4,
-                 decode_workers: int = 1, encoded: bool = False, pin_memory: bool = False):
+                 decode_workers: int = 1, encoded: bool = False, pin_memory: bool = False, grad_accum: int = 1):
         if global_batch % world:
             raise ValueError(f"global batch {global_batch} is not divisible by {world} workers")
         self.source, self.G, self.rank, self.world = source, global_batch, rank, world
         self.seed, self.drop_last, self.window, self.mix_blocks = seed, drop_last, shuffle_window, mix_blocks
         self.prefetch, self.decode_workers, self.encoded, self.pin = prefetch, decode_workers, encoded, pin_memory
+        self.grad_accum = grad_accum
         n = len(source)
         if n == 0:
             raise DataError("the dataset is empty")
@@ -49,16 +50,19 @@ class EpochLoader:
 
     def epoch_rows(self, epoch: int) -> np.ndarray:
         """Global row positions (into the concatenated blocks) this worker reads, in order."""
-        plan = global_batches_plan if self.source.random_access else dealt_blocks_plan
-        knob = self.window if self.source.random_access else self.mix_blocks
-        return plan(self.source.block_sizes, self._starts, self.steps_per_epoch, self.G, self.rank, self.world,
-                    self.seed, epoch, knob)
+        args = (self.source.block_sizes, self._starts, self.steps_per_epoch, self.G, self.rank, self.world,
+                self.seed, epoch)
+        if self.source.random_access:
+            return global_batches_plan(*args, self.window, self.grad_accum)
+        return dealt_blocks_plan(*args, self.mix_blocks)
 
     def rows_from(self, epoch: int, start_step: int = 0, segments: list | None = None) -> np.ndarray:
         """This worker's rows for steps ``start_step``.. of ``epoch``. ``segments`` ([(workers, first
         step), ...], ending with this run's) say which worker counts ran the epoch's earlier steps: a
         block-dealt plan depends on the count, so the rows no earlier segment reached are re-dealt
-        (``resumed_rows``); a global-batches plan gives every global batch whatever the count."""
+        (``resumed_rows``); a global-batches plan gives every global batch whatever the count.
+        Re-dealing rebuilds every earlier worker's epoch plan (O(workers x rows)): once per resume,
+        never per step."""
         per = self.G // self.world
         if self.source.random_access or not segments or all(w == self.world for w, _ in segments):
             return self.epoch_rows(epoch)[start_step * per:]

@@ -20,16 +20,17 @@ def epoch_order(block_sizes: list[int], starts: np.ndarray, rng, need: int, shuf
 
 
 def global_batches_plan(block_sizes, starts, steps: int, G: int, rank: int, world: int, seed: int, epoch: int,
-                        window: int) -> np.ndarray:
+                        window: int, accum: int = 1) -> np.ndarray:
     """For random-access (in-memory) data: the epoch's order is shuffled inside windows of
-    ``window`` rows, each global batch is a contiguous run of it and worker r takes the r-th slice:
-    the samples of every global batch do not depend on the worker count, so a run resumed on another
-    count mid-epoch trains on exactly the rows the earlier steps had not reached."""
+    ``window`` rows, each global batch is a contiguous run of it, cut into ``accum`` micro-batches,
+    and worker r takes the r-th slice of each: the samples of every global micro-batch do not
+    depend on the worker count, so a run resumed on another count mid-epoch trains on exactly the
+    rows the earlier steps had not reached, in the same forward passes."""
     order = epoch_order(block_sizes, starts, np.random.default_rng([seed, epoch]), steps * G, True)
     mixer = np.random.default_rng([seed, epoch, 1])
     for s in range(0, len(order), window):
         order[s:s + window] = mixer.permutation(order[s:s + window])
-    return order.reshape(steps, world, G // world)[:, rank].reshape(-1).copy()
+    return order.reshape(steps, accum, world, G // (world * accum))[:, :, rank].reshape(-1).copy()
 
 
 def dealt_blocks_plan(block_sizes, starts, steps: int, G: int, rank: int, world: int, seed: int, epoch: int,

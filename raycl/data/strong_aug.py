@@ -15,6 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from raycl.data.views import _rand, _randint
+
 OPS = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate", "auto_contrast", "invert",
        "equalize", "solarize", "posterize", "contrast", "color", "brightness", "sharpness")
 RANGES = {"shear_x": (-0.3, 0.3), "shear_y": (-0.3, 0.3), "translate_x": (-0.3, 0.3),
@@ -143,15 +145,15 @@ def magnitudes(name: str, n: int, g: torch.Generator, device) -> torch.Tensor:
         return torch.zeros(n, device=device)
     lo, hi = RANGES[name]
     if name == "posterize":
-        return torch.randint(lo, hi + 1, (n,), generator=g, device=device)
-    return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
+        return _randint(g, hi + 1 - lo, n, device) + lo
+    return _rand(g, n, device) * (hi - lo) + lo
 
 
 def strong_augment(x: torch.Tensor, g: torch.Generator, n_ops: int = 5, p: float = 0.5) -> torch.Tensor:
     n = len(x)
     for _ in range(n_ops):
-        op = torch.randint(len(OPS), (n,), generator=g, device=x.device)
-        on = torch.rand(n, generator=g, device=x.device) < p
+        op = _randint(g, len(OPS), n, x.device)
+        on = _rand(g, n, x.device) < p
         out = x.clone()
         for i, name in enumerate(OPS):
             v = magnitudes(name, n, g, x.device)   # drawn for every op: same stream whatever is picked

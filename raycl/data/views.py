@@ -1,6 +1,8 @@
 """SimCLR's weak augmentation, batched: every sample draws its own parameters, the whole batch is
 transformed by a few tensor ops (one ``grid_sample`` for crop + flip), so the same code keeps up on
-CPU workers and on the GPU. A ``torch.Generator`` makes a view reproducible from (seed, epoch, step).
+CPU workers and on the GPU. A ``torch.Generator`` makes a view reproducible from (seed, epoch, step);
+wrapped in a ``SampleStream`` it gives each sample of a global batch the same draws whichever worker
+holds it.
 
 Ops (Chen et al. 2020, appendix A): random resized crop (scale 0.2-1 for small images, 0.08-1 for
 ImageNet-size), horizontal flip p=0.5, colour jitter (0.4, 0.4, 0.4, 0.1) p=0.8, grayscale p=0.2,
@@ -25,8 +27,31 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - MEAN) / STD
 
 
+class SampleStream:
+    """Randomness for a global (micro-)batch of ``total`` samples of which this worker holds rows
+    ``offset:offset + n``. Every draw is made for all ``total`` samples, from a generator seeded the
+    same on every worker, and sliced: a sample's augmentation does not depend on how many workers
+    share the batch (what lets a run resumed on another worker count train exactly as before)."""
+
+    def __init__(self, g: torch.Generator, total: int, offset: int):
+        self.g, self.total, self.offset = g, total, offset
+
+
+def _rand(g, n: int, device) -> torch.Tensor:
+    """n uniform draws in [0, 1) from a ``torch.Generator`` or this worker's slice of a ``SampleStream``."""
+    if isinstance(g, SampleStream):
+        return torch.rand(g.total, generator=g.g, device=device)[g.offset:g.offset + n]
+    return torch.rand(n, generator=g, device=device)
+
+
+def _randint(g, high: int, n: int, device) -> torch.Tensor:
+    if isinstance(g, SampleStream):
+        return torch.randint(high, (g.total,), generator=g.g, device=device)[g.offset:g.offset + n]
+    return torch.randint(high, (n,), generator=g, device=device)
+
+
 def _u(n, lo, hi, g, device):
-    return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
+    return _rand(g, n, device) * (hi - lo) + lo
 
 
 def random_resized_crop_flip(x, size, scale, ratio, flip_p, g):
@@ -38,7 +63,7 @@ def random_resized_crop_flip(x, size, scale, ratio, flip_p, g):
     h = torch.sqrt(area / r).clamp(max=1.0)
     cx = _u(n, -1.0, 1.0, g, device) * (1 - w)
     cy = _u(n, -1.0, 1.0, g, device) * (1 - h)
-    flip = torch.where(torch.rand(n, generator=g, device=device) < flip_p, -1.0, 1.0)
+    flip = torch.where(_rand(g, n, device) < flip_p, -1.0, 1.0)
     theta = torch.zeros(n, 2, 3, device=device)
     theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
     theta[:, 1, 1], theta[:, 1, 2] = h, cy
@@ -55,7 +80,7 @@ def _gray(x):
 def color_jitter(x, strength, p, g):
     b, c, s, hue = strength
     n, device = x.shape[0], x.device
-    on = (torch.rand(n, generator=g, device=device) < p).view(n, 1, 1, 1)
+    on = (_rand(g, n, device) < p).view(n, 1, 1, 1)
     fb = _u(n, 1 - b, 1 + b, g, device).view(n, 1, 1, 1)
     fc = _u(n, 1 - c, 1 + c, g, device).view(n, 1, 1, 1)
     y = (x * fb).clamp(0, 1)
@@ -81,7 +106,7 @@ def color_jitter(x, strength, p, g):
 def random_grayscale(x, p, g):
     if x.shape[1] == 1:
         return x
-    on = (torch.rand(x.shape[0], generator=g, device=x.device) < p).view(-1, 1, 1, 1)
+    on = (_rand(g, x.shape[0], x.device) < p).view(-1, 1, 1, 1)
     return torch.where(on, _gray(x).expand_as(x), x)
 
 
@@ -95,7 +120,7 @@ def gaussian_blur(x, p, g, sigma=(0.1, 2.0)):
     y = x.reshape(1, n * c, hgt, -1)
     y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), ker.view(n * c, 1, 1, k), groups=n * c)
     y = F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), ker.view(n * c, 1, k, 1), groups=n * c)
-    on = (torch.rand(n, generator=g, device=x.device) < p).view(n, 1, 1, 1)
+    on = (_rand(g, n, x.device) < p).view(n, 1, 1, 1)
     return torch.where(on, y.view_as(x), x)
 
 
@@ -147,7 +172,7 @@ class CLSAViews:
 class AutoAugmentViews:
     """AutoAugment (Cubuk et al. 2019, CIFAR-10 policy; torchvision's implementation) on each uint8
     image, then ``base``'s views. Each image draws its own sub-policy; the draws come from a seed
-    taken from ``g``, so views stay reproducible from (seed, epoch, rank)."""
+    taken from ``g`` (one per sample), so views stay reproducible from (seed, epoch, step)."""
 
     def __init__(self, base: SimCLRViews):
         from torchvision.transforms import v2
@@ -155,13 +180,16 @@ class AutoAugmentViews:
         self.base, self.n_views = base, base.n_views
         self.policy = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
 
+    def _policy(self, image: torch.Tensor, seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        return self.policy(image)
+
     def __call__(self, images: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
         views = []
         for _ in range(self.n_views):
-            seed = int(torch.randint(2**62, (1,), generator=g, device=g.device).item())
+            seeds = _randint(g, 2**62, len(images), images.device).tolist()   # one per sample
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                x = torch.stack([self.policy(im) for im in images])
+                x = torch.stack([self._policy(im, s) for im, s in zip(images, seeds)])
             views.append(self.base.view(to_float(x), g))
         return views
 

@@ -6,7 +6,8 @@ import logging
 import numpy as np
 import torch
 
-from raycl.data.views import AutoAugmentViews, CLSAViews, SimCLRViews, eval_view
+from raycl import dist
+from raycl.data.views import AutoAugmentViews, CLSAViews, SampleStream, SimCLRViews, eval_view
 from raycl.methods import MethodBatch, build_method
 from raycl.optim import build_optimizer, build_schedule
 
@@ -98,14 +99,17 @@ def _views(cfg, method):
 def train_step(engine, views_fn, images: np.ndarray, index: np.ndarray, labels: np.ndarray,
                grad_accum: int, g: torch.Generator, device) -> tuple[torch.Tensor, dict]:
     """One optimizer step over this worker's share of the global batch, in ``grad_accum``
-    micro-batches (DeepSpeed scales each backward by 1/grad_accum and steps on the last).
+    micro-batches (DeepSpeed scales each backward by 1/grad_accum and steps on the last). ``g``
+    must be seeded the same on every worker: views are drawn per sample of the global micro-batch.
     Returns the mean loss as a tensor (no host sync) and the method's logs of the last micro-batch."""
     mb = len(images) // grad_accum
     total = torch.zeros((), device=device)
+    # g is seeded alike on every worker; each draws for the whole micro-batch and keeps its rows
+    stream = SampleStream(g, mb * dist.world_size(), mb * dist.rank())
     for m in range(grad_accum):
         sl = slice(m * mb, (m + 1) * mb)
         x = torch.as_tensor(images[sl]).to(device, non_blocking=True)   # ndarray, pinned or device tensor
-        batch = MethodBatch(views_fn(x, g), torch.from_numpy(index[sl]).to(device),
+        batch = MethodBatch(views_fn(x, stream), torch.from_numpy(index[sl]).to(device),
                             torch.from_numpy(labels[sl]).to(device))
         loss, logs = engine(batch)
         engine.backward(loss)

@@ -84,11 +84,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # KiB on Linux
 
 
-def aug_generator(seed: int, epoch: int, step: int, rank: int, device) -> torch.Generator:
-    """Augmentation randomness is a function of (seed, epoch, step, rank): a run resumed at any step
-    replays the same views."""
+def aug_generator(seed: int, epoch: int, step: int, device) -> torch.Generator:
+    """Augmentation randomness is a function of (seed, epoch, step), the same on every worker
+    (``train_step`` gives each sample of the global batch its own draws): a run resumed at any step,
+    on any worker count, replays the same views."""
     g = torch.Generator(device=device)
-    g.manual_seed(int(np.random.SeedSequence([seed, epoch, step, rank]).generate_state(1)[0]))
+    g.manual_seed(int(np.random.SeedSequence([seed, epoch, step]).generate_state(1)[0]))
     return g
 
 
@@ -167,7 +168,8 @@ def train_loop(config: dict) -> None:
     d = cfg.data
     loader = EpochLoader(train_src, d.batch_size, rank, world, cfg.run.seed, d.drop_last, d.shuffle_window,
                          d.mix_row_groups, d.prefetch, d.decode_workers or max(1, round(cfg.distributed.cpus_per_worker)),
-                         encoded=d.decode == "gpu", pin_memory=device.type == "cuda")
+                         encoded=d.decode == "gpu", pin_memory=device.type == "cuda",
+                         grad_accum=cfg.distributed.grad_accum)
     spe = loader.steps_per_epoch
     run = cfg.at_world(world)   # same global batch and schedule; this count's share and micro-batches
     engine = build_engine(run, cfg.data.channels, spe)
@@ -202,7 +204,7 @@ def train_loop(config: dict) -> None:
         decoded0, rss0 = train_src.decoded.rows, reset_peak_rss()
         for k, batch in enumerate(loader.batches(epoch, s0, segments)):
             step = s0 + k
-            g = aug_generator(r.seed, epoch, step, rank, device)
+            g = aug_generator(r.seed, epoch, step, device)
             images = batch.images if batch.encoded is None else decode_batch(batch.encoded, d.image_size, d.channels, device)
             loss, logs = train_step(engine, views, images, batch.index, batch.labels,
                                     run.distributed.grad_accum, g, device)
