@@ -1,4 +1,6 @@
 """End-to-end training on a real local Ray cluster with real DeepSpeed engines (gloo, CPU)."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -120,6 +122,19 @@ def test_a_run_stopped_on_three_workers_resumes_on_two_mid_epoch(ray_cluster, ti
             "distributed.zero_stage=2", "optim.name=lars", "run.epochs=2", "run.name=shrink"]
     first = fit(tiny_cfg(*base, "distributed.workers=3", "run.stop_after_steps=2"))
     assert first.metrics["workers"] == 3 and first.metrics["step_in_epoch"] == 2
+    # a ZeRO state that cannot be re-partitioned stops the run before any worker starts, and is left as it was
+    zero_file = os.path.join(first.checkpoint.path, ck.ZERO_STATE_FILE)
+    good = open(zero_file, "rb").read()
+    for bad, message in ((b"garbage", "truncated or not a torch file"), (None, "holds 3 parameters, this model trains")):
+        if bad is None:
+            torch.save({"world_size": 3, "groups": [{"fp32": [torch.zeros(3)], "state": {}}]}, zero_file)
+        else:
+            open(zero_file, "wb").write(bad)
+        before = open(zero_file, "rb").read()
+        with pytest.raises(CheckpointError, match=f"zero_state.pt.*{message}"):
+            fit(tiny_cfg(*base, "distributed.workers=2"))
+        assert open(zero_file, "rb").read() == before
+    open(zero_file, "wb").write(good)
     res = fit(tiny_cfg(*base, "distributed.workers=2"))
     assert res.metrics["global_step"] == 12 and res.metrics["workers"] == 2
     h = history(res.checkpoint.path)

@@ -11,6 +11,7 @@ from ray.train.torch import TorchTrainer
 
 from raycl.errors import CheckpointError, ConfigError, RayclError
 from raycl.train import checkpoint as ck
+from raycl.train import zero_state
 from raycl.train.worker import train_loop
 
 
@@ -87,7 +88,8 @@ def check_resume(cfg) -> str | None:
     from raycl.methods import build_method
 
     state = ck.read_state(latest)
-    ck.check_signature(state["signature"], build_method(cfg, cfg.data.channels).signature(), latest)
+    method = build_method(cfg, cfg.data.channels)
+    ck.check_signature(state["signature"], method.signature(), latest)
     saved_world, stage = state.get("world_size"), state["config"]["distributed"]["zero_stage"]
     if saved_world and stage != cfg.distributed.zero_stage:
         raise CheckpointError(f"{latest} was written with distributed.zero_stage={stage}; this run asks for "
@@ -97,6 +99,11 @@ def check_resume(cfg) -> str | None:
         raise CheckpointError(
             f"{latest} was written by {saved_world} workers with ZeRO stage {stage} by a raycl without "
             f"{ck.ZERO_STATE_FILE}, which DeepSpeed cannot re-partition; resume it with distributed.workers={saved_world}")
+    zero_file = os.path.join(latest, ck.ZERO_STATE_FILE)
+    if saved_world and stage > 0 and list(cfg.worker_counts()) != [saved_world] and os.path.exists(zero_file):
+        # read here, never written: a run that cannot use it stops before any worker starts
+        zero_state.check(ck.safe_load(zero_file, "ZeRO state"),
+                         sum(p.numel() for p in method.parameters() if p.requires_grad), zero_file)
     return latest
 
 

@@ -62,6 +62,20 @@ def gather(engine) -> dict:
     return {"world_size": tdist.get_world_size(group=z.real_dp_process_group[0]), "groups": groups}
 
 
+def check(saved, trainable: int, where: str) -> None:
+    """Before any worker starts: ``saved`` has the layout :func:`gather` writes and holds as many
+    numbers as the model has trainable parameters (one CheckpointError naming the file otherwise)."""
+    groups = saved.get("groups") if isinstance(saved, dict) else None
+    ok = isinstance(groups, list) and groups and all(
+        isinstance(g, dict) and isinstance(g.get("fp32"), list) and all(torch.is_tensor(t) for t in g["fp32"])
+        for g in groups)
+    if not ok:
+        raise CheckpointError(f"{where}: not a raycl ZeRO state (expected parameter groups of fp32 tensors)")
+    held = sum(t.numel() for g in groups for t in g["fp32"])
+    if held != trainable:
+        raise CheckpointError(f"{where}: holds {held} parameters, this model trains {trainable}")
+
+
 def load(engine, saved: dict, where: str) -> None:
     """Put ``saved`` (from :func:`gather`, at any world size) into this rank's partitions, and the
     full-precision weights into the model's parameters on every rank."""
