@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from raycl.errors import ConfigError, RayclError
+from raycl.errors import ConfigError, DataError, RayclError
 
 
 def _overrides(p):
@@ -50,9 +50,13 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="data tools")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
-    c = dsub.add_parser("convert", help="image folder -> Parquet shards (index, image, label)")
-    c.add_argument("image_folder")
+    c = dsub.add_parser("convert", help="image folder or torchvision:NAME -> Parquet shards (index, image, label)")
+    c.add_argument("image_folder", metavar="SOURCE",
+                   help="an image folder (class/image.png) or torchvision:NAME (FashionMNIST, CIFAR10, ...)")
     c.add_argument("dest_url")
+    c.add_argument("--root", help="torchvision:NAME: the folder torchvision reads (and --download writes)")
+    c.add_argument("--download", action="store_true", help="torchvision:NAME: download if absent (needs network)")
+    c.add_argument("--split", default="train", help="torchvision:NAME: train or test (or the dataset's split name)")
     c.add_argument("--rows-per-shard", type=int, default=10_000)
     c.add_argument("--on-corrupt", choices=["error", "skip"], default="error",
                    help="a file that does not decode: stop (default) or leave it out and list it")
@@ -123,10 +127,19 @@ def run(args) -> int:
         print(json.dumps(api.evaluate(args.checkpoint, linear=not args.no_linear)))
     elif args.cmd == "data":
         from raycl.data.parquet import convert_image_folder
+        from raycl.data.torchvision_source import convert_torchvision, is_torchvision
 
-        print(json.dumps(convert_image_folder(args.image_folder, args.dest_url, args.rows_per_shard,
-                                              args.on_corrupt, log=lambda m: print(m, file=sys.stderr),
-                                              shuffle=not args.keep_order, seed=args.seed)))
+        def log(m):
+            print(m, file=sys.stderr, flush=True)
+        if is_torchvision(args.image_folder):
+            if not args.root:
+                raise DataError(f"--root: {args.image_folder} needs the folder torchvision reads it from")
+            out = convert_torchvision(args.image_folder, args.dest_url, args.root, args.split, args.download,
+                                      args.rows_per_shard, shuffle=not args.keep_order, seed=args.seed, log=log)
+        else:
+            out = convert_image_folder(args.image_folder, args.dest_url, args.rows_per_shard, args.on_corrupt,
+                                       log=log, shuffle=not args.keep_order, seed=args.seed)
+        print(json.dumps(out))
     elif args.cmd == "bench":
         from raycl.train import bench
 

@@ -123,6 +123,13 @@ ROWS = [
     ("convert-dest-is-file", ["data", "convert", "{tmp}/imgs", "{tmp}/scalar.yaml"], "is an existing file"),
     ("convert-not-an-image", ["data", "convert", "{tmp}/imgs_bad", "{tmp}/out2"], "does not decode as an image"),
     ("convert-folder-missing", ["data", "convert", "{tmp}/nope", "{tmp}/out3"], "does not exist"),
+    ("convert-torchvision-unknown", ["data", "convert", "torchvision:Nope", "{tmp}/out4", "--root", "{tmp}"],
+     "torchvision.datasets has no dataset class of that name"),
+    ("convert-torchvision-absent", ["data", "convert", "torchvision:CIFAR10", "{tmp}/out5", "--root", "{tmp}"],
+     "not found under --root"),
+    ("convert-torchvision-no-root", ["data", "convert", "torchvision:CIFAR10", "{tmp}/out6"], "--root: torchvision:CIFAR10"),
+    ("convert-torchvision-split", ["data", "convert", "torchvision:FashionMNIST", "{tmp}/out7", "--root", "{tmp}",
+                                   "--split", "val"], "--split: FashionMNIST has 'train' and 'test'"),
     ("convert-no-images", ["data", "convert", "{tmp}/d_empty", "{tmp}/out4"], "holds no images"),
     ("convert-into-shards", ["data", "convert", "{tmp}/imgs", "{tmp}/d_unlabeled"], "already holds .parquet"),
     # -- the bank API ---------------------------------------------------------------------------

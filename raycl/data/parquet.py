@@ -80,6 +80,18 @@ def check_decodes(data: bytes) -> None:
         im.load()
 
 
+def check_destination(dest_url: str, rows_per_shard) -> tuple:
+    """The filesystem and path of an empty (or new) folder for shards, or one DataError."""
+    if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
+        raise DataError(f"--rows-per-shard: expected an integer >= 1, got {rows_per_shard!r}")
+    dfs, droot = fsspec.core.url_to_fs(dest_url)
+    if dfs.exists(droot) and not dfs.isdir(droot):
+        raise DataError(f"destination {dest_url!r} is an existing file; name a folder for the shards")
+    if dfs.isdir(droot) and any(p.endswith(".parquet") for p in dfs.find(droot)):
+        raise DataError(f"destination {dest_url!r} already holds .parquet shards; pick an empty folder")
+    return dfs, droot
+
+
 def convert_image_folder(folder: str, dest_url: str, rows_per_shard: int = 10_000, on_corrupt: str = "error",
                          log=None, shuffle: bool = True, seed: int = 0, row_group_size: int = 1_000,
                          threads: int | None = None) -> dict:
@@ -94,18 +106,12 @@ def convert_image_folder(folder: str, dest_url: str, rows_per_shard: int = 10_00
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
-        raise DataError(f"--rows-per-shard: expected an integer >= 1, got {rows_per_shard!r}")
     if on_corrupt not in ("error", "skip"):
         raise DataError(f"--on-corrupt: expected 'error' or 'skip', got {on_corrupt!r}")
     fs, root = fsspec.core.url_to_fs(folder)
     if not fs.isdir(root):
         raise DataError(f"image folder {folder!r} does not exist or is not a folder")
-    dfs, droot = fsspec.core.url_to_fs(dest_url)
-    if dfs.exists(droot) and not dfs.isdir(droot):
-        raise DataError(f"destination {dest_url!r} is an existing file; name a folder for the shards")
-    if dfs.isdir(droot) and any(p.endswith(".parquet") for p in dfs.find(droot)):
-        raise DataError(f"destination {dest_url!r} already holds .parquet shards; pick an empty folder")
+    dfs, droot = check_destination(dest_url, rows_per_shard)
     files = sorted(p for p in fs.find(root) if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"image folder {folder!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
