@@ -101,6 +101,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--methods", default="all", help="comma-separated method names (default: all)")
     _overrides(c)
     _address(c)
+    c = bsub.add_parser("data", help="Parquet ingest: decode-once, raycl's loader, Ray Data, and raycl train from "
+                                     "the shards vs from memory, on the same shards and CPUs")
+    c.add_argument("url", help="Parquet shards (raycl data convert)")
+    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--batch", type=int, default=256)
+    c.add_argument("--size", type=int, default=28, help="image size the rows decode to")
+    c.add_argument("--channels", type=int, default=1, choices=[1, 3])
+    c.add_argument("--threads", type=int, default=1, help="decode threads per worker")
+    c.add_argument("--no-ray-data", action="store_true", help="skip the Ray Data anchor")
+    c.add_argument("--no-train", action="store_true", help="skip the two training epochs")
+    _overrides(c)
     return ap
 
 
@@ -151,6 +162,19 @@ def run(args) -> int:
             for row in bench.step(cfg, args.arch, [int(z) for z in args.zero.split(",")], args.steps, args.repeats,
                                   args.address):
                 print(json.dumps(row))
+            return 0
+        if args.bench_cmd == "data":
+            from raycl.train import bench_data
+
+            if args.workers < 1 or args.batch < 1 or args.threads < 1:
+                raise ConfigError("--workers, --batch and --threads: expected integers >= 1")
+            from raycl.data.parquet import list_shards
+
+            list_shards(args.url)   # one clear line when there are no shards
+            out = bench_data.run(args.url, args.workers, args.batch, args.size, args.channels, threads=args.threads,
+                                 ray_data_anchor=not args.no_ray_data, train=not args.no_train,
+                                 train_overrides=args.overrides, say=lambda m: print(m, flush=True))
+            print(json.dumps(out))
             return 0
         if args.bench_cmd == "bank":
             cfg = load_config(api.demo_config_path(), [f"distributed.use_gpu={str(args.gpu).lower()}"])

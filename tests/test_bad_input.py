@@ -123,6 +123,7 @@ ROWS = [
     ("convert-dest-is-file", ["data", "convert", "{tmp}/imgs", "{tmp}/scalar.yaml"], "is an existing file"),
     ("convert-not-an-image", ["data", "convert", "{tmp}/imgs_bad", "{tmp}/out2"], "does not decode as an image"),
     ("convert-folder-missing", ["data", "convert", "{tmp}/nope", "{tmp}/out3"], "does not exist"),
+    ("bench-data-no-shards", ["bench", "data", "{tmp}/nope"], "no .parquet shards under"),
     ("convert-torchvision-unknown", ["data", "convert", "torchvision:Nope", "{tmp}/out4", "--root", "{tmp}"],
      "torchvision.datasets has no dataset class of that name"),
     ("convert-torchvision-absent", ["data", "convert", "torchvision:CIFAR10", "{tmp}/out5", "--root", "{tmp}"],

@@ -290,3 +290,37 @@ def test_an_imagenet_sized_epoch_plan_is_small_and_deals_every_row_once():
     assert len(mine) == steps * G // W == 20_032 and peak < 100e6
     every = np.concatenate([dealt_blocks_plan(sizes, starts, steps, G, r, W, 0, 3, 16) for r in range(W)])
     assert len(every) == steps * G and len(np.unique(every)) == n and len(every) - n == 881
+
+
+def test_preload_decodes_the_shards_once_into_memory_with_the_same_rows(shards, tmp_path):
+    from raycl.config import load_config
+    from raycl.data.source import ArraySource
+    from raycl.errors import ConfigError
+
+    url, labels = shards
+    base = ["data.dataset=parquet", f"data.path={url}", "data.num_samples=null", "data.image_size=8",
+            "data.channels=1", "data.batch_size=60"]
+    train, held = build_sources(load_config(None, base + ["data.preload=true"]))
+    assert isinstance(train, ArraySource) and len(train) == 600
+    whole = ParquetSource(url, 8, 1).read_all()
+    assert np.array_equal(train.images, whole.images) and np.array_equal(train.labels, labels[whole.index])
+    assert np.array_equal(train.index, whole.index)
+    assert isinstance(held, RowSubset) and held.read_all().images.shape[1:] == (1, 8, 8)
+    with pytest.raises(ConfigError, match="data.preload: .* needs data.dataset: parquet"):
+        load_config(None, ["data.preload=true"])
+
+
+def test_bench_data_prints_the_loader_against_one_process_decode(shards):
+    import subprocess
+    import sys
+
+    url, _ = shards
+    p = subprocess.run([sys.executable, "-m", "raycl", "bench", "data", url, "--size", "8", "--batch", "60",
+                        "--no-ray-data", "--no-train"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    import json
+
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["raycl"]["rows"] == 600 and out["raycl"]["decoded_rows_per_epoch"] == 600
+    assert out["raycl"]["images_per_s"] > 0 and out["reference_1cpu_images_per_s"] > 0
+    assert "raycl EpochLoader, 2 workers" in p.stdout

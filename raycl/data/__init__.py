@@ -18,6 +18,11 @@ def build_sources(cfg) -> tuple[Source, Source]:
     from raycl.data.parquet import ParquetSource
 
     train = ParquetSource(d.path, d.image_size, d.channels, d.on_corrupt)
+    if d.preload:   # decoded once here; rows that did not decode (on_corrupt: skip) are left out
+        from raycl.data.source import ArraySource
+
+        b = train.read_all()
+        train = ArraySource(b.images[b.valid], b.labels[b.valid], b.index[b.valid], name=f"preloaded {d.path}")
     if d.eval_path:
         return train, ParquetSource(d.eval_path, d.image_size, d.channels, d.on_corrupt)
     n = len(train)
