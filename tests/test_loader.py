@@ -9,6 +9,7 @@ import pytest
 from raycl.data import EpochLoader, RowSubset, build_sources
 from raycl.data.parquet import ParquetSource, encode_png, write_shards
 from raycl.data.plan import dealt_blocks_plan
+from raycl.errors import DataError
 
 
 def sorted_shards(url, n=600, classes=10, row_group=50, rows_per_shard=200, size=8):
@@ -324,3 +325,29 @@ def test_bench_data_prints_the_loader_against_one_process_decode(shards):
     assert out["raycl"]["rows"] == 600 and out["raycl"]["decoded_rows_per_epoch"] == 600
     assert out["raycl"]["images_per_s"] > 0 and out["reference_1cpu_images_per_s"] > 0
     assert "raycl EpochLoader, 2 workers" in p.stdout
+
+
+def corrupt_row_group(path, g):
+    """Overwrite the start of row group g's image column chunk: the footer (and so the driver's
+    checks, which read only the index and label columns) stays intact, reading the row group fails."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    col = meta.row_group(g).column(meta.schema.names.index("image"))
+    with open(path, "r+b") as f:
+        f.seek(col.data_page_offset)
+        f.write(b"\xff" * 64)
+
+
+def test_an_unreadable_row_group_is_one_error_naming_it_or_skipped_and_counted(tmp_path):
+    url = str(tmp_path / "s")
+    sorted_shards(url, n=240, row_group=40, rows_per_shard=120)
+    shard = ParquetSource(url, 8, 1).paths[1]
+    corrupt_row_group(shard, 1)
+    src = ParquetSource(url, 8, 1)                     # the footer still reads
+    with pytest.raises(DataError, match=r"shard '.*part-00001\.parquet' row group 1 cannot be read"):
+        list(EpochLoader(src, 60, 0, 1, seed=0).batches(0))
+    skip = ParquetSource(url, 8, 1, on_corrupt="skip")
+    batches = list(EpochLoader(skip, 60, 0, 1, seed=0).batches(0))
+    assert len(batches) == 4 and all(len(b.index) == 60 for b in batches)
+    assert sum(b.skipped for b in batches) == 40 and (np.concatenate([b.index for b in batches]) >= 0).all()

@@ -165,6 +165,21 @@ def test_corrupt_parquet_rows_through_ray(ray_cluster, tiny_cfg, tmp_path):
     assert res.metrics["corrupt_skipped"] == 2 and np.isfinite(res.metrics["loss"])
 
 
+def test_a_row_group_unreadable_on_one_worker_fails_the_run_naming_it_without_a_hang(ray_cluster, tiny_cfg, tmp_path):
+    """Only one of the two workers reads the broken row group; the other goes on into the step's
+    collectives. Ray Train must stop both and report the reader's error (or, with skip, train on)."""
+    from test_loader import corrupt_row_group
+
+    url = str(tmp_path / "shards")
+    write_digit_shards(url, 256)
+    corrupt_row_group(os.path.join(url, "part-00001.parquet"), 0)
+    base = ["data.dataset=parquet", f"data.path={url}", "data.num_samples=null", "run.epochs=1"]
+    with pytest.raises(DataError, match=r"part-00001\.parquet' row group 0 cannot be read"):
+        fit(tiny_cfg(*base, "run.name=unreadable-error"))
+    res = fit(tiny_cfg(*base, "data.on_corrupt=skip", "run.name=unreadable-skip"))
+    assert res.metrics["corrupt_skipped"] == 64 and np.isfinite(res.metrics["loss"])
+
+
 def write_big_image_shards(url, n):
     """n rows stored as 16 px RGB PNGs (a few hundred bytes each) that decode to 224 px: the decoded
     dataset is n x 150 KB while the shards stay small."""

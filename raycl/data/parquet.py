@@ -256,8 +256,15 @@ class ParquetSource(Source):
     def _read_raw(self, i: int) -> Raw:
         k, g = self.blocks[i]
         path = self.paths[k]
-        with self.fs.open(path, "rb") as fh:
-            t = pq.ParquetFile(fh).read_row_group(g, columns=["index", "image", "label"])
+        try:
+            with self.fs.open(path, "rb") as fh:
+                t = pq.ParquetFile(fh).read_row_group(g, columns=["index", "image", "label"])
+        except Exception as e:   # deleted, truncated or overwritten since the run started
+            if self.on_corrupt == "error":
+                raise DataError(f"shard {path!r} row group {g} cannot be read ({type(e).__name__}: "
+                                f"{str(e).strip()[:200]}); set data.on_corrupt: skip to skip it") from None
+            n = self.block_sizes[i]   # every row fails to decode: replaced in its batch and counted
+            return Raw(np.full(n, -1, np.int64), np.full(n, -1, np.int64), [b""] * n, np.arange(n), path, g)
         index = t.column("index").to_numpy().astype(np.int64)
         return Raw(index, t.column("label").to_numpy().astype(np.int64), t.column("image").to_pylist(),
                    np.arange(len(index)), path, g)
