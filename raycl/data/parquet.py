@@ -80,6 +80,12 @@ def check_decodes(data: bytes) -> None:
         im.load()
 
 
+def convert_threads() -> int:
+    """Reader/encoder threads for ``raycl data convert``: I/O-bound reads and PIL (which releases
+    the GIL) keep a few more threads than cores busy."""
+    return min(8, (os.cpu_count() or 1) + 2)
+
+
 def check_destination(dest_url: str, rows_per_shard) -> tuple:
     """The filesystem and path of an empty (or new) folder for shards, or one DataError."""
     if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
@@ -131,7 +137,7 @@ def convert_image_folder(folder: str, dest_url: str, rows_per_shard: int = 10_00
 
     dfs.makedirs(droot, exist_ok=True)
     skipped, shards, kept, buf = [], [], 0, ([], [])
-    with ThreadPoolExecutor(threads or min(8, (os.cpu_count() or 1) + 2)) as pool:
+    with ThreadPoolExecutor(threads or convert_threads()) as pool:
         for s in range(0, len(order), rows_per_shard):
             for i, data, err in pool.map(load, order[s:s + rows_per_shard].tolist()):
                 if err is not None:

@@ -6,12 +6,11 @@ files), images encoded as PNG by a pool of threads a shard at a time, with a pro
 shard. Nothing is downloaded unless ``download`` is set (``--download``)."""
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
-from raycl.data.parquet import check_destination, encode_png, write_shard
+from raycl.data.parquet import check_destination, convert_threads, encode_png, write_shard
 from raycl.errors import DataError
 
 PREFIX = "torchvision:"
@@ -64,11 +63,10 @@ def convert_torchvision(spec: str, dest_url: str, root: str, split: str = "train
     ds = open_dataset(name, root, split, download)
     n = len(ds)
     # MNIST-style and CIFAR-style classes hold every image as one array: skip PIL on the way in
-    data = getattr(ds, "data", None)
-    targets = getattr(ds, "targets", None) if getattr(ds, "targets", None) is not None else getattr(ds, "labels", None)
+    data, targets = getattr(ds, "data", None), getattr(ds, "targets", getattr(ds, "labels", None))
     whole = data is not None and targets is not None and len(data) == n and np.asarray(data).dtype == np.uint8
-    data = np.asarray(data) if whole else None
-    targets = np.asarray(targets, dtype=np.int64) if whole else None
+    if whole:
+        data, targets = np.asarray(data), np.asarray(targets, dtype=np.int64)
     order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
 
     def row(i):
@@ -80,7 +78,7 @@ def convert_torchvision(spec: str, dest_url: str, root: str, split: str = "train
     dfs.makedirs(droot, exist_ok=True)
     shards, t0 = [], time.perf_counter()
     try:
-        with ThreadPoolExecutor(threads or min(8, (os.cpu_count() or 1) + 2)) as pool:
+        with ThreadPoolExecutor(threads or convert_threads()) as pool:
             for s in range(0, n, rows_per_shard):
                 rows = list(pool.map(row, order[s:s + rows_per_shard].tolist()))
                 shards.append(write_shard(dfs, droot, len(shards), np.arange(s, s + len(rows)),

@@ -109,8 +109,8 @@ def run(url, workers=2, batch=256, size=28, channels=1, epochs=1, threads=1, ray
     r = raycl_loader(url, size, channels, batch, workers, epochs, threads)
     out["raycl"] = r
     say(f"raycl EpochLoader, {workers} workers x {threads} decode thread(s): {r['images_per_s']:.0f} images/s "
-          f"({r['images_per_s'] / out['reference_1cpu_images_per_s']:.2f}x the one-process decode); "
-          f"decoded {r['decoded_rows_per_epoch']:.0f} rows per epoch for {r['rows']} rows")
+        f"({r['images_per_s'] / out['reference_1cpu_images_per_s']:.2f}x the one-process decode); "
+        f"decoded {r['decoded_rows_per_epoch']:.0f} rows per epoch for {r['rows']} rows")
     if ray_data_anchor:
         out["ray_data_images_per_s"] = ray_data(url, size, channels, batch, workers)
         say(f"Ray Data on {workers} CPUs: {out['ray_data_images_per_s']:.0f} images/s; raycl / Ray Data = "
