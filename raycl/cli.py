@@ -152,7 +152,7 @@ def run(args) -> int:
                                        log=log, shuffle=not args.keep_order, seed=args.seed)
         print(json.dumps(out))
     elif args.cmd == "bench":
-        from raycl.train import bench
+        from raycl.bench import step as bench
 
         if args.bench_cmd == "step":
             gpu = args.device == "cuda"
@@ -164,7 +164,7 @@ def run(args) -> int:
                 print(json.dumps(row))
             return 0
         if args.bench_cmd == "data":
-            from raycl.train import bench_data
+            from raycl.bench import data as bench_data
 
             if args.workers < 1 or args.batch < 1 or args.threads < 1:
                 raise ConfigError("--workers, --batch and --threads: expected integers >= 1")
@@ -183,7 +183,7 @@ def run(args) -> int:
             return 0
         cfg = load_config(args.config or api.demo_config_path(), args.overrides)
         if args.bench_cmd == "quality":
-            from raycl.train.quality import PRESETS, format_table, quality
+            from raycl.bench.quality import PRESETS, format_table, quality
 
             names = list(PRESETS) if args.methods == "all" else args.methods.split(",")
             rows = quality(cfg.to_dict(), names, args.address)

@@ -1,7 +1,7 @@
 """Pure loss functions: tensors in, scalar out; no state, no globals, no collectives.
 
 Each docstring cites the equation it implements. Distributed callers pass gathered tensors in
-(see ``raycl.dist.all_gather``) and pick their local anchors with ``anchor_rows``.
+(see ``raycl.collectives.all_gather``) and pick their local anchors with ``anchor_rows``.
 """
 from __future__ import annotations
 

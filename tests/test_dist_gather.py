@@ -2,7 +2,7 @@
 a 2-worker Ray Train run must give exactly the single-process gradient of the global-batch loss."""
 import torch
 
-from raycl import dist
+from raycl import collectives as dist
 from raycl.losses import nt_xent
 
 
@@ -35,7 +35,7 @@ def bn_problem():
 
 def bn_run(rank, world):
     """GlobalBatchNorm on this worker's rows; returns output, input gradient, summed weight gradient."""
-    from raycl.dist.batchnorm import convert_global_batchnorm
+    from raycl.collectives.batchnorm import convert_global_batchnorm
 
     x, w = bn_problem()
     b = 8 // world

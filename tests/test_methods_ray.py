@@ -89,7 +89,7 @@ def test_method_beats_the_random_init_encoder(ray_cluster, tmp_path, name):
     passes or fails by luck, as MoCo v2's and TCL's did before session 8."""
     from raycl import api
     from raycl.config import load_config
-    from raycl.train.quality import PRESETS
+    from raycl.bench.quality import PRESETS
 
     margins = []
     for seed in QUALITY_SEEDS.get(name, [0]):

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raycl import dist
+from raycl import collectives as dist
 from raycl.errors import BankError
 from raycl.bank.memory import MemoryBank, gather_sharded
 from raycl.bank.select import hash_u32, make_keys

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raycl import dist
+from raycl import collectives as dist
 from raycl.errors import BankError, BankIndexError
 
 INIT_CHUNK = 65536

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from raycl import dist
+from raycl import collectives as dist
 from raycl.errors import BankError
 from raycl.bank.kmeans import OnlineKMeans
 from raycl.bank.memory import MemoryBank

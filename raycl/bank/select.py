@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from raycl import dist
+from raycl import collectives as dist
 
 INVALID = -1
 _LOW = (1 << 31) - 1

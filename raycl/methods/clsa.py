@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from raycl import dist
+from raycl import collectives as dist
 from raycl.losses import ddm_loss
 from raycl.methods.base import MethodBatch
 from raycl.methods.moco_v2 import MoCoV2

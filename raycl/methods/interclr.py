@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from raycl import dist
+from raycl import collectives as dist
 from raycl.bank import (MemoryBank, OnlineKMeans, Shard, bank_logsumexp, inter_negatives, inter_positives,
                         intra_negatives)
 from raycl.data.views import eval_view

@@ -23,7 +23,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from raycl import dist
+from raycl import collectives as dist
 from raycl.losses import info_nce
 from raycl.methods.base import Method, MethodBatch
 from raycl.models import build_backbone, mlp

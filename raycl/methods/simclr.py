@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from raycl import dist
+from raycl import collectives as dist
 from raycl.losses import nt_xent
 from raycl.methods.base import Method, MethodBatch
 from raycl.models import build_backbone, mlp

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from raycl import dist
+from raycl import collectives as dist
 from raycl.losses import tcl_per_anchor
 from raycl.methods.base import Method, MethodBatch
 from raycl.models import build_backbone, mlp

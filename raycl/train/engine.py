@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import torch
 
-from raycl import dist
+from raycl import collectives as dist
 from raycl.data.views import AutoAugmentViews, CLSAViews, SampleStream, SimCLRViews, eval_view
 from raycl.methods import MethodBatch, build_method
 from raycl.optim import build_optimizer, build_schedule
@@ -45,7 +45,7 @@ def build_engine(cfg, channels: int, steps_per_epoch: int):
         if cfg.distributed.use_gpu:
             method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
         else:
-            from raycl.dist.batchnorm import convert_global_batchnorm
+            from raycl.collectives.batchnorm import convert_global_batchnorm
 
             method = convert_global_batchnorm(method)
     optimizer = build_optimizer(method, cfg.optim, cfg.lr)

@@ -12,7 +12,7 @@ import torch
 
 import ray.train
 import ray.train.torch
-from raycl import dist
+from raycl import collectives as dist
 from raycl.config import from_dict
 from raycl.data import EpochLoader, build_sources, eval_ready, rounds
 from raycl.data.decode import decode_batch

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from raycl.dist import world_size
+from raycl.collectives import world_size
 
 
 class _AllReduceSum(torch.autograd.Function):

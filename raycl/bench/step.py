@@ -208,7 +208,7 @@ def _bank_worker(config: dict) -> None:
     against a naive semi-hard sampler (full sort of every anchor's similarities) on the same rows."""
     import torch.nn.functional as F
 
-    from raycl import dist
+    from raycl import collectives as dist
     from raycl.bank import MemoryBank, OnlineKMeans, Shard, inter_negatives
 
     c = config
