@@ -1,7 +1,9 @@
 """The public Python face of raycl: train, evaluate, demo. The same calls the CLI makes."""
+
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import os
 
 import torch
@@ -21,7 +23,7 @@ def train(cfg: Config | dict, address: str | None = None) -> dict:
 
     cfg = ensure_config(cfg)
     check_data(cfg)
-    from raycl.train.trainer import fit   # imports Ray: only once the input is known to be good
+    from raycl.train.trainer import fit  # imports Ray: only once the input is known to be good
 
     result = fit(cfg, address)
     out = dict(result.metrics or {})
@@ -30,8 +32,13 @@ def train(cfg: Config | dict, address: str | None = None) -> dict:
     return out
 
 
-def sweep(path: str, overrides: list[str] | None = None, address: str | None = None, resume: bool = True,
-          num_cpus: int | None = None) -> dict:
+def sweep(
+    path: str,
+    overrides: list[str] | None = None,
+    address: str | None = None,
+    resume: bool = True,
+    num_cpus: int | None = None,
+) -> dict:
     """Ray Tune sweep over the ``sweep:`` section of ``path`` (see raycl.tune); ``num_cpus`` sizes a
     local Ray instance (default: this machine's cores)."""
     from raycl.tune import sweep as run_sweep
@@ -61,29 +68,37 @@ def neighbours(checkpoint: str, queries: int = 5, k: int = 5, seed: int = 0) -> 
     import numpy as np
     import torch.nn.functional as F
 
-    from raycl.data import build_sources
+    from raycl.data import build_sources, subset
     from raycl.eval import extract
-
-    from raycl.data import subset
 
     cfg, method = load_checkpoint_model(checkpoint)
     e = cfg.eval
     train_src, eval_src = build_sources(cfg)
-    train_src, eval_src = subset(train_src, e.max_train_samples, cfg.run.seed), subset(eval_src, e.max_eval_samples, cfg.run.seed)
+    train_src, eval_src = (
+        subset(train_src, e.max_train_samples, cfg.run.seed),
+        subset(eval_src, e.max_eval_samples, cfg.run.seed),
+    )
     tr, tr_y = extract(method.encoder(), train_src)
     te, te_y = extract(method.encoder(), eval_src)
     pick = np.random.default_rng(seed).choice(len(te), queries, replace=False)
     sim = F.normalize(te[pick], dim=1) @ F.normalize(tr, dim=1).t()
     nn_idx = sim.topk(k, dim=1).indices.numpy()
 
-    def images(src, feature_rows):   # extract() leaves corrupt rows out: map feature rows to positions
-        valid = (np.concatenate([src.read_rows(b).valid for b in range(len(src.block_sizes))])
-                 if cfg.data.on_corrupt == "skip" else np.ones(len(src), bool))
+    def images(src, feature_rows):  # extract() leaves corrupt rows out: map feature rows to positions
+        valid = (
+            np.concatenate([src.read_rows(b).valid for b in range(len(src.block_sizes))])
+            if cfg.data.on_corrupt == "skip"
+            else np.ones(len(src), bool)
+        )
         got = src.read_positions(np.flatnonzero(valid)[np.asarray(feature_rows).reshape(-1)]).images
         return got.reshape(np.shape(feature_rows) + got.shape[1:])
 
-    return {"query_images": images(eval_src, pick), "neighbour_images": images(train_src, nn_idx),
-            "query_labels": te_y[pick].numpy(), "neighbour_labels": tr_y.numpy()[nn_idx]}
+    return {
+        "query_images": images(eval_src, pick),
+        "neighbour_images": images(train_src, nn_idx),
+        "query_labels": te_y[pick].numpy(),
+        "neighbour_labels": tr_y.numpy()[nn_idx],
+    }
 
 
 def bank_server(run_name: str, address: str | None = None):
@@ -95,7 +110,7 @@ def bank_server(run_name: str, address: str | None = None):
     from raycl.train.bank_server import get
 
     if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", logging_level="WARNING")
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", logging_level=logging.WARNING)
     return get(run_name)
 
 
@@ -126,16 +141,17 @@ def evaluate_backbone(cfg: Config, backbone: torch.nn.Module, linear: bool = Tru
     tr, tr_y, te, te_y = _features(cfg, backbone)
     out = {"knn_top1": knn_top1(tr, tr_y, te, te_y, cfg.eval.knn_k, cfg.eval.knn_temperature)}
     if linear:
-        out["linear_top1"] = linear_probe(tr, tr_y, te, te_y, cfg.eval.linear_epochs, cfg.eval.linear_lr,
-                                          seed=cfg.run.seed)
+        out["linear_top1"] = linear_probe(
+            tr, tr_y, te, te_y, cfg.eval.linear_epochs, cfg.eval.linear_lr, seed=cfg.run.seed
+        )
     return out
 
 
 def load_checkpoint_model(path: str):
     """(config, method) from a raycl checkpoint directory, on CPU, without Ray or DeepSpeed."""
     from raycl.config import from_dict
-    from raycl.methods import build_method
     from raycl.errors import CheckpointError, ConfigError
+    from raycl.methods import build_method
     from raycl.train.checkpoint import check_state_dict, load_model_file
 
     payload = load_model_file(os.path.expanduser(path))
@@ -180,7 +196,13 @@ def demo(overrides: list[str] | None = None, address: str | None = None) -> dict
     cfg = load_config(demo_config_path(), overrides)
     metrics = train(cfg, address)
     ev = evaluate(metrics["checkpoint"])
-    return {"method": cfg.method.name, "epochs": cfg.run.epochs, "workers": cfg.distributed.workers,
-            "knn_top1": ev["knn_top1"], "linear_top1": ev["linear_top1"],
-            "random_init_knn_top1": random_init_knn(cfg), "images_per_s": metrics.get("images_per_s"),
-            "run_dir": metrics["run_dir"]}
+    return {
+        "method": cfg.method.name,
+        "epochs": cfg.run.epochs,
+        "workers": cfg.distributed.workers,
+        "knn_top1": ev["knn_top1"],
+        "linear_top1": ev["linear_top1"],
+        "random_init_knn_top1": random_init_knn(cfg),
+        "images_per_s": metrics.get("images_per_s"),
+        "run_dir": metrics["run_dir"],
+    }

@@ -1,4 +1,5 @@
 """``raycl`` command line. Every subcommand is a thin call into ``raycl.api``."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,13 +10,16 @@ from raycl.errors import ConfigError, DataError, RayclError
 
 
 def _overrides(p):
-    p.add_argument("overrides", nargs="*", metavar="section.key=value",
-                   help="config overrides, e.g. optim.base_lr=0.1 distributed.workers=4")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="config overrides, e.g. optim.base_lr=0.1 distributed.workers=4",
+    )
 
 
 def _address(p):
-    p.add_argument("--address", default=None,
-                   help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,18 +55,28 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="data tools")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     c = dsub.add_parser("convert", help="image folder or torchvision:NAME -> Parquet shards (index, image, label)")
-    c.add_argument("image_folder", metavar="SOURCE",
-                   help="an image folder (class/image.png) or torchvision:NAME (FashionMNIST, CIFAR10, ...)")
+    c.add_argument(
+        "image_folder",
+        metavar="SOURCE",
+        help="an image folder (class/image.png) or torchvision:NAME (FashionMNIST, CIFAR10, ...)",
+    )
     c.add_argument("dest_url")
     c.add_argument("--root", help="torchvision:NAME: the folder torchvision reads (and --download writes)")
     c.add_argument("--download", action="store_true", help="torchvision:NAME: download if absent (needs network)")
     c.add_argument("--split", default="train", help="torchvision:NAME: train or test (or the dataset's split name)")
     c.add_argument("--rows-per-shard", type=int, default=10_000)
-    c.add_argument("--on-corrupt", choices=["error", "skip"], default="error",
-                   help="a file that does not decode: stop (default) or leave it out and list it")
+    c.add_argument(
+        "--on-corrupt",
+        choices=["error", "skip"],
+        default="error",
+        help="a file that does not decode: stop (default) or leave it out and list it",
+    )
     c.add_argument("--seed", type=int, default=0, help="seed of the row order written (rows are shuffled)")
-    c.add_argument("--keep-order", action="store_true",
-                   help="write rows in sorted path order (class by class) instead of a seeded random order")
+    c.add_argument(
+        "--keep-order",
+        action="store_true",
+        help="write rows in sorted path order (class by class) instead of a seeded random order",
+    )
 
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = p.add_subparsers(dest="bench_cmd", required=True)
@@ -101,8 +115,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--methods", default="all", help="comma-separated method names (default: all)")
     _overrides(c)
     _address(c)
-    c = bsub.add_parser("data", help="Parquet ingest: decode-once, raycl's loader, Ray Data, and raycl train from "
-                                     "the shards vs from memory, on the same shards and CPUs")
+    c = bsub.add_parser(
+        "data",
+        help="Parquet ingest: decode-once, raycl's loader, Ray Data, and raycl train from "
+        "the shards vs from memory, on the same shards and CPUs",
+    )
     c.add_argument("url", help="Parquet shards (raycl data convert)")
     c.add_argument("--workers", type=int, default=2)
     c.add_argument("--batch", type=int, default=256)
@@ -142,25 +159,47 @@ def run(args) -> int:
 
         def log(m):
             print(m, file=sys.stderr, flush=True)
+
         if is_torchvision(args.image_folder):
             if not args.root:
                 raise DataError(f"--root: {args.image_folder} needs the folder torchvision reads it from")
-            out = convert_torchvision(args.image_folder, args.dest_url, args.root, args.split, args.download,
-                                      args.rows_per_shard, shuffle=not args.keep_order, seed=args.seed, log=log)
+            out = convert_torchvision(
+                args.image_folder,
+                args.dest_url,
+                args.root,
+                args.split,
+                args.download,
+                args.rows_per_shard,
+                shuffle=not args.keep_order,
+                seed=args.seed,
+                log=log,
+            )
         else:
-            out = convert_image_folder(args.image_folder, args.dest_url, args.rows_per_shard, args.on_corrupt,
-                                       log=log, shuffle=not args.keep_order, seed=args.seed)
+            out = convert_image_folder(
+                args.image_folder,
+                args.dest_url,
+                args.rows_per_shard,
+                args.on_corrupt,
+                log=log,
+                shuffle=not args.keep_order,
+                seed=args.seed,
+            )
         print(json.dumps(out))
     elif args.cmd == "bench":
         from raycl.bench import step as bench
 
         if args.bench_cmd == "step":
             gpu = args.device == "cuda"
-            base = ["optim.name=lars", "method.name=simclr", f"distributed.use_gpu={str(gpu).lower()}",
-                    f"distributed.precision={'bf16' if gpu else 'fp32'}"]
+            base = [
+                "optim.name=lars",
+                "method.name=simclr",
+                f"distributed.use_gpu={str(gpu).lower()}",
+                f"distributed.precision={'bf16' if gpu else 'fp32'}",
+            ]
             cfg = load_config(api.demo_config_path(), base + list(args.overrides))
-            for row in bench.step(cfg, args.arch, [int(z) for z in args.zero.split(",")], args.steps, args.repeats,
-                                  args.address):
+            for row in bench.step(
+                cfg, args.arch, [int(z) for z in args.zero.split(",")], args.steps, args.repeats, args.address
+            ):
                 print(json.dumps(row))
             return 0
         if args.bench_cmd == "data":
@@ -170,24 +209,46 @@ def run(args) -> int:
                 raise ConfigError("--workers, --batch and --threads: expected integers >= 1")
             from raycl.data.parquet import list_shards
 
-            list_shards(args.url)   # one clear line when there are no shards
-            out = bench_data.run(args.url, args.workers, args.batch, args.size, args.channels, threads=args.threads,
-                                 ray_data_anchor=not args.no_ray_data, train=not args.no_train,
-                                 train_overrides=args.overrides, say=lambda m: print(m, flush=True))
+            list_shards(args.url)  # one clear line when there are no shards
+            out = bench_data.run(
+                args.url,
+                args.workers,
+                args.batch,
+                args.size,
+                args.channels,
+                threads=args.threads,
+                ray_data_anchor=not args.no_ray_data,
+                train=not args.no_train,
+                train_overrides=args.overrides,
+                say=lambda m: print(m, flush=True),
+            )
             print(json.dumps(out))
             return 0
         if args.bench_cmd == "bank":
             cfg = load_config(api.demo_config_path(), [f"distributed.use_gpu={str(args.gpu).lower()}"])
-            print(json.dumps(bench.bank(cfg, args.n, args.clusters, args.negatives, args.batch, args.workers,
-                                        args.steps, address=args.address)))
+            print(
+                json.dumps(
+                    bench.bank(
+                        cfg,
+                        args.n,
+                        args.clusters,
+                        args.negatives,
+                        args.batch,
+                        args.workers,
+                        args.steps,
+                        address=args.address,
+                    )
+                )
+            )
             return 0
         cfg = load_config(args.config or api.demo_config_path(), args.overrides)
         if args.bench_cmd == "quality":
-            from raycl.bench.quality import PRESETS, format_table, quality
+            from raycl.bench.quality import PRESETS, quality
+            from raycl.bench.quality import format_table as quality_table
 
             names = list(PRESETS) if args.methods == "all" else args.methods.split(",")
             rows = quality(cfg.to_dict(), names, args.address)
-            print(format_table(rows))
+            print(quality_table(rows))
             print(json.dumps(rows))
             return 0
         if args.bench_cmd == "lars":

@@ -4,15 +4,17 @@ A config is seven sections of plain dataclasses.  ``load_config`` reads YAML, ap
 overrides and validates everything on the driver, before any Ray worker starts, so a typo costs one
 clear error instead of a cluster allocation.
 """
+
 from __future__ import annotations
 
 import copy
 import dataclasses
 import math
 import re
+import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
@@ -29,10 +31,10 @@ def _f(default, *, ge=None, gt=None, le=None, help=""):
 @dataclass
 class DataConfig:
     dataset: Literal["demo", "parquet"] = "demo"
-    path: Optional[str] = None            # fsspec URL of a folder of Parquet shards (dataset: parquet)
-    eval_path: Optional[str] = None       # held-out shards; default: hold out eval_fraction of path
+    path: str | None = None  # fsspec URL of a folder of Parquet shards (dataset: parquet)
+    eval_path: str | None = None  # held-out shards; default: hold out eval_fraction of path
     eval_fraction: float = _f(0.2, gt=0.0, le=0.9)
-    num_samples: Optional[int] = _f(None, ge=1, help="use only the first N training samples")
+    num_samples: int | None = _f(None, ge=1, help="use only the first N training samples")
     image_size: int = _f(28, ge=8, le=4096)
     channels: Literal[1, 3] = 1
     batch_size: int = _f(256, ge=1, le=1 << 20, help="global batch per optimizer step")
@@ -41,10 +43,13 @@ class DataConfig:
     shuffle_window: int = _f(65536, ge=1, le=1 << 30, help="in-memory data: rows a worker shuffles together")
     mix_row_groups: int = _f(16, ge=1, le=1 << 16, help="Parquet: row groups a worker mixes into its batches at once")
     prefetch: int = _f(4, ge=1, le=1024, help="batches decoded ahead of the training step")
-    decode_workers: Optional[int] = _f(None, ge=1, le=256, help="decode threads per worker; default: its CPUs")
-    decode: Literal["cpu", "gpu"] = "cpu"   # gpu: image bytes decoded in batches on the training device
-    preload: bool = _f(False, help="Parquet: each worker decodes every training row once at start and trains "
-                                   "from memory (datasets whose decoded size fits a worker: Fashion-MNIST 47 MB)")
+    decode_workers: int | None = _f(None, ge=1, le=256, help="decode threads per worker; default: its CPUs")
+    decode: Literal["cpu", "gpu"] = "cpu"  # gpu: image bytes decoded in batches on the training device
+    preload: bool = _f(
+        False,
+        help="Parquet: each worker decodes every training row once at start and trains "
+        "from memory (datasets whose decoded size fits a worker: Fashion-MNIST 47 MB)",
+    )
 
 
 @dataclass
@@ -55,44 +60,46 @@ class ModelConfig:
     proj_hidden_dim: int = _f(512, ge=1, le=1 << 16)
     proj_out_dim: int = _f(128, ge=1, le=1 << 16)
     sync_bn: bool = False
-    pool: Literal["global", "avg8"] = "global"   # wrn: global average, or ImCLR's 8x8 average + flatten
+    pool: Literal["global", "avg8"] = "global"  # wrn: global average, or ImCLR's 8x8 average + flatten
 
 
 @dataclass
 class MethodConfig:
     name: str = "simclr"
     temperature: float = _f(0.5, gt=0.0)
-    views: Optional[int] = _f(None, ge=2, le=64, help="augmented views per sample; default: the method's own")
-    supervised: bool = False            # tcl: positives are same-label samples (else views of one image)
-    k1: float = _f(1.0, ge=0.0)         # tcl: weight of the positives' exp(-z_i.z_p) term
-    k2: float = _f(1.0, ge=0.0)         # tcl: weight of the negatives
-    queue_size: int = _f(65536, ge=1, le=1 << 24)   # moco_v2: negatives kept from past batches
+    views: int | None = _f(None, ge=2, le=64, help="augmented views per sample; default: the method's own")
+    supervised: bool = False  # tcl: positives are same-label samples (else views of one image)
+    k1: float = _f(1.0, ge=0.0)  # tcl: weight of the positives' exp(-z_i.z_p) term
+    k2: float = _f(1.0, ge=0.0)  # tcl: weight of the negatives
+    queue_size: int = _f(65536, ge=1, le=1 << 24)  # moco_v2: negatives kept from past batches
     key_momentum: float = _f(0.999, ge=0.0, le=1.0)  # moco_v2: EMA of the key encoder
     perturbation: Literal["history", "dropout", "noise"] = "dropout"  # simclic
-    dropout_p: float = _f(0.2, ge=0.0, le=1.0)      # simclic dropout
-    noise_eps: float = _f(0.5, ge=0.0)              # simclic noise: ||delta||_2
-    history_tau: float = _f(0.3, ge=0.0, le=1.0)    # simclic history
-    bank_size: Optional[int] = _f(None, ge=1, le=1 << 31, help="per-sample store size (>= largest sample index + 1)")
-    bank_momentum: float = _f(0.5, gt=0.0, le=1.0)   # interclr: w in v <- (1 - w) v + w v_new
-    num_clusters: int = _f(10000, ge=1, le=1 << 24)              # interclr: k of the online k-means
-    num_negatives: int = _f(16384, ge=1, le=1 << 24)             # interclr: K per anchor and branch
+    dropout_p: float = _f(0.2, ge=0.0, le=1.0)  # simclic dropout
+    noise_eps: float = _f(0.5, ge=0.0)  # simclic noise: ||delta||_2
+    history_tau: float = _f(0.3, ge=0.0, le=1.0)  # simclic history
+    bank_size: int | None = _f(None, ge=1, le=1 << 31, help="per-sample store size (>= largest sample index + 1)")
+    bank_momentum: float = _f(0.5, gt=0.0, le=1.0)  # interclr: w in v <- (1 - w) v + w v_new
+    num_clusters: int = _f(10000, ge=1, le=1 << 24)  # interclr: k of the online k-means
+    num_negatives: int = _f(16384, ge=1, le=1 << 24)  # interclr: K per anchor and branch
     strategy: Literal["semi_hard", "hard", "random", "semi_easy"] = "semi_hard"  # interclr inter negatives
-    bank_init: Literal["features", "random"] = "features"  # interclr: initial network's embeddings (paper 3.2) or random unit rows
+    bank_init: Literal["features", "random"] = (
+        "features"  # interclr: initial network's embeddings (paper 3.2) or random unit rows
+    )
     bank_layout: Literal["sharded", "replicated"] = "sharded"  # interclr: rows split over workers, or on each
     bank_sync_every: int = _f(0, ge=0, help="steps between pushes of the bank to the BankServer actor; 0 = no server")
-    intra_margin: float = 0.0                        # interclr MarginNCE margins
+    intra_margin: float = 0.0  # interclr MarginNCE margins
     inter_margin: float = -0.5
-    lam: float = _f(0.75, ge=0.0, le=1.0)            # interclr: lambda L_intra + (1 - lambda) L_inter
-    concat_k: int = _f(2, ge=1, le=16)                      # imclr: images concatenated along the width
-    num_classes: int = _f(10, ge=2, le=MAX_CLASSES)                  # imclr, supervised_ce: classifier outputs
-    cutmix_p: float = _f(0.0, ge=0.0, le=1.0)        # imclr: CutMix probability per image, before concat
-    autoaugment: bool = False                        # imclr: AutoAugment (CIFAR-10 policy) per image
-    pi_weight: float = _f(0.0, ge=0.0)               # imclr: Pi-model consistency weight (paper: 20); 0 = off
+    lam: float = _f(0.75, ge=0.0, le=1.0)  # interclr: lambda L_intra + (1 - lambda) L_inter
+    concat_k: int = _f(2, ge=1, le=16)  # imclr: images concatenated along the width
+    num_classes: int = _f(10, ge=2, le=MAX_CLASSES)  # imclr, supervised_ce: classifier outputs
+    cutmix_p: float = _f(0.0, ge=0.0, le=1.0)  # imclr: CutMix probability per image, before concat
+    autoaugment: bool = False  # imclr: AutoAugment (CIFAR-10 policy) per image
+    pi_weight: float = _f(0.0, ge=0.0)  # imclr: Pi-model consistency weight (paper: 20); 0 = off
     labeled_fraction: float = _f(1.0, gt=0.0, le=1.0)  # imclr Pi-model: share of samples whose label is used
-    symmetric: bool = False                          # moco_v2, clsa: also contrast q(view 2) with k(view 1)
-    shuffle_bn: bool = False                         # moco_v2, clsa: key encoder's BN over a shuffled batch
+    symmetric: bool = False  # moco_v2, clsa: also contrast q(view 2) with k(view 1)
+    shuffle_bn: bool = False  # moco_v2, clsa: key encoder's BN over a shuffled batch
     strong_sizes: list[int] = field(default_factory=lambda: [96])  # clsa: one strong view per size
-    ddm_weight: float = _f(1.0, ge=0.0)              # clsa: beta in L_C + beta L_D
+    ddm_weight: float = _f(1.0, ge=0.0)  # clsa: beta in L_C + beta L_D
 
 
 @dataclass
@@ -104,28 +111,30 @@ class OptimConfig:
     weight_decay: float = _f(1e-6, ge=0.0)
     schedule: Literal["cosine", "step"] = "cosine"
     warmup_epochs: float = _f(1.0, ge=0.0)
-    warmup_steps: Optional[int] = _f(None, ge=0, help="overrides warmup_epochs when set")
+    warmup_steps: int | None = _f(None, ge=0, help="overrides warmup_epochs when set")
     final_lr: float = _f(0.0, ge=0.0, help="cosine: lr at the last step")
     milestones: list[int] = field(default_factory=list)  # step: epochs where lr is multiplied by gamma
     gamma: float = _f(0.1, gt=0.0, le=1.0)
     trust_coefficient: float = _f(0.001, gt=0.0)
     lars_exclude_bias_and_norm: bool = True
     lars_exclude: list[str] = field(default_factory=list)  # regexes of parameter names also excluded
-    grad_clip: Optional[float] = _f(None, gt=0.0, help="clip the global gradient norm; null = no clipping")
+    grad_clip: float | None = _f(None, gt=0.0, help="clip the global gradient norm; null = no clipping")
 
 
 @dataclass
 class DistributedConfig:
     workers: int = _f(2, ge=1, le=4096, help="workers; [min, max] runs elastically (YAML list)")
-    min_workers: Optional[int] = _f(None, ge=1, le=4096, help="set by workers: [min, max]; null: a fixed count")
+    min_workers: int | None = _f(None, ge=1, le=4096, help="set by workers: [min, max]; null: a fixed count")
     resize_check_s: float = _f(60.0, gt=0.0, help="elastic runs: seconds between checks for room to grow")
     use_gpu: bool = False
     cpus_per_worker: float = _f(1.0, gt=0.0, le=1024)
     zero_stage: Literal[0, 1, 2] = 1
     grad_accum: int = _f(1, ge=1, le=4096)
     precision: Literal["fp32", "bf16"] = "fp32"
-    torch_threads: Optional[int] = _f(None, ge=1, le=1024, help="intra-op threads per CPU worker")
-    channels_last: bool = False   # NHWC inputs (GPU convolutions run NHWC kernels); parameters stay as DeepSpeed laid them out
+    torch_threads: int | None = _f(None, ge=1, le=1024, help="intra-op threads per CPU worker")
+    channels_last: bool = (
+        False  # NHWC inputs (GPU convolutions run NHWC kernels); parameters stay as DeepSpeed laid them out
+    )
 
 
 @dataclass
@@ -133,10 +142,12 @@ class EvalConfig:
     knn_k: int = _f(200, ge=1, le=1 << 16)
     knn_temperature: float = _f(0.1, gt=0.0)
     every_epochs: int = _f(1, ge=1)
-    max_train_samples: Optional[int] = _f(65536, ge=1, help="kNN monitor's bank: a seeded random sample of "
-                                                              "this many training rows (null: all)")
-    max_eval_samples: Optional[int] = _f(10000, ge=1, help="kNN monitor's queries: a seeded random sample of "
-                                                            "this many held-out rows (null: all)")
+    max_train_samples: int | None = _f(
+        65536, ge=1, help="kNN monitor's bank: a seeded random sample of this many training rows (null: all)"
+    )
+    max_eval_samples: int | None = _f(
+        10000, ge=1, help="kNN monitor's queries: a seeded random sample of this many held-out rows (null: all)"
+    )
     linear_epochs: int = _f(30, ge=1, le=100_000)
     linear_lr: float = _f(0.1, gt=0.0)
 
@@ -151,11 +162,15 @@ class RunConfig:
     keep_checkpoints: int = _f(2, ge=1)
     max_failures: int = _f(0, ge=-1, le=1_000_000, help="worker-group restarts; -1 = unlimited")
     log_every: int = _f(10, ge=1, help="steps between progress lines")
-    stop_after_epochs: Optional[int] = _f(None, ge=1, help="end this invocation early; rerun resumes")
-    stop_after_steps: Optional[int] = _f(None, ge=1, help="end this invocation after this many steps, "
-                                                         "checkpointing mid-epoch; rerun resumes at the next step")
-    checkpoint_every_steps: Optional[int] = _f(None, ge=1, help="also checkpoint every this many steps "
-                                                               "inside an epoch (long epochs, preemptible nodes)")
+    stop_after_epochs: int | None = _f(None, ge=1, help="end this invocation early; rerun resumes")
+    stop_after_steps: int | None = _f(
+        None,
+        ge=1,
+        help="end this invocation after this many steps, checkpointing mid-epoch; rerun resumes at the next step",
+    )
+    checkpoint_every_steps: int | None = _f(
+        None, ge=1, help="also checkpoint every this many steps inside an epoch (long epochs, preemptible nodes)"
+    )
 
 
 @dataclass
@@ -173,13 +188,15 @@ class Config:
         d = self.distributed
         return range(d.min_workers or d.workers, d.workers + 1)
 
-    def at_world(self, world: int) -> "Config":
+    def at_world(self, world: int) -> Config:
         """This config as trained by ``world`` workers: the same global batch, schedule and
         ``grad_accum`` (so the same samples per forward pass, see ``keeps_batch``); each worker's
         share is G / world."""
         if not keeps_batch(self, world):
-            raise ConfigError(f"distributed.workers: this run cannot train on {world} workers "
-                              f"(allowed: {', '.join(map(str, _fitting_counts(self)))})")
+            raise ConfigError(
+                f"distributed.workers: this run cannot train on {world} workers "
+                f"(allowed: {', '.join(map(str, _fitting_counts(self)))})"
+            )
         c = copy.deepcopy(self)
         c.distributed.workers = world
         return c
@@ -210,7 +227,7 @@ def _describe(tp) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin is typing.Union:
+    if origin in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         return " or ".join(_describe(a) for a in inner) + " or null"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
@@ -221,10 +238,11 @@ def _coerce(path: str, tp, value):
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list of {_describe(inner).removeprefix('a ').removeprefix('an ')}s, "
-                              f"got {value!r}")
+            raise ConfigError(
+                f"{path}: expected a list of {_describe(inner).removeprefix('a ').removeprefix('an ')}s, got {value!r}"
+            )
         return [_coerce(f"{path}[{i}]", inner, v) for i, v in enumerate(value)]
-    if origin is typing.Union:
+    if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
         (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -235,7 +253,7 @@ def _coerce(path: str, tp, value):
             return value
         raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
     if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        value = float(value)   # YAML 1.1 reads 1e-3 (no dot) as a string; users mean the number
+        value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; users mean the number
     ok = {
         bool: lambda v: isinstance(v, bool),
         int: lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -256,7 +274,7 @@ def _coerce(path: str, tp, value):
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
-def keeps_batch(cfg: "Config", world: int, batch: int | None = None) -> bool:
+def keeps_batch(cfg: Config, world: int, batch: int | None = None) -> bool:
     """Whether ``world`` workers can train the global batch with the configured ``grad_accum``.
     grad_accum stays fixed across worker counts so every forward pass sees G / grad_accum samples
     over all workers (a contrastive loss draws its negatives from one forward: more micro-batches at
@@ -265,7 +283,7 @@ def keeps_batch(cfg: "Config", world: int, batch: int | None = None) -> bool:
     return G % (world * a) == 0
 
 
-def _fitting_counts(cfg: "Config") -> list[int]:
+def _fitting_counts(cfg: Config) -> list[int]:
     return [w for w in cfg.worker_counts() if keeps_batch(cfg, w)]
 
 
@@ -393,8 +411,9 @@ def read_yaml(path: str, what: str = "config file"):
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{what} {path!r}: expected a mapping of sections ({', '.join(SECTIONS)}), "
-                          f"got a {type(raw).__name__}")
+        raise ConfigError(
+            f"{what} {path!r}: expected a mapping of sections ({', '.join(SECTIONS)}), got a {type(raw).__name__}"
+        )
     return raw
 
 
@@ -428,19 +447,24 @@ def validate(cfg: Config) -> None:
     m = cfg.method
     if m.name == "tcl" and (m.k1 < 1 or m.k2 < 1):
         bad = "k1" if m.k1 < 1 else "k2"
-        raise ConfigError(f"method.{bad}: TCL needs k1, k2 >= 1 (paper: supervised k1 4000-5000, k2 1; "
-                          f"self-supervised k1 1, k2 1.5), got {getattr(m, bad)}")
+        raise ConfigError(
+            f"method.{bad}: TCL needs k1, k2 >= 1 (paper: supervised k1 4000-5000, k2 1; "
+            f"self-supervised k1 1, k2 1.5), got {getattr(m, bad)}"
+        )
     if m.name == "interclr":
         if m.bank_size is None:
-            raise ConfigError("method.bank_size: interclr's memory bank needs the number of training samples "
-                              "(4000 for the demo)")
+            raise ConfigError(
+                "method.bank_size: interclr's memory bank needs the number of training samples (4000 for the demo)"
+            )
         if m.num_clusters > m.bank_size:
             raise ConfigError(f"method.num_clusters: {m.num_clusters} clusters > method.bank_size {m.bank_size} rows")
         if m.num_negatives >= m.bank_size:
             raise ConfigError(f"method.num_negatives: K={m.num_negatives} must be < method.bank_size {m.bank_size}")
     if m.name == "clsa" and (not m.strong_sizes or min(m.strong_sizes) < 8):
-        raise ConfigError(f"method.strong_sizes: CLSA needs at least one strong view of >= 8 px, got {m.strong_sizes}; "
-                          "CLSA-Single uses [96], CLSA-Multi [224, 192, 160, 128, 96]")
+        raise ConfigError(
+            f"method.strong_sizes: CLSA needs at least one strong view of >= 8 px, got {m.strong_sizes}; "
+            "CLSA-Single uses [96], CLSA-Multi [224, 192, 160, 128, 96]"
+        )
     if m.bank_sync_every and m.name != "interclr":
         raise ConfigError(f"method.bank_sync_every: only interclr has a memory bank to serve, not {m.name}")
     if m.symmetric and m.name not in ("moco_v2", "clsa"):
@@ -448,14 +472,19 @@ def validate(cfg: Config) -> None:
     if m.shuffle_bn and m.name not in ("moco_v2", "clsa"):
         raise ConfigError(f"method.shuffle_bn: only moco_v2 and clsa have a key encoder, not {m.name}")
     if m.shuffle_bn and cfg.model.sync_bn:
-        raise ConfigError("method.shuffle_bn: with model.sync_bn every BN already sees the global batch; "
-                          "pick one of the two")
+        raise ConfigError(
+            "method.shuffle_bn: with model.sync_bn every BN already sees the global batch; pick one of the two"
+        )
     if m.name in ("imclr", "supervised_ce") and m.labeled_fraction < 1 and m.pi_weight == 0:
-        raise ConfigError("method.labeled_fraction: unlabelled samples are only used by the Pi-model; "
-                          "set method.pi_weight (the paper uses 20) or leave labeled_fraction at 1")
+        raise ConfigError(
+            "method.labeled_fraction: unlabelled samples are only used by the Pi-model; "
+            "set method.pi_weight (the paper uses 20) or leave labeled_fraction at 1"
+        )
     if m.name == "simclic" and m.perturbation == "history" and m.bank_size is None:
-        raise ConfigError("method.bank_size: simclic's history perturbation keeps each sample's last z; "
-                          "set it to the number of training samples (4000 for the demo)")
+        raise ConfigError(
+            "method.bank_size: simclic's history perturbation keeps each sample's last z; "
+            "set it to the number of training samples (4000 for the demo)"
+        )
     d, G = cfg.distributed, cfg.data.batch_size
     if d.min_workers is not None and d.min_workers > d.workers:
         raise ConfigError(f"distributed.min_workers: {d.min_workers} is more than distributed.workers={d.workers}")
@@ -465,17 +494,20 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"data.batch_size: {G} is not divisible by distributed.workers x distributed.grad_accum = "
             f"{d.workers} x {d.grad_accum} = {per}; use a multiple of {per} such as {max(G // per * per, per)} "
-            f"or {G // per * per + per}")
+            f"or {G // per * per + per}"
+        )
     if len(fitting) < len(cfg.worker_counts()):
-        whole = [b for b in range(max(1, G // 2), 2 * G + 1)
-                 if all(keeps_batch(cfg, w, b) for w in cfg.worker_counts())]
+        whole = [
+            b for b in range(max(1, G // 2), 2 * G + 1) if all(keeps_batch(cfg, w, b) for w in cfg.worker_counts())
+        ]
         near = sorted(whole, key=lambda b: abs(b - G))[:2]
         raise ConfigError(
             f"data.batch_size: {G} cannot be split into {d.grad_accum} equal micro-batch(es) per worker on every "
             f"worker count in distributed.workers [{d.min_workers}, {d.workers}]: "
             f"{', '.join(map(str, fitting)) or 'none'} can, "
             f"{', '.join(str(w) for w in cfg.worker_counts() if w not in fitting)} cannot"
-            + (f"; batch sizes that keep the whole range: {', '.join(map(str, sorted(near)))}" if near else ""))
+            + (f"; batch sizes that keep the whole range: {', '.join(map(str, sorted(near)))}" if near else "")
+        )
     if cfg.data.dataset == "parquet":
         if not cfg.data.path:
             raise ConfigError("data.path: required when data.dataset is 'parquet' (an fsspec URL of Parquet shards)")
@@ -483,19 +515,24 @@ def validate(cfg: Config) -> None:
     elif cfg.data.path:
         raise ConfigError("data.path: only used with data.dataset: parquet; the demo dataset is built in")
     if cfg.data.preload and (cfg.data.dataset != "parquet" or cfg.data.decode == "gpu"):
-        raise ConfigError("data.preload: decodes Parquet shards into memory on the CPU; it needs data.dataset: "
-                          "parquet and data.decode: cpu")
+        raise ConfigError(
+            "data.preload: decodes Parquet shards into memory on the CPU; it needs data.dataset: "
+            "parquet and data.decode: cpu"
+        )
     if cfg.data.decode == "gpu" and cfg.data.dataset != "parquet":
         raise ConfigError("data.decode: gpu decodes image bytes from Parquet shards; the demo data is already pixels")
     if cfg.data.decode == "gpu" and cfg.data.on_corrupt == "skip":
-        raise ConfigError("data.on_corrupt: skip needs data.decode: cpu (a batch decoded on the device fails as a "
-                          "whole); run `raycl data convert`, which leaves out files that do not decode")
+        raise ConfigError(
+            "data.on_corrupt: skip needs data.decode: cpu (a batch decoded on the device fails as a "
+            "whole); run `raycl data convert`, which leaves out files that do not decode"
+        )
     if cfg.data.num_samples is not None and cfg.data.dataset != "demo":
         raise ConfigError("data.num_samples: only applies to the demo dataset; write a smaller shard set instead")
     if cfg.optim.name == "lars" and d.zero_stage == 0 and d.precision == "bf16":
         raise ConfigError(
             "distributed.zero_stage: 0 with bf16 makes DeepSpeed partition fp32 master weights in a way "
-            "LARS cannot see layers through; use distributed.zero_stage: 1 or 2 with optim.name: lars")
+            "LARS cannot see layers through; use distributed.zero_stage: 1 or 2 with optim.name: lars"
+        )
     if cfg.data.eval_path:
         _require_exists("data.eval_path", cfg.data.eval_path)
     if cfg.run.checkpoint_every > cfg.run.epochs:
@@ -511,8 +548,10 @@ def validate(cfg: Config) -> None:
     if o.schedule == "step" and not o.milestones:
         raise ConfigError("optim.milestones: the step schedule needs epochs to decay at, e.g. [150, 225]")
     if o.milestones and (sorted(o.milestones) != o.milestones or not all(0 < m < cfg.run.epochs for m in o.milestones)):
-        raise ConfigError(f"optim.milestones: {o.milestones} must be increasing epochs between 1 and "
-                          f"run.epochs - 1 = {cfg.run.epochs - 1}")
+        raise ConfigError(
+            f"optim.milestones: {o.milestones} must be increasing epochs between 1 and "
+            f"run.epochs - 1 = {cfg.run.epochs - 1}"
+        )
     for pat in o.lars_exclude:
         try:
             re.compile(pat)

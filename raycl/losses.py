@@ -3,6 +3,7 @@
 Each docstring cites the equation it implements. Distributed callers pass gathered tensors in
 (see ``raycl.collectives.all_gather``) and pick their local anchors with ``anchor_rows``.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,9 @@ def info_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tenso
     return margin_nce(query, positive, negatives, 0.0, temperature)
 
 
-def margin_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, margin: float,
-               temperature: float) -> torch.Tensor:
+def margin_nce(
+    query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, margin: float, temperature: float
+) -> torch.Tensor:
     """MarginNCE (InterCLR, Xie et al. 2022, eq. 3): InfoNCE whose positive logit is (q.k+ - m)/tau;
     the negatives' logits are unchanged. ``margin=0`` is InfoNCE. Shapes as in ``info_nce``."""
     pos = (query * positive).sum(dim=1, keepdim=True) - margin
@@ -54,8 +56,9 @@ def margin_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Ten
     return F.cross_entropy(logits, torch.zeros(len(query), dtype=torch.long, device=query.device))
 
 
-def margin_nce_lse(query: torch.Tensor, positive: torch.Tensor, neg_logsumexp: torch.Tensor, margin: float,
-                   temperature: float) -> torch.Tensor:
+def margin_nce_lse(
+    query: torch.Tensor, positive: torch.Tensor, neg_logsumexp: torch.Tensor, margin: float, temperature: float
+) -> torch.Tensor:
     """MarginNCE (InterCLR eq. 3) with the negatives given as ``neg_logsumexp`` [B] =
     log sum_k exp(q.k- / tau), as a sharded memory bank provides them:
 
@@ -71,8 +74,9 @@ def _positive_mask(labels: torch.Tensor) -> torch.Tensor:
     return same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
 
 
-def tcl_per_anchor(z: torch.Tensor, labels: torch.Tensor, temperature: float, k1: float, k2: float,
-                   anchors: slice | None = None) -> torch.Tensor:
+def tcl_per_anchor(
+    z: torch.Tensor, labels: torch.Tensor, temperature: float, k1: float, k2: float, anchors: slice | None = None
+) -> torch.Tensor:
     """L_i of TCL for every anchor i (0 where i has no positive); see ``tcl_loss``. ``anchors``
     restricts the rows computed (a worker's own views) while all of ``z`` stays in the sums."""
     rows = slice(None) if anchors is None else anchors
@@ -81,10 +85,14 @@ def tcl_per_anchor(z: torch.Tensor, labels: torch.Tensor, temperature: float, k1
     neg = (labels.view(-1, 1) != labels.view(1, -1))[rows]
     logits = sim / temperature
     # log D(z_i) by log-sum-exp over three weighted terms, stable for large k1 and small tau.
-    terms = torch.cat([logits.masked_fill(~pos, float("-inf")),
-                       (-sim + math.log(k1) if k1 > 0 else torch.full_like(sim, float("-inf"))).masked_fill(~pos, float("-inf")),
-                       (logits + math.log(k2) if k2 > 0 else torch.full_like(sim, float("-inf"))).masked_fill(~neg, float("-inf"))],
-                      dim=1)
+    terms = torch.cat(
+        [
+            logits.masked_fill(~pos, float("-inf")),
+            (-sim + math.log(k1) if k1 > 0 else torch.full_like(sim, float("-inf"))).masked_fill(~pos, float("-inf")),
+            (logits + math.log(k2) if k2 > 0 else torch.full_like(sim, float("-inf"))).masked_fill(~neg, float("-inf")),
+        ],
+        dim=1,
+    )
     log_d = torch.logsumexp(terms, dim=1, keepdim=True)
     n_pos = pos.sum(1)
     per = -((logits - log_d) * pos).sum(1) / n_pos.clamp(min=1)

@@ -16,6 +16,7 @@
 Ray 2.60 runs Train V2: each trial is a function that fits a TorchTrainer whose reports reach Tune
 through ``TuneReportCallback``; ASHA stops trials whose metric lags at its rungs (epochs).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,6 +26,7 @@ from typing import Any
 
 import ray
 from ray import tune
+
 from raycl.config import SECTIONS, apply_overrides, from_dict, read_yaml
 from raycl.errors import ConfigError
 
@@ -51,7 +53,7 @@ def _field_names(section: str) -> list[str]:
 
 # What every epoch reports (raycl/train/worker.py); method/* and bank/* depend on the method.
 METRICS = ("loss", "lr", "images_per_s", "epoch_time_s", "corrupt_skipped", "knn_top1", "epoch", "global_step")
-MAX_GRID_POINTS = 4096   # grid x choice combinations checked one by one before the first trial
+MAX_GRID_POINTS = 4096  # grid x choice combinations checked one by one before the first trial
 
 
 def _field_type(key: str):
@@ -74,8 +76,9 @@ def _check_combinations(spec: SweepSpec, base: dict) -> None:
     for k in keys:
         n *= len(discrete[k])
     if n > MAX_GRID_POINTS:
-        raise ConfigError(f"sweep.space: {n} grid/choice combinations; at most {MAX_GRID_POINTS} are checked "
-                          "and run, split the sweep")
+        raise ConfigError(
+            f"sweep.space: {n} grid/choice combinations; at most {MAX_GRID_POINTS} are checked and run, split the sweep"
+        )
     ranges = {k: next(iter(d.values())) for k, d in spec.space.items() if k not in discrete}
     for combo in itertools.product(*(discrete[k] for k in keys)):
         for ends in itertools.product(*(ranges[k] for k in sorted(ranges))):
@@ -96,14 +99,20 @@ def parse_sweep(raw: Any, base: dict) -> SweepSpec:
         raise ConfigError(f"sweep.{unknown[0]}: unknown key; allowed keys in 'sweep': {', '.join(allowed)}")
     spec = SweepSpec(**raw)
     if not isinstance(spec.metric, str) or not (spec.metric in METRICS or spec.metric.startswith(("method/", "bank/"))):
-        raise ConfigError(f"sweep.metric: {spec.metric!r} is not reported by any epoch; one of {', '.join(METRICS)}, "
-                          "or a method/... or bank/... metric of the method")
+        raise ConfigError(
+            f"sweep.metric: {spec.metric!r} is not reported by any epoch; one of {', '.join(METRICS)}, "
+            "or a method/... or bank/... metric of the method"
+        )
     if spec.name is not None and (not isinstance(spec.name, str) or not spec.name or "/" in spec.name):
         raise ConfigError(f"sweep.name: expected a non-empty name without '/', got {spec.name!r}")
     if not isinstance(spec.space, dict) or not spec.space:
         raise ConfigError("sweep.space: empty; name at least one config key, e.g. optim.base_lr: {grid: [0.1, 0.3]}")
-    for key, name, lo in (("num_samples", spec.num_samples, 1), ("max_concurrent", spec.max_concurrent, 1),
-                          ("grace_period", spec.grace_period, 1), ("reduction_factor", spec.reduction_factor, 2)):
+    for key, name, lo in (
+        ("num_samples", spec.num_samples, 1),
+        ("max_concurrent", spec.max_concurrent, 1),
+        ("grace_period", spec.grace_period, 1),
+        ("reduction_factor", spec.reduction_factor, 2),
+    ):
         if not isinstance(name, int) or isinstance(name, bool) or name < lo:
             raise ConfigError(f"sweep.{key}: must be an integer >= {lo}, got {name!r}")
     if spec.mode not in ("max", "min"):
@@ -114,21 +123,28 @@ def parse_sweep(raw: Any, base: dict) -> SweepSpec:
         if len(parts) != 2 or parts[0] not in SECTIONS or parts[1] not in _field_names(parts[0]):
             raise ConfigError(f"{where}: {key!r} is not a config key (section.key, e.g. optim.base_lr)")
         if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in KINDS:
-            raise ConfigError(f"{where}: expected one of {{grid: [...]}}, {{choice: [...]}}, "
-                              f"{{uniform: [low, high]}}, {{loguniform: [low, high]}}; got {dist!r}")
+            raise ConfigError(
+                f"{where}: expected one of {{grid: [...]}}, {{choice: [...]}}, "
+                f"{{uniform: [low, high]}}, {{loguniform: [low, high]}}; got {dist!r}"
+            )
         kind, values = next(iter(dist.items()))
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}.{kind}: expected a non-empty list, got {values!r}")
         if kind in ("uniform", "loguniform"):
             if _field_type(key) is not float:
-                raise ConfigError(f"{where}.{kind}: {key} is not a real-valued field (it takes "
-                                  f"{_field_type(key).__name__} values); use grid or choice")
-            if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
-                    or values[0] >= values[1]:
+                raise ConfigError(
+                    f"{where}.{kind}: {key} is not a real-valued field (it takes "
+                    f"{_field_type(key).__name__} values); use grid or choice"
+                )
+            if (
+                len(values) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+                or values[0] >= values[1]
+            ):
                 raise ConfigError(f"{where}.{kind}: expected [low, high] with low < high, got {values!r}")
             if kind == "loguniform" and values[0] <= 0:
                 raise ConfigError(f"{where}.loguniform: low must be > 0, got {values[0]!r}")
-        for v in values:   # every value must make a valid config on its own
+        for v in values:  # every value must make a valid config on its own
             try:
                 from_dict(apply_overrides(base, [f"{key}={json.dumps(v)}"]))
             except ConfigError as e:
@@ -156,8 +172,10 @@ def check_sweep_data(base: dict, spec: SweepSpec) -> None:
     if spec.metric == "knn_top1":
         why = eval_ready(*build_sources(cfg))
         if why:
-            raise ConfigError(f"sweep.metric: knn_top1 cannot be measured: {why.split(':')[0]}; optimise "
-                              "another metric (e.g. loss with mode: min) or add labeled rows")
+            raise ConfigError(
+                f"sweep.metric: knn_top1 cannot be measured: {why.split(':')[0]}; optimise "
+                "another metric (e.g. loss with mode: min) or add labeled rows"
+            )
 
 
 def check_trials_fit(base: dict, spec: SweepSpec) -> None:
@@ -172,17 +190,23 @@ def check_trials_fit(base: dict, spec: SweepSpec) -> None:
         d = from_dict(apply_overrides(base, _overrides(dict(zip(keys, combo))))).distributed
         slots, nodes = worker_slots(d.cpus_per_worker)
         if slots < d.workers:
-            raise ConfigError(f"distributed.workers: a trial needs {d.workers} workers x {d.cpus_per_worker:g} CPUs "
-                              f"(one node each), the Ray cluster's nodes have {', '.join(f'{c:g}' for c in nodes)} "
-                              f"CPUs ({slots} such workers fit); lower distributed.workers or cpus_per_worker")
+            raise ConfigError(
+                f"distributed.workers: a trial needs {d.workers} workers x {d.cpus_per_worker:g} CPUs "
+                f"(one node each), the Ray cluster's nodes have {', '.join(f'{c:g}' for c in nodes)} "
+                f"CPUs ({slots} such workers fit); lower distributed.workers or cpus_per_worker"
+            )
 
 
 def _space(spec: SweepSpec) -> dict:
     out = {}
     for key, dist in spec.space.items():
         kind, values = next(iter(dist.items()))
-        out[key] = {"grid": tune.grid_search, "choice": tune.choice,
-                    "uniform": lambda v: tune.uniform(*v), "loguniform": lambda v: tune.loguniform(*v)}[kind](values)
+        out[key] = {
+            "grid": tune.grid_search,
+            "choice": tune.choice,
+            "uniform": lambda v: tune.uniform(*v),
+            "loguniform": lambda v: tune.loguniform(*v),
+        }[kind](values)
     return out
 
 
@@ -200,16 +224,26 @@ def _trial(trial_config: dict, base: dict, storage_path: str) -> None:
     cfg = from_dict(apply_overrides(base, _overrides(trial_config)))
     d = cfg.distributed
     TorchTrainer(
-        train_loop, train_loop_config=cfg.to_dict(),
-        scaling_config=ScalingConfig(num_workers=d.workers, use_gpu=d.use_gpu,
-                                     resources_per_worker={"CPU": d.cpus_per_worker}),
-        run_config=RunConfig(name=f"trial-{tune.get_context().get_trial_id()}", storage_path=storage_path,
-                             callbacks=[TuneReportCallback()]),
+        train_loop,
+        train_loop_config=cfg.to_dict(),
+        scaling_config=ScalingConfig(
+            num_workers=d.workers, use_gpu=d.use_gpu, resources_per_worker={"CPU": d.cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=f"trial-{tune.get_context().get_trial_id()}",
+            storage_path=storage_path,
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # Ray stubs type it as a Tune callback
+        ),
     ).fit()
 
 
-def sweep(path: str, overrides: list[str] | None = None, address: str | None = None, resume: bool = True,
-          num_cpus: int | None = None) -> dict:
+def sweep(
+    path: str,
+    overrides: list[str] | None = None,
+    address: str | None = None,
+    resume: bool = True,
+    num_cpus: int | None = None,
+) -> dict:
     """Run the sweep; returns the results table and the path of the best config's YAML."""
     from ray.tune.schedulers import ASHAScheduler
 
@@ -227,39 +261,60 @@ def sweep(path: str, overrides: list[str] | None = None, address: str | None = N
         # The trial's own actor only waits on its TorchTrainer: it takes no CPU, so a cluster that
         # fits one worker group runs the sweep (with 0.1 CPU, 2 x 1-CPU workers never fit 2 CPUs).
         # Tune refuses a bundle with no resource at all: one byte of memory stands in.
-        trainable = tune.with_resources(tune.with_parameters(_trial, base=base, storage_path=root),
-                                        {"CPU": 0, "memory": 1})
+        trainable = tune.with_resources(
+            tune.with_parameters(_trial, base=base, storage_path=root), {"CPU": 0, "memory": 1}
+        )
         sweep_dir = os.path.join(root, name)
         if resume and tune.Tuner.can_restore(sweep_dir):
             print(f"[raycl] sweep {name!r} has state at {sweep_dir}: resuming (finished trials are kept)", flush=True)
             tuner = tune.Tuner.restore(sweep_dir, trainable, resume_errored=True)
         else:
-            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cfg.run.epochs,
-                                      grace_period=spec.grace_period, reduction_factor=spec.reduction_factor)
+            scheduler = ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=cfg.run.epochs,
+                grace_period=spec.grace_period,
+                reduction_factor=spec.reduction_factor,
+            )
             tuner = tune.Tuner(
-                trainable, param_space=_space(spec),
-                tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, scheduler=scheduler,
-                                            num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent),
-                run_config=tune.RunConfig(name=name, storage_path=root, verbose=1))
+                trainable,
+                param_space=_space(spec),
+                tune_config=tune.TuneConfig(
+                    metric=spec.metric,
+                    mode=spec.mode,
+                    scheduler=scheduler,
+                    num_samples=spec.num_samples,
+                    max_concurrent_trials=spec.max_concurrent,
+                ),
+                run_config=tune.RunConfig(name=name, storage_path=root, verbose=1),
+            )
         grid = tuner.fit()
         rows = []
-        for r in grid:
+        for r in (grid[i] for i in range(len(grid))):
             df = r.metrics_dataframe
             values = df[spec.metric].dropna() if df is not None and spec.metric in df else []
             best = (max(values) if spec.mode == "max" else min(values)) if len(values) else None
             epochs = int(df["epoch"].max()) if df is not None and "epoch" in df else 0
-            curve = ([[int(e), float(m)] for e, m in zip(df["epoch"], df[spec.metric]) if m == m]
-                     if df is not None and "epoch" in df and spec.metric in df else [])
-            rows.append({"trial": r.path.rstrip("/").split("/")[-1], "config": {k: r.config[k] for k in spec.space},
-                         "curve": curve,
-                         "best_" + spec.metric: best, "epochs": epochs,
-                         "stopped_early": r.error is None and epochs < cfg.run.epochs,
-                         "error": None if r.error is None else str(r.error).splitlines()[0]})
+            curve = (
+                [[int(e), float(m)] for e, m in zip(df["epoch"], df[spec.metric]) if m == m]
+                if df is not None and "epoch" in df and spec.metric in df
+                else []
+            )
+            rows.append(
+                {
+                    "trial": r.path.rstrip("/").split("/")[-1],
+                    "config": {k: (r.config or {})[k] for k in spec.space},
+                    "curve": curve,
+                    "best_" + spec.metric: best,
+                    "epochs": epochs,
+                    "stopped_early": r.error is None and epochs < cfg.run.epochs,
+                    "error": None if r.error is None else str(r.error).splitlines()[0],
+                }
+            )
         best = grid.get_best_result(metric=spec.metric, mode=spec.mode, scope="all")
-        best_raw = apply_overrides(base, _overrides({k: best.config[k] for k in spec.space}))
+        best_raw = apply_overrides(base, _overrides({k: (best.config or {})[k] for k in spec.space}))
         best_raw.setdefault("run", {})["name"] = f"{name}-best"
         best_yaml = os.path.join(sweep_dir, "best_config.yaml")
-        with open(best_yaml + ".tmp", "w") as fh:   # atomic: a reader never sees half a config
+        with open(best_yaml + ".tmp", "w") as fh:  # atomic: a reader never sees half a config
             fh.write(from_dict(best_raw).to_yaml())
         os.replace(best_yaml + ".tmp", best_yaml)
     finally:
@@ -273,7 +328,9 @@ def format_table(result: dict) -> str:
     lines = [f"{'trial':<24} {key:>14} {'epochs':>6} {'early':>5}  config"]
     for r in result["trials"]:
         val = "-" if r[key] is None else f"{r[key]:.4f}"
-        lines.append(f"{r['trial'][:24]:<24} {val:>14} {r['epochs']:>6} {str(r['stopped_early']):>5}  "
-                     f"{json.dumps(r['config'])}{'  ERROR ' + r['error'] if r['error'] else ''}")
+        lines.append(
+            f"{r['trial'][:24]:<24} {val:>14} {r['epochs']:>6} {str(r['stopped_early']):>5}  "
+            f"{json.dumps(r['config'])}{'  ERROR ' + r['error'] if r['error'] else ''}"
+        )
     lines.append(f"best config: {result['best_config']}")
     return "\n".join(lines)

@@ -37,3 +37,17 @@ def tiny_cfg(tmp_path):
         return load_config(None, base + list(overrides))
 
     return make
+
+
+# The fast tier (`pytest -m "not slow"`, README "Tests") leaves out everything that starts Ray or
+# trains through Ray Train: a test that takes the shared Ray instance is slow by definition; tests
+# that start Ray themselves (a CLI in a subprocess, a `ray start` cluster, a notebook) say so with
+# @pytest.mark.slow or sit in a module listed here.
+SLOW_MODULES = {"test_demo", "test_jobs", "test_sweep", "test_notebooks", "test_elastic_cluster", "test_methods_ray",
+                "test_train_ray", "test_elastic"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()) or item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

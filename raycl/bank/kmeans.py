@@ -7,6 +7,7 @@ re-seeded by splitting the largest one: it takes that cluster's member with the 
 key (a pure function of seed, step and row, so every layout picks the same row).
 Centroids [k, D] are replicated; each worker keeps the labels of the rows it owns.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,9 +15,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from raycl import collectives as dist
-from raycl.errors import BankError
 from raycl.bank.memory import MemoryBank, gather_sharded
 from raycl.bank.select import hash_u32, make_keys
+from raycl.errors import BankError
 
 
 def lloyd(rows: torch.Tensor, k: int, iters: int = 100, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,6 +55,12 @@ def new_centroids(sums, counts, previous):
 
 
 class OnlineKMeans(nn.Module):
+    centroids: torch.Tensor  # buffers, declared for type checkers
+    labels: torch.Tensor
+    counts: torch.Tensor
+    initialized: torch.Tensor
+    steps: torch.Tensor
+
     def __init__(self, num_clusters: int, bank: MemoryBank, seed: int = 0):
         super().__init__()
         if isinstance(num_clusters, bool) or not isinstance(num_clusters, int) or num_clusters < 1:
@@ -61,7 +68,7 @@ class OnlineKMeans(nn.Module):
         if num_clusters > bank.size:
             raise BankError(f"num_clusters {num_clusters} > {bank.size} bank rows")
         self.k, self.seed, self.shard = num_clusters, seed, bank.shard
-        self.bank = [bank]            # a reference, not a submodule: the method owns the bank
+        self.bank = [bank]  # a reference, not a submodule: the method owns the bank
         self.register_buffer("centroids", torch.zeros(num_clusters, bank.dim))
         self.register_buffer("labels", torch.zeros(len(bank.global_rows), dtype=torch.long), persistent=False)
         self.register_buffer("counts", torch.zeros(num_clusters, dtype=torch.long))
@@ -120,16 +127,24 @@ class OnlineKMeans(nn.Module):
             reseeded += 1
         self.counts = counts
         self.steps += 1
-        return {"churn": float(changed[0]) / max(1, int(changed[1])), "reseeded": reseeded,
-                "empty": int((counts == 0).sum())}
+        return {
+            "churn": float(changed[0]) / max(1, int(changed[1])),
+            "reseeded": reseeded,
+            "empty": int((counts == 0).sum()),
+        }
 
     def _split_largest(self, c: int, counts: torch.Tensor) -> bool:
         big = int(counts.argmax())
         if counts[big] < 2:
             return False
         bank = self.bank[0]
-        u = hash_u32(self.seed, 7, int(self.steps) * 100_003 + c, torch.zeros(1, dtype=torch.long, device=self.rows.device),
-                     bank.global_rows)
+        u = hash_u32(
+            self.seed,
+            7,
+            int(self.steps) * 100_003 + c,
+            torch.zeros(1, dtype=torch.long, device=self.rows.device),
+            bank.global_rows,
+        )
         keys = make_keys(u, bank.global_rows, (self.labels == big).view(1, -1)).squeeze(0)
         best = keys.max().view(1) if len(keys) else torch.full((1,), -1, device=self.rows.device)
         if self.shard.collective:

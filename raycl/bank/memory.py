@@ -8,6 +8,7 @@ each holds all rows. Either way every worker applies the all-gathered batch, kee
 Rows are not ``state_dict`` entries (they differ per rank under sharding): ``full()`` gathers the
 whole bank for checkpoints and snapshots, ``load_full()`` takes this worker's share of one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ def random_unit_rows(global_index: torch.Tensor, dim: int, seed: int) -> torch.T
 
 
 class MemoryBank(nn.Module):
+    global_rows: torch.Tensor  # buffers, declared for type checkers
+    rows: torch.Tensor
+
     def __init__(self, size: int, dim: int, momentum: float = 0.5, shard: Shard = Shard(), seed: int = 0):
         super().__init__()
         _count("MemoryBank size", size)
@@ -78,8 +82,10 @@ class MemoryBank(nn.Module):
     def check(self, index: torch.Tensor, v: torch.Tensor | None = None) -> None:
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.size):
             bad = int(index.max()) if int(index.max()) >= self.size else int(index.min())
-            raise BankIndexError(f"sample index {bad} is outside the memory bank (0..{self.size - 1}); "
-                             "set method.bank_size to the number of training samples")
+            raise BankIndexError(
+                f"sample index {bad} is outside the memory bank (0..{self.size - 1}); "
+                "set method.bank_size to the number of training samples"
+            )
         if v is not None and v.shape[-1] != self.dim:
             raise BankError(f"embedding dimension {v.shape[-1]} != bank dimension {self.dim}")
 
@@ -130,8 +136,9 @@ class MemoryBank(nn.Module):
     @torch.no_grad()
     def load_full(self, rows: torch.Tensor) -> None:
         if tuple(rows.shape) != (self.size, self.dim):
-            raise BankError(f"bank of shape {tuple(rows.shape)} does not fit method.bank_size x dim = "
-                             f"{self.size} x {self.dim}")
+            raise BankError(
+                f"bank of shape {tuple(rows.shape)} does not fit method.bank_size x dim = {self.size} x {self.dim}"
+            )
         self.rows.copy_(rows[self.global_rows.to(rows.device)].to(self.rows))
 
     def nbytes(self) -> int:
@@ -147,6 +154,6 @@ def gather_sharded(local: torch.Tensor, n: int, shard: Shard) -> torch.Tensor:
     start = 0
     for r in range(shard.world):
         m = len(range(r, n, shard.world))
-        out[r::shard.world] = parts[start:start + m]
+        out[r :: shard.world] = parts[start : start + m]
         start += m
     return out

@@ -17,22 +17,24 @@ The loss never needs the chosen rows themselves, only log sum_k exp(q.k / tau) p
 gradient, which each shard computes over its own rows (``bank_logsumexp``): per step the workers
 exchange O(anchors x D) numbers, not O(anchors x K x D).
 """
+
 from __future__ import annotations
 
 import torch
 
 from raycl import collectives as dist
-from raycl.errors import BankError
 from raycl.bank.kmeans import OnlineKMeans
 from raycl.bank.memory import MemoryBank
 from raycl.bank.select import count, float_u32, hash_u32, kth_largest, make_keys, top_k_mask
+from raycl.errors import BankError
 
 STRATEGIES = ("hard", "semi_hard", "random", "semi_easy")
-INTRA, INTER, POSITIVE = 1, 2, 3   # hash streams
+INTRA, INTER, POSITIVE = 1, 2, 3  # hash streams
 
 
-def _random_among(bank: MemoryBank, candidates: torch.Tensor, anchor_index: torch.Tensor, k, seed: int,
-                  step: int, stream: int) -> torch.Tensor:
+def _random_among(
+    bank: MemoryBank, candidates: torch.Tensor, anchor_index: torch.Tensor, k, seed: int, step: int, stream: int
+) -> torch.Tensor:
     u = hash_u32(seed, stream, step, anchor_index, bank.global_rows)
     return top_k_mask(make_keys(u, bank.global_rows, candidates), k, bank.shard.collective)
 
@@ -50,25 +52,37 @@ def intra_negatives(bank: MemoryBank, anchor_index: torch.Tensor, k: int, seed: 
         raise BankError("intra negatives need a bank of at least 2 rows")
     u = hash_u32(seed, INTRA, step, anchor_index, torch.arange(k, device=anchor_index.device))
     r = u % (bank.size - 1)
-    draws = r + (r >= anchor_index.view(-1, 1)).long()                       # skip the anchor itself
+    draws = r + (r >= anchor_index.view(-1, 1)).long()  # skip the anchor itself
     mine = draws % bank.shard.world == bank.shard.rank
     rows = torch.arange(len(anchor_index), device=draws.device).view(-1, 1).expand_as(draws)
     counts = torch.zeros(len(anchor_index), len(bank.global_rows), device=draws.device)
-    return counts.index_put_((rows[mine], draws[mine] // bank.shard.world), torch.ones_like(draws[mine], dtype=counts.dtype),
-                             accumulate=True)
+    return counts.index_put_(
+        (rows[mine], draws[mine] // bank.shard.world), torch.ones_like(draws[mine], dtype=counts.dtype), accumulate=True
+    )
 
 
-def inter_negatives(bank: MemoryBank, kmeans: OnlineKMeans, anchors: torch.Tensor, anchor_index: torch.Tensor,
-                    anchor_labels: torch.Tensor, k: int, strategy: str, seed: int, step: int) -> torch.Tensor:
+def inter_negatives(
+    bank: MemoryBank,
+    kmeans: OnlineKMeans,
+    anchors: torch.Tensor,
+    anchor_index: torch.Tensor,
+    anchor_labels: torch.Tensor,
+    k: int,
+    strategy: str,
+    seed: int,
+    step: int,
+) -> torch.Tensor:
     """Boolean [A, n_local]: the K negatives of each anchor that this worker's rows hold."""
     if strategy not in STRATEGIES:
         raise BankError(f"unknown negative sampling strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
     collective = bank.shard.collective
-    other = kmeans.labels.view(1, -1) != anchor_labels.view(-1, 1)          # [A, n_local]
+    other = kmeans.labels.view(1, -1) != anchor_labels.view(-1, 1)  # [A, n_local]
     n_other = count(other, collective)
     if len(n_other) and k > int(n_other.min()):
-        raise BankError(f"K={k} negatives requested but an anchor has only {int(n_other.min())} rows "
-                         "outside its cluster; lower method.num_negatives or use fewer clusters")
+        raise BankError(
+            f"K={k} negatives requested but an anchor has only {int(n_other.min())} rows "
+            "outside its cluster; lower method.num_negatives or use fewer clusters"
+        )
     if strategy == "random":
         return _random_among(bank, other, anchor_index, k, seed, step, INTER)
     sim = anchors.to(bank.rows.dtype) @ bank.rows.t()
@@ -80,21 +94,30 @@ def inter_negatives(bank: MemoryBank, kmeans: OnlineKMeans, anchors: torch.Tenso
     keys = make_keys(float_u32(vals), gcols, torch.isfinite(vals))
     if strategy == "hard":
         return _scatter(sim.shape, cols, top_k_mask(keys, k, collective))
-    near = keys >= kth_largest(keys, m, collective).view(-1, 1)             # the nearest (farthest) 10%
+    near = keys >= kth_largest(keys, m, collective).view(-1, 1)  # the nearest (farthest) 10%
     u = hash_u32(seed, INTER, step, anchor_index, gcols)
     return _scatter(sim.shape, cols, top_k_mask(make_keys(u, gcols, near), k, collective))
 
 
-def inter_positives(bank: MemoryBank, kmeans: OnlineKMeans, anchor_index: torch.Tensor, anchor_labels: torch.Tensor,
-                    seed: int, step: int) -> torch.Tensor:
+def inter_positives(
+    bank: MemoryBank,
+    kmeans: OnlineKMeans,
+    anchor_index: torch.Tensor,
+    anchor_labels: torch.Tensor,
+    seed: int,
+    step: int,
+) -> torch.Tensor:
     """Global index of a random row of each anchor's cluster other than itself (itself when alone)."""
     same = kmeans.labels.view(1, -1) == anchor_labels.view(-1, 1)
     not_self = bank.global_rows.view(1, -1) != anchor_index.view(-1, 1)
     alone = count(same & not_self, bank.shard.collective) == 0
-    ai, ci = (same & (not_self | alone.view(-1, 1))).nonzero(as_tuple=True)   # ~A x N / clusters pairs
+    ai, ci = (same & (not_self | alone.view(-1, 1))).nonzero(as_tuple=True)  # ~A x N / clusters pairs
     rows = bank.global_rows[ci]
-    keys = make_keys(hash_u32(seed, POSITIVE, step, anchor_index[ai], rows.view(-1, 1)), rows.view(-1, 1),
-                     torch.ones(len(rows), 1, dtype=torch.bool, device=rows.device)).squeeze(1)
+    keys = make_keys(
+        hash_u32(seed, POSITIVE, step, anchor_index[ai], rows.view(-1, 1)),
+        rows.view(-1, 1),
+        torch.ones(len(rows), 1, dtype=torch.bool, device=rows.device),
+    ).squeeze(1)
     best = torch.full((len(anchor_index),), -1, dtype=torch.int64, device=rows.device)
     best = best.scatter_reduce(0, ai, keys, "amax")
     if bank.shard.collective:
@@ -114,8 +137,8 @@ class _BankExpSum(torch.autograd.Function):
         if collective:
             dist.all_reduce_sum(s)
             r, b = dist.rank(), len(q_local)
-            s = s[r * b:(r + 1) * b]
-        ctx.save_for_backward(e, rows.clone())   # the bank is updated in place before backward runs
+            s = s[r * b : (r + 1) * b]
+        ctx.save_for_backward(e, rows.clone())  # the bank is updated in place before backward runs
         ctx.tau, ctx.collective, ctx.b = tau, collective, len(q_local)
         return s.to(q_local.dtype)
 
@@ -128,7 +151,7 @@ class _BankExpSum(torch.autograd.Function):
         if ctx.collective:
             dist.all_reduce_sum(g)
             r = dist.rank()
-            g = g[r * ctx.b:(r + 1) * ctx.b]
+            g = g[r * ctx.b : (r + 1) * ctx.b]
         return g, None, None, None, None
 
 
@@ -150,5 +173,4 @@ def sample_negatives(anchors, rows, labels, anchor_labels, k, strategy, seed=0, 
     return mask.nonzero()[:, 1].view(len(anchors), k)
 
 
-__all__ = ["STRATEGIES", "bank_logsumexp", "inter_negatives", "inter_positives", "intra_negatives",
-           "sample_negatives"]
+__all__ = ["STRATEGIES", "bank_logsumexp", "inter_negatives", "inter_positives", "intra_negatives", "sample_negatives"]

@@ -10,6 +10,7 @@ Across workers the k-th largest key per anchor is found by a radix select on the
 each all-reducing a 256-bin histogram per anchor, so selecting K = 16,384 of 1.28M rows never
 moves candidate rows or scores between workers.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,8 +39,9 @@ def mix64(x: torch.Tensor) -> torch.Tensor:
 def hash_u32(seed: int, stream: int, step: int, anchors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """[A, n] uniform 32-bit integers, a pure function of (seed, stream, step, anchor id, row id);
     ``rows`` is [n] (the same rows for every anchor) or [A, n] (each anchor's own)."""
-    base = mix64(torch.tensor(((seed * 1_000_003 + stream) * 1_000_033 + step), dtype=torch.int64,
-                              device=anchors.device))
+    base = mix64(
+        torch.tensor(((seed * 1_000_003 + stream) * 1_000_033 + step), dtype=torch.int64, device=anchors.device)
+    )
     a = mix64(anchors.to(torch.int64) * -7046029254386353131 + base)
     rows = rows.to(torch.int64)
     return _shr(mix64(a.view(-1, 1) + (rows.view(1, -1) if rows.dim() == 1 else rows) * -4658895280553007687), 32)
@@ -82,7 +84,7 @@ def kth_largest(keys: torch.Tensor, k: torch.Tensor | int, collective: bool) -> 
         hist = torch.zeros(a, 256, dtype=torch.int32, device=keys.device).scatter_add_(1, digit, inpre.int())
         hist = dist.all_reduce_sum(hist)
         above = torch.cat([hist.flip(1).cumsum(1).flip(1), hist.new_zeros(a, 1)], dim=1)  # above[d] = #digits >= d
-        d = (above[:, :256] >= need.view(-1, 1)).sum(1) - 1   # int32 counts: K <= 2^31
+        d = (above[:, :256] >= need.view(-1, 1)).sum(1) - 1  # int32 counts: K <= 2^31
         need = need - above.gather(1, (d + 1).view(-1, 1)).squeeze(1)
         prefix = (prefix << 8) | d
     return prefix

@@ -8,8 +8,10 @@
 4. ``raycl train`` (the demo model, one epoch) from the shards, against the same images decoded
    into memory first (``data.preload: true``): what the loader costs the training step.
 """
+
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import time
 
@@ -46,8 +48,10 @@ def run_rank(url, size, channels, batch, rank, world, epochs, threads, out):
 def raycl_loader(url, size, channels, batch, world, epochs, threads) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=run_rank, args=(url, size, channels, batch, r, world, epochs, threads, q))
-             for r in range(world)]
+    procs = [
+        ctx.Process(target=run_rank, args=(url, size, channels, batch, r, world, epochs, threads, q))
+        for r in range(world)
+    ]
     t0 = time.perf_counter()
     for p in procs:
         p.start()
@@ -56,8 +60,12 @@ def raycl_loader(url, size, channels, batch, world, epochs, threads) -> dict:
         p.join()
     wall = time.perf_counter() - t0
     rows = sum(r[1] for r in res)
-    return {"images_per_s": rows / max(r[2] for r in res), "wall_s_with_startup": wall,
-            "decoded_rows_per_epoch": sum(r[3] for r in res) / epochs, "rows": res[0][4]}
+    return {
+        "images_per_s": rows / max(r[2] for r in res),
+        "wall_s_with_startup": wall,
+        "decoded_rows_per_epoch": sum(r[3] for r in res) / epochs,
+        "rows": res[0][4],
+    }
 
 
 def ray_data(url, size, channels, batch, cpus) -> float:
@@ -65,15 +73,18 @@ def ray_data(url, size, channels, batch, cpus) -> float:
 
     from raycl.data.decode import decode_image
 
-    ray.init(num_cpus=cpus, logging_level="ERROR", include_dashboard=False)
+    ray.init(num_cpus=cpus, logging_level=logging.ERROR, include_dashboard=False)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ds = ray.data.read_parquet(url, columns=["index", "image", "label"])
 
         def dec(b):
-            return {"index": b["index"], "label": b["label"],
-                    "image": np.stack([decode_image(x, size, channels) for x in b["image"]])}
+            return {
+                "index": b["index"],
+                "label": b["label"],
+                "image": np.stack([decode_image(x, size, channels) for x in b["image"]]),
+            }
 
         ds = ds.map_batches(dec, batch_format="numpy")
         t0, rows = time.perf_counter(), 0
@@ -92,34 +103,65 @@ def training(url, size, channels, batch, workers, preload: bool, overrides=()) -
     from raycl.config import load_config
 
     with tempfile.TemporaryDirectory(prefix="raycl-bench-") as tmp:
-        cfg = load_config(api.demo_config_path(), [
-            "data.dataset=parquet", f"data.path={url}", "data.num_samples=null", f"data.image_size={size}",
-            f"data.channels={channels}", f"data.batch_size={batch}", f"distributed.workers={workers}",
-            f"data.preload={str(preload).lower()}", "run.epochs=1", "run.checkpoint_every=1",
-            "eval.every_epochs=1000", "run.log_every=1000", f"run.storage_path={tmp}",
-            f"run.name=bench-{'memory' if preload else 'parquet'}", *overrides])
+        cfg = load_config(
+            api.demo_config_path(),
+            [
+                "data.dataset=parquet",
+                f"data.path={url}",
+                "data.num_samples=null",
+                f"data.image_size={size}",
+                f"data.channels={channels}",
+                f"data.batch_size={batch}",
+                f"distributed.workers={workers}",
+                f"data.preload={str(preload).lower()}",
+                "run.epochs=1",
+                "run.checkpoint_every=1",
+                "eval.every_epochs=1000",
+                "run.log_every=1000",
+                f"run.storage_path={tmp}",
+                f"run.name=bench-{'memory' if preload else 'parquet'}",
+                *overrides,
+            ],
+        )
         m = api.train(cfg)
     return {"images_per_s": m["images_per_s"], "wait_s": m.get("data/wait_s"), "epoch_time_s": m["epoch_time_s"]}
 
 
-def run(url, workers=2, batch=256, size=28, channels=1, epochs=1, threads=1, ray_data_anchor=True,
-        train=True, train_overrides=(), say=print) -> dict:
-    out = {"reference_1cpu_images_per_s": reference(url, size, channels)}
+def run(
+    url,
+    workers=2,
+    batch=256,
+    size=28,
+    channels=1,
+    epochs=1,
+    threads=1,
+    ray_data_anchor=True,
+    train=True,
+    train_overrides=(),
+    say=print,
+) -> dict:
+    out: dict = {"reference_1cpu_images_per_s": reference(url, size, channels)}
     say(f"decode every row once, one process: {out['reference_1cpu_images_per_s']:.0f} images/s")
     r = raycl_loader(url, size, channels, batch, workers, epochs, threads)
     out["raycl"] = r
-    say(f"raycl EpochLoader, {workers} workers x {threads} decode thread(s): {r['images_per_s']:.0f} images/s "
+    say(
+        f"raycl EpochLoader, {workers} workers x {threads} decode thread(s): {r['images_per_s']:.0f} images/s "
         f"({r['images_per_s'] / out['reference_1cpu_images_per_s']:.2f}x the one-process decode); "
-        f"decoded {r['decoded_rows_per_epoch']:.0f} rows per epoch for {r['rows']} rows")
+        f"decoded {r['decoded_rows_per_epoch']:.0f} rows per epoch for {r['rows']} rows"
+    )
     if ray_data_anchor:
         out["ray_data_images_per_s"] = ray_data(url, size, channels, batch, workers)
-        say(f"Ray Data on {workers} CPUs: {out['ray_data_images_per_s']:.0f} images/s; raycl / Ray Data = "
-            f"{r['images_per_s'] / out['ray_data_images_per_s']:.2f}x")
+        say(
+            f"Ray Data on {workers} CPUs: {out['ray_data_images_per_s']:.0f} images/s; raycl / Ray Data = "
+            f"{r['images_per_s'] / out['ray_data_images_per_s']:.2f}x"
+        )
     if train:
         shards = training(url, size, channels, batch, workers, False, train_overrides)
         memory = training(url, size, channels, batch, workers, True, train_overrides)
         out["train_parquet"], out["train_memory"] = shards, memory
-        say(f"raycl train, {workers} workers, one epoch: {shards['images_per_s']:.0f} images/s from the shards "
+        say(
+            f"raycl train, {workers} workers, one epoch: {shards['images_per_s']:.0f} images/s from the shards "
             f"(data wait {shards['wait_s']:.2f} s), {memory['images_per_s']:.0f} from memory; parquet / memory = "
-            f"{shards['images_per_s'] / memory['images_per_s']:.2f}x")
+            f"{shards['images_per_s'] / memory['images_per_s']:.2f}x"
+        )
     return out

@@ -4,6 +4,7 @@ Each method runs the real path (``raycl train`` on Ray + DeepSpeed, then kNN and
 frozen encoder) from the same base config; ``PRESETS`` holds the few method keys the digits need
 (bank sizes, queue length, strong-view size for 28 px images). A random-init encoder row is the floor.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,15 +20,31 @@ PRESETS: dict[str, list[str]] = {
     "simclr": [],
     # Short schedules: a short queue (stale keys of a random encoder otherwise dominate the negatives) and
     # shuffle-BN (without it the query finds its key through per-worker BN statistics).
-    "moco_v2": ["method.queue_size=256", "method.temperature=0.1", "method.key_momentum=0.99", "method.shuffle_bn=true",
-                *PAPER_LR],
-    "clsa": ["method.queue_size=256", "method.temperature=0.1", "method.key_momentum=0.99", "method.shuffle_bn=true",
-             "method.strong_sizes=[16]", *PAPER_LR],
+    "moco_v2": [
+        "method.queue_size=256",
+        "method.temperature=0.1",
+        "method.key_momentum=0.99",
+        "method.shuffle_bn=true",
+        *PAPER_LR,
+    ],
+    "clsa": [
+        "method.queue_size=256",
+        "method.temperature=0.1",
+        "method.key_momentum=0.99",
+        "method.shuffle_bn=true",
+        "method.strong_sizes=[16]",
+        *PAPER_LR,
+    ],
     "supcon": ["method.temperature=0.1"],
     "tcl": ["method.supervised=true", "method.k1=4000", "method.k2=1", "method.temperature=0.1"],
     "simclic": ["method.perturbation=noise", "method.noise_eps=0.5"],
-    "interclr": ["method.bank_size=4000", "method.num_clusters=100", "method.num_negatives=1024",
-                 "method.temperature=0.1", *PAPER_LR],
+    "interclr": [
+        "method.bank_size=4000",
+        "method.num_clusters=100",
+        "method.num_negatives=1024",
+        "method.temperature=0.1",
+        *PAPER_LR,
+    ],
     "imclr": ["method.concat_k=2"],
     "supervised_ce": [],
 }
@@ -40,18 +57,35 @@ def quality(base: dict, methods: list[str], address: str | None = None, log=prin
     for name in methods:
         if name not in PRESETS:
             raise ConfigError(f"bench quality: no preset for method {name!r}; known: {', '.join(PRESETS)}")
-        cfg = from_dict(apply_overrides(base, [f"method.name={name}", f"run.name=quality-{name}-{int(time.time())}",
-                                               *PRESETS[name]]))
+        cfg = from_dict(
+            apply_overrides(
+                base, [f"method.name={name}", f"run.name=quality-{name}-{int(time.time())}", *PRESETS[name]]
+            )
+        )
         t0 = time.perf_counter()
         metrics = api.train(cfg, address)
         ev = api.evaluate(metrics["checkpoint"])
-        rows.append({"method": name, "knn_top1": round(ev["knn_top1"], 4), "linear_top1": round(ev["linear_top1"], 4),
-                     "images_per_s": round(metrics["images_per_s"], 1), "wall_s": round(time.perf_counter() - t0, 1)})
+        rows.append(
+            {
+                "method": name,
+                "knn_top1": round(ev["knn_top1"], 4),
+                "linear_top1": round(ev["linear_top1"], 4),
+                "images_per_s": round(metrics["images_per_s"], 1),
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+        )
         log(format_table(rows[-1:], header=len(rows) == 1))
     cfg = from_dict(base)
     floor = api.random_init_eval(cfg, linear=True)
-    rows.append({"method": "random init", "knn_top1": round(floor["knn_top1"], 4),
-                 "linear_top1": round(floor["linear_top1"], 4), "images_per_s": None, "wall_s": None})
+    rows.append(
+        {
+            "method": "random init",
+            "knn_top1": round(floor["knn_top1"], 4),
+            "linear_top1": round(floor["linear_top1"], 4),
+            "images_per_s": None,
+            "wall_s": None,
+        }
+    )
     return rows
 
 

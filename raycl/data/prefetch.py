@@ -3,6 +3,7 @@ calls ``prepare(step)`` (cheap, ordered work such as reading row groups' bytes) 
 ``work(prepared)`` (decoding) to a thread pool; results come back in step order through a queue of
 ``depth`` entries, which bounds how far ahead (and how much memory) the pipeline runs.
 Pillow and NumPy release the GIL while they decode and copy, so threads overlap with the step."""
+
 from __future__ import annotations
 
 import queue
@@ -17,8 +18,9 @@ class Prefetcher:
         self._q: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="raycl-decode")
-        self._thread = threading.Thread(target=self._produce, args=(list(steps), prepare, work), daemon=True,
-                                        name="raycl-prefetch")
+        self._thread = threading.Thread(
+            target=self._produce, args=(list(steps), prepare, work), daemon=True, name="raycl-prefetch"
+        )
         self._thread.start()
 
     def _put(self, item) -> bool:
@@ -35,7 +37,7 @@ class Prefetcher:
             for step in steps:
                 if not self._put(self._pool.submit(work, prepare(step))):
                     return
-        except BaseException as e:   # surfaces in the consumer, at the step it belongs to
+        except BaseException as e:  # surfaces in the consumer, at the step it belongs to
             failed: Future = Future()
             failed.set_exception(e)
             self._put(failed)
@@ -57,7 +59,7 @@ class Prefetcher:
 
     def close(self) -> None:
         self._stop.set()
-        while True:   # unblock the producer and drop what it made
+        while True:  # unblock the producer and drop what it made
             try:
                 self._q.get_nowait()
             except queue.Empty:

@@ -5,35 +5,38 @@ Reading is split in two so that a row is decoded at most once per epoch wherever
 ``decode(raw, offsets)`` turns just the rows asked for into pixels. A worker that trains on 300 of a
 row group's 1,000 rows decodes 300.
 """
+
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 
 @dataclass
 class Block:
-    index: np.ndarray   # int64 [n], global sample ids
+    index: np.ndarray  # int64 [n], global sample ids
     images: np.ndarray  # uint8 [n, C, H, W]
     labels: np.ndarray  # int64 [n], -1 when unknown
-    valid: np.ndarray   # bool [n], False for rows whose bytes did not decode (on_corrupt: skip)
-    where: str = ""     # shard description for error messages
+    valid: np.ndarray  # bool [n], False for rows whose bytes did not decode (on_corrupt: skip)
+    where: str = ""  # shard description for error messages
 
 
 @dataclass
 class Raw:
     """A block before decoding: ``payload`` is a list of encoded images (Parquet) or an already
     decoded uint8 [n, C, H, W] array (in-memory sources); ``rows`` are the positions in the block."""
+
     index: np.ndarray
     labels: np.ndarray
-    payload: object
+    payload: Any  # decoded images (an array) or encoded bytes (a list), per source
     rows: np.ndarray
     where: str = ""
     group: int = 0
 
-    def take(self, offs: np.ndarray) -> "Raw":
+    def take(self, offs: np.ndarray) -> Raw:
         p = [self.payload[o] for o in offs] if isinstance(self.payload, list) else self.payload[offs]
         return Raw(self.index[offs], self.labels[offs], p, self.rows[offs], self.where, self.group)
 
@@ -57,7 +60,7 @@ class Source:
         raise NotImplementedError
 
     @property
-    def decoded(self) -> "DecodeCounter":
+    def decoded(self) -> DecodeCounter:
         """Rows turned into pixels so far by this process (``data/decoded_rows``)."""
         if "_decoded" not in self.__dict__:
             self.__dict__["_decoded"] = DecodeCounter()
@@ -104,8 +107,13 @@ class Source:
 
 def concat_blocks(parts: list[Block], order: np.ndarray | None = None) -> Block:
     """Blocks joined end to end; with ``order``, row j of the result is the row placed at order[j]."""
-    out = Block(np.concatenate([b.index for b in parts]), np.concatenate([b.images for b in parts]),
-                np.concatenate([b.labels for b in parts]), np.concatenate([b.valid for b in parts]), "all")
+    out = Block(
+        np.concatenate([b.index for b in parts]),
+        np.concatenate([b.images for b in parts]),
+        np.concatenate([b.labels for b in parts]),
+        np.concatenate([b.valid for b in parts]),
+        "all",
+    )
     if order is not None:
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order))
@@ -189,8 +197,14 @@ class ArraySource(Source):
 
     random_access = True
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, index: np.ndarray | None = None,
-                 block_size: int = 100_000, name: str = "array"):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        index: np.ndarray | None = None,
+        block_size: int = 100_000,
+        name: str = "array",
+    ):
         if images.ndim != 4 or images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {images.shape}")
         self.images, self.labels = images, labels.astype(np.int64)

@@ -8,6 +8,7 @@ size, Rotate [-30, 30] degrees, AutoContrast / Invert / Equalize (no magnitude),
 Colour ops follow PIL's definitions (ImageOps, ImageEnhance) on [0, 1] floats; geometric ops fill
 with grey (0.5) as CLSA's code does. Input and output: float images in [0, 1], [B, C, H, W].
 """
+
 from __future__ import annotations
 
 import math
@@ -17,18 +18,41 @@ import torch.nn.functional as F
 
 from raycl.data.views import _rand, _randint
 
-OPS = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate", "auto_contrast", "invert",
-       "equalize", "solarize", "posterize", "contrast", "color", "brightness", "sharpness")
-RANGES = {"shear_x": (-0.3, 0.3), "shear_y": (-0.3, 0.3), "translate_x": (-0.3, 0.3),
-          "translate_y": (-0.3, 0.3), "rotate": (-30.0, 30.0), "solarize": (0.0, 256.0),
-          "posterize": (4, 8), "contrast": (0.05, 0.95), "color": (0.05, 0.95),
-          "brightness": (0.05, 0.95), "sharpness": (0.05, 0.95)}
+OPS = (
+    "shear_x",
+    "shear_y",
+    "translate_x",
+    "translate_y",
+    "rotate",
+    "auto_contrast",
+    "invert",
+    "equalize",
+    "solarize",
+    "posterize",
+    "contrast",
+    "color",
+    "brightness",
+    "sharpness",
+)
+RANGES = {
+    "shear_x": (-0.3, 0.3),
+    "shear_y": (-0.3, 0.3),
+    "translate_x": (-0.3, 0.3),
+    "translate_y": (-0.3, 0.3),
+    "rotate": (-30.0, 30.0),
+    "solarize": (0.0, 256.0),
+    "posterize": (4, 8),
+    "contrast": (0.05, 0.95),
+    "color": (0.05, 0.95),
+    "brightness": (0.05, 0.95),
+    "sharpness": (0.05, 0.95),
+}
 FILL = 0.5
 
 
 def affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Sample x at theta @ (u, v, 1) (normalised coordinates); outside the image reads FILL."""
-    grid = F.affine_grid(theta.to(x.dtype), tuple(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x - FILL, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + FILL
 
 
@@ -44,7 +68,7 @@ def shear(x, v, axis):
 
 def translate(x, v, axis):
     t = _eye(len(x), x.device)
-    t[:, axis, 2] = 2 * v          # normalised coordinates span 2 per image size
+    t[:, axis, 2] = 2 * v  # normalised coordinates span 2 per image size
     return affine(x, t)
 
 
@@ -145,7 +169,7 @@ def magnitudes(name: str, n: int, g: torch.Generator, device) -> torch.Tensor:
         return torch.zeros(n, device=device)
     lo, hi = RANGES[name]
     if name == "posterize":
-        return _randint(g, hi + 1 - lo, n, device) + lo
+        return _randint(g, int(hi + 1 - lo), n, device) + lo
     return _rand(g, n, device) * (hi - lo) + lo
 
 
@@ -156,7 +180,7 @@ def strong_augment(x: torch.Tensor, g: torch.Generator, n_ops: int = 5, p: float
         on = _rand(g, n, x.device) < p
         out = x.clone()
         for i, name in enumerate(OPS):
-            v = magnitudes(name, n, g, x.device)   # drawn for every op: same stream whatever is picked
+            v = magnitudes(name, n, g, x.device)  # drawn for every op: same stream whatever is picked
             sel = torch.nonzero((op == i) & on).flatten()
             if len(sel):
                 out[sel] = apply_op(name, x[sel], v[sel])

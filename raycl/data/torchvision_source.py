@@ -4,6 +4,7 @@ shards, the way users already have CIFAR, Fashion-MNIST or STL-10 on disk.
 Rows are written in a seeded random order (the classes of these datasets come in blocks in some
 files), images encoded as PNG by a pool of threads a shard at a time, with a progress line per
 shard. Nothing is downloaded unless ``download`` is set (``--download``)."""
+
 from __future__ import annotations
 
 import time
@@ -21,15 +22,17 @@ def open_dataset(name: str, root: str, split: str, download: bool):
 
     cls = getattr(tvd, name, None)
     if not isinstance(cls, type) or name.startswith("_"):
-        raise DataError(f"{PREFIX}{name}: torchvision.datasets has no dataset class of that name "
-                        "(e.g. FashionMNIST, MNIST, CIFAR10, CIFAR100, SVHN, STL10)")
+        raise DataError(
+            f"{PREFIX}{name}: torchvision.datasets has no dataset class of that name "
+            "(e.g. FashionMNIST, MNIST, CIFAR10, CIFAR100, SVHN, STL10)"
+        )
     import inspect
 
     params = inspect.signature(cls).parameters
     if "train" in params:
         if split not in ("train", "test"):
             raise DataError(f"--split: {name} has 'train' and 'test', not {split!r}")
-        kw = {"train": split == "train"}
+        kw: dict[str, object] = {"train": split == "train"}
     elif "split" in params:
         kw = {"split": split}
     else:
@@ -53,12 +56,22 @@ def as_array(item) -> np.ndarray:
     raise DataError(f"an image of shape {a.shape}: expected H x W, H x W x C or C x H x W with C = 1 or 3")
 
 
-def convert_torchvision(spec: str, dest_url: str, root: str, split: str = "train", download: bool = False,
-                        rows_per_shard: int = 10_000, shuffle: bool = True, seed: int = 0,
-                        row_group_size: int = 1_000, threads: int | None = None, log=None) -> dict:
+def convert_torchvision(
+    spec: str,
+    dest_url: str,
+    root: str,
+    split: str = "train",
+    download: bool = False,
+    rows_per_shard: int = 10_000,
+    shuffle: bool = True,
+    seed: int = 0,
+    row_group_size: int = 1_000,
+    threads: int | None = None,
+    log=None,
+) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
-    name = spec[len(PREFIX):]
+    name = spec[len(PREFIX) :]
     dfs, droot = check_destination(dest_url, rows_per_shard)
     ds = open_dataset(name, root, split, download)
     n = len(ds)
@@ -76,24 +89,44 @@ def convert_torchvision(spec: str, dest_url: str, root: str, split: str = "train
         return encode_png(as_array(image)), int(label)
 
     dfs.makedirs(droot, exist_ok=True)
-    shards, t0 = [], time.perf_counter()
+    shards: list[str] = []
+    t0 = time.perf_counter()
     try:
         with ThreadPoolExecutor(threads or convert_threads()) as pool:
             for s in range(0, n, rows_per_shard):
-                rows = list(pool.map(row, order[s:s + rows_per_shard].tolist()))
-                shards.append(write_shard(dfs, droot, len(shards), np.arange(s, s + len(rows)),
-                                          [r[0] for r in rows], [r[1] for r in rows], row_group_size))
+                rows = list(pool.map(row, order[s : s + rows_per_shard].tolist()))
+                shards.append(
+                    write_shard(
+                        dfs,
+                        droot,
+                        len(shards),
+                        np.arange(s, s + len(rows)),
+                        [r[0] for r in rows],
+                        [r[1] for r in rows],
+                        row_group_size,
+                    )
+                )
                 if log is not None:
                     done, dt = s + len(rows), time.perf_counter() - t0
-                    log(f"[raycl] {spec}: {done}/{n} images, {done / dt:.0f} images/s, "
-                        f"ETA {(n - done) / max(done / dt, 1e-9):.0f} s")
+                    log(
+                        f"[raycl] {spec}: {done}/{n} images, {done / dt:.0f} images/s, "
+                        f"ETA {(n - done) / max(done / dt, 1e-9):.0f} s"
+                    )
     except BaseException:
-        for p in shards:   # no half-converted folder left to trip the next attempt
+        for p in shards:  # no half-converted folder left to trip the next attempt
             dfs.rm(p)
         raise
     classes = list(getattr(ds, "classes", []) or [])
-    return {"images": n, "classes": classes, "shards": len(shards), "dest": dest_url, "skipped": [],
-            "shuffled": shuffle, "source": spec, "split": split}
+    return {
+        "images": n,
+        "classes": classes,
+        "shards": len(shards),
+        "dest": dest_url,
+        "skipped": [],
+        "shuffled": shuffle,
+        "source": spec,
+        "split": split,
+    }
 
 
 def is_torchvision(source: str) -> bool:

@@ -9,6 +9,7 @@ ImageNet-size), horizontal flip p=0.5, colour jitter (0.4, 0.4, 0.4, 0.1) p=0.8,
 Gaussian blur p=0.5 only for images of 64 px and more (SimCLR's CIFAR recipe drops blur).
 On 1-channel images saturation, hue and grayscale are no-ops and are skipped.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,13 +41,13 @@ class SampleStream:
 def _rand(g, n: int, device) -> torch.Tensor:
     """n uniform draws in [0, 1) from a ``torch.Generator`` or this worker's slice of a ``SampleStream``."""
     if isinstance(g, SampleStream):
-        return torch.rand(g.total, generator=g.g, device=device)[g.offset:g.offset + n]
+        return torch.rand(g.total, generator=g.g, device=device)[g.offset : g.offset + n]
     return torch.rand(n, generator=g, device=device)
 
 
 def _randint(g, high: int, n: int, device) -> torch.Tensor:
     if isinstance(g, SampleStream):
-        return torch.randint(high, (g.total,), generator=g.g, device=device)[g.offset:g.offset + n]
+        return torch.randint(high, (g.total,), generator=g.g, device=device)[g.offset : g.offset + n]
     return torch.randint(high, (n,), generator=g, device=device)
 
 
@@ -59,7 +60,7 @@ def random_resized_crop_flip(x, size, scale, ratio, flip_p, g):
     area = _u(n, *scale, g, device)
     logr = _u(n, math.log(ratio[0]), math.log(ratio[1]), g, device)
     r = torch.exp(logr)
-    w = torch.sqrt(area * r).clamp(max=1.0)   # crop width / image width
+    w = torch.sqrt(area * r).clamp(max=1.0)  # crop width / image width
     h = torch.sqrt(area / r).clamp(max=1.0)
     cx = _u(n, -1.0, 1.0, g, device) * (1 - w)
     cy = _u(n, -1.0, 1.0, g, device) * (1 - h)
@@ -74,7 +75,7 @@ def random_resized_crop_flip(x, size, scale, ratio, flip_p, g):
 def _gray(x):
     if x.shape[1] == 1:
         return x
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def color_jitter(x, strength, p, g):
@@ -92,8 +93,7 @@ def color_jitter(x, strength, p, g):
         y = ((y - gray) * fs + gray).clamp(0, 1)
         # Hue: rotate the chroma plane in YIQ space by a random angle (|angle| <= 2 pi hue).
         ang = _u(n, -hue, hue, g, device) * 2 * math.pi
-        yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                           device=device)
+        yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=device)
         q = torch.einsum("ij,njhw->nihw", yiq, y)
         cos, sin = torch.cos(ang).view(n, 1, 1), torch.sin(ang).view(n, 1, 1)
         i2 = q[:, 1] * cos - q[:, 2] * sin
@@ -115,7 +115,7 @@ def gaussian_blur(x, p, g, sigma=(0.1, 2.0)):
     k = max(3, int(0.1 * hgt) // 2 * 2 + 1)
     sig = _u(n, *sigma, g, x.device).view(n, 1)
     t = torch.arange(k, device=x.device, dtype=x.dtype) - k // 2
-    ker = torch.exp(-(t.view(1, -1) ** 2) / (2 * sig ** 2))
+    ker = torch.exp(-(t.view(1, -1) ** 2) / (2 * sig**2))
     ker = (ker / ker.sum(1, keepdim=True)).repeat_interleave(c, 0)  # [n*c, k]
     y = x.reshape(1, n * c, hgt, -1)
     y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), ker.view(n * c, 1, 1, k), groups=n * c)
@@ -127,8 +127,18 @@ def gaussian_blur(x, p, g, sigma=(0.1, 2.0)):
 class SimCLRViews:
     """uint8 [B, C, H, W] -> ``n_views`` normalised float views [B, C, size, size]."""
 
-    def __init__(self, size: int, n_views: int = 2, scale=None, ratio=(3 / 4, 4 / 3), flip_p=0.5,
-                 jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2, blur_p=None):
+    def __init__(
+        self,
+        size: int,
+        n_views: int = 2,
+        scale=None,
+        ratio=(3 / 4, 4 / 3),
+        flip_p=0.5,
+        jitter=(0.4, 0.4, 0.4, 0.1),
+        jitter_p=0.8,
+        gray_p=0.2,
+        blur_p=None,
+    ):
         self.size, self.n_views = size, n_views
         self.scale = scale or ((0.08, 1.0) if size >= 64 else (0.2, 1.0))
         self.ratio, self.flip_p, self.jitter, self.jitter_p, self.gray_p = ratio, flip_p, jitter, jitter_p, gray_p
@@ -187,7 +197,7 @@ class AutoAugmentViews:
     def __call__(self, images: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
         views = []
         for _ in range(self.n_views):
-            seeds = _randint(g, 2**62, len(images), images.device).tolist()   # one per sample
+            seeds = _randint(g, 2**62, len(images), images.device).tolist()  # one per sample
             with torch.random.fork_rng(devices=[]):
                 x = torch.stack([self._policy(im, s) for im, s in zip(images, seeds)])
             views.append(self.base.view(to_float(x), g))

@@ -1,4 +1,5 @@
 """Evaluation: kNN monitor and linear probe (plain PyTorch)."""
+
 from raycl.eval.features import extract
 from raycl.eval.knn import knn_predict, knn_top1
 from raycl.eval.labels import unlabeled_reason

@@ -1,4 +1,5 @@
 """Backbone features of a source, without augmentation, streamed a batch of rows at a time."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,15 @@ def rows_per_forward(channels: int, size: int, budget_bytes: int = 1 << 26) -> i
 
 
 @torch.no_grad()
-def extract(backbone: torch.nn.Module, source: Source, part: tuple[int, int] = (0, 1), batch_size: int = 512,
-            device="cpu", max_rows: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def extract(
+    backbone: torch.nn.Module,
+    source: Source,
+    part: tuple[int, int] = (0, 1),
+    batch_size: int = 512,
+    device="cpu",
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Features and labels of a seeded random sample of ``max_rows`` rows (all rows when None),
     corrupt rows left out. ``part=(rank, world)``: this worker's contiguous share of those rows, so
     the shares gathered in rank order are the single-process result. Only ``batch_size`` decoded

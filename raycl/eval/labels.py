@@ -2,6 +2,7 @@
 
 Class ids are compacted to 0..C-1 over the training labels, so memory follows the number of
 classes present, not the largest id."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """What every method is: an nn.Module that turns a batch into (loss, scalars to log)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,9 +10,9 @@ import torch.nn as nn
 
 @dataclass
 class MethodBatch:
-    views: list[torch.Tensor]   # augmented views, each [b, C, H, W]
-    index: torch.Tensor         # int64 [b], global sample ids
-    labels: torch.Tensor        # int64 [b], -1 when unknown
+    views: list[torch.Tensor]  # augmented views, each [b, C, H, W]
+    index: torch.Tensor  # int64 [b], global sample ids
+    labels: torch.Tensor  # int64 [b], -1 when unknown
 
 
 class Method(nn.Module):
@@ -22,7 +23,7 @@ class Method(nn.Module):
     """
 
     n_views = 2
-    augmentation = "simclr"   # "none": the views are the normalised images themselves
+    augmentation = "simclr"  # "none": the views are the normalised images themselves
     backbone: nn.Module
 
     def forward(self, batch: MethodBatch) -> tuple[torch.Tensor, dict[str, float]]:  # pragma: no cover
@@ -35,5 +36,4 @@ class Method(nn.Module):
 
     def signature(self) -> dict:
         """What a checkpoint must match to be loaded into this method (name and every shape)."""
-        return {"method": self.name,
-                "shapes": {k: list(v.shape) for k, v in self.state_dict().items()}}
+        return {"method": self.name, "shapes": {k: list(v.shape) for k, v in self.state_dict().items()}}

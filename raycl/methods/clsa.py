@@ -12,6 +12,7 @@ distributional divergence between a weak and a strong view of the same image.
 Strong views are the weak pipeline at the strong view's size followed by 14 ops drawn 5 times
 (raycl.data.strong_aug).
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,6 +40,6 @@ class CLSA(MoCoV2):
         x_q, x_k, *strong = batch.views
         l_c, q, k, queue = self.contrast(x_q, x_k)
         weak = self.logits(q, k, queue)
-        l_d = sum(ddm_loss(weak, self.logits(self.queries(x), k, queue)) for x in strong)
+        l_d = torch.stack([ddm_loss(weak, self.logits(self.queries(x), k, queue)) for x in strong]).sum()
         self.enqueue(dist.all_gather_nograd(k))
         return l_c + self.beta * l_d, {"l_contrast": l_c.detach(), "l_ddm": l_d.detach()}

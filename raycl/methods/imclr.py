@@ -16,6 +16,7 @@ Semi-supervised (Pi-model, Laine & Aila 2017; ``method.pi_weight`` > 0): two aug
 through the network with the same partners; labelled composed samples (every part labelled) get the
 cross-entropy of view 1, every sample gets pi_weight * MSE(softmax(f(x~_1)), softmax(f(x~_2))).
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,8 +48,9 @@ def cutmix(x: torch.Tensor, target: torch.Tensor, p: float, alpha: float = 1.0):
     y0, y1 = (cy - cut_h // 2).clamp(0, h), (cy + cut_h // 2).clamp(0, h)
     x0, x1 = (cx - cut_w // 2).clamp(0, w), (cx + cut_w // 2).clamp(0, w)
     rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
-    box = (((rows >= y0[:, None]) & (rows < y1[:, None]))[:, :, None]
-           & ((cols >= x0[:, None]) & (cols < x1[:, None]))[:, None, :])
+    box = ((rows >= y0[:, None]) & (rows < y1[:, None]))[:, :, None] & ((cols >= x0[:, None]) & (cols < x1[:, None]))[
+        :, None, :
+    ]
     box &= (torch.rand(n, device=x.device) < p)[:, None, None]
     pasted = box.flatten(1).float().mean(1, keepdim=True)
     mixed = torch.where(box[:, None], x[partner], x)
@@ -97,8 +99,10 @@ class ImCLR(Method):
     def targets(self, labels: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
         bad = labelled & ((labels < 0) | (labels >= self.num_classes))
         if bool(bad.any()):
-            raise DataError(f"{self.name} is supervised: label {labels[bad][0].item()} is outside "
-                            f"0..method.num_classes-1 = 0..{self.num_classes - 1}")
+            raise DataError(
+                f"{self.name} is supervised: label {labels[bad][0].item()} is outside "
+                f"0..method.num_classes-1 = 0..{self.num_classes - 1}"
+            )
         return F.one_hot(labels.clamp(0, self.num_classes - 1), self.num_classes).float()
 
     def partners(self, n: int, device) -> list[torch.Tensor]:
@@ -117,7 +121,7 @@ class ImCLR(Method):
         target = self.targets(labels, labelled)
         perms = self.partners(len(labels), labels.device)
         outs = []
-        for x in batch.views[:self.n_views]:
+        for x in batch.views[: self.n_views]:
             if self.cutmix_p > 0:
                 x, target_v = cutmix(x, target, self.cutmix_p)
             else:

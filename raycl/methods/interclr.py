@@ -24,14 +24,22 @@ random unit rows, clustered at the first step. A resumed run takes bank and labe
 checkpoint instead. The bank and the cluster labels are gathered into every
 checkpoint (``gather_state``) and re-sharded on load, so a run may resume on another worker count.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from raycl import collectives as dist
-from raycl.bank import (MemoryBank, OnlineKMeans, Shard, bank_logsumexp, inter_negatives, inter_positives,
-                        intra_negatives)
+from raycl.bank import (
+    MemoryBank,
+    OnlineKMeans,
+    Shard,
+    bank_logsumexp,
+    inter_negatives,
+    inter_positives,
+    intra_negatives,
+)
 from raycl.data.views import eval_view
 from raycl.losses import margin_nce_lse
 from raycl.methods.base import Method, MethodBatch
@@ -68,8 +76,9 @@ class InterCLR(Method):
         step, own = int(km.steps), slice(dist.rank() * len(v), (dist.rank() + 1) * len(v)) if sharded else slice(None)
 
         intra = intra_negatives(bank, a_index, self.k, self.seed, step)
-        l_intra = margin_nce_lse(v, bank.fetch(a_index)[own], bank_logsumexp(v, bank, intra, self.tau),
-                                 self.m_intra, self.tau)
+        l_intra = margin_nce_lse(
+            v, bank.fetch(a_index)[own], bank_logsumexp(v, bank, intra, self.tau), self.m_intra, self.tau
+        )
         inter = inter_negatives(bank, km, a_v, a_index, a_labels, self.k, self.strategy, self.seed, step)
         pos = bank.fetch(inter_positives(bank, km, a_index, a_labels, self.seed, step))[own]
         l_inter = margin_nce_lse(v, pos, bank_logsumexp(v, bank, inter, self.tau), self.m_inter, self.tau)
@@ -113,6 +122,9 @@ class InterCLR(Method):
     def bank_stats(self) -> dict:
         """What the BankServer and the epoch metrics report about the clustering."""
         sizes = self.kmeans.counts.float()
-        return {"cluster_size_min": int(sizes.min()), "cluster_size_max": int(sizes.max()),
-                "cluster_size_median": float(sizes.median()), "clusters_empty": int((sizes == 0).sum())}
-
+        return {
+            "cluster_size_min": int(sizes.min()),
+            "cluster_size_max": int(sizes.max()),
+            "cluster_size_median": float(sizes.median()),
+            "clusters_empty": int((sizes == 0).sum()),
+        }

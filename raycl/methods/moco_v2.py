@@ -16,6 +16,7 @@ statistics (the leak MoCo's shuffle-BN closes). Two cures: ``method.shuffle_bn: 
 computes the keys on a batch shuffled across the workers — each worker's key-BN sees other
 workers' images — then un-shuffles; ``model.sync_bn: true`` normalises over the global batch.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,6 +32,8 @@ from raycl.models import build_backbone, mlp
 
 class MoCoV2(Method):
     name = "moco_v2"
+    queue: torch.Tensor  # buffers, declared for type checkers
+    queue_ptr: torch.Tensor
 
     def __init__(self, cfg, channels: int):
         super().__init__()
@@ -69,10 +72,10 @@ class MoCoV2(Method):
         b, r = len(x_k), dist.rank()
         x_all = dist.all_gather_nograd(x_k)
         perm = dist.broadcast(torch.randperm(len(x_all), device=x_k.device))
-        k_perm = dist.all_gather_nograd(self.key_net(x_all[perm[r * b:(r + 1) * b]]))
+        k_perm = dist.all_gather_nograd(self.key_net(x_all[perm[r * b : (r + 1) * b]]))
         k_all = torch.empty_like(k_perm)
         k_all[perm] = k_perm
-        return k_all[r * b:(r + 1) * b]
+        return k_all[r * b : (r + 1) * b]
 
     def queries(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(self.backbone(x)), dim=1)
@@ -86,7 +89,7 @@ class MoCoV2(Method):
             k_sym = self.keys(x_q) if self.symmetric else None
         queue = self.queue.clone().detach()
         loss = info_nce(q, k, queue, self.temperature)
-        if self.symmetric:
+        if k_sym is not None:  # symmetric
             loss = 0.5 * (loss + info_nce(self.queries(x_k), k_sym, queue, self.temperature))
         return loss, q, k, queue
 

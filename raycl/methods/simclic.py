@@ -13,10 +13,10 @@ Perturbations g, applied to z (the paper's text; its Algorithm 1 writes g(p) —
              per-sample store keyed by the global index (replicated on every worker; the first
              visit uses z itself). tau in [0.1, 0.6].
 """
+
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from raycl import collectives as dist
 from raycl.losses import negative_cosine
@@ -41,6 +41,8 @@ class SimCLIC(Method):
     name = "simclic"
     n_views = 1
     augmentation = "none"
+    history: torch.Tensor  # buffers, declared for type checkers
+    seen: torch.Tensor
 
     def __init__(self, cfg, channels: int):
         super().__init__()

@@ -1,11 +1,12 @@
 """Supervised contrastive learning (Khosla et al. 2020), L_out over the global batch:
 
-    for x, y in loader:                         # b samples on this worker
-        views = [aug(x) for _ in range(V)]
-        z = normalize(g(f(views)))              # [V*b, d]
-        Z, Y = all_gather(z), all_gather(y)     # the global batch, with gradient
-        loss = mean_{i in this worker's views} L_i(Z, Y)     # eq. 2
+for x, y in loader:                         # b samples on this worker
+    views = [aug(x) for _ in range(V)]
+    z = normalize(g(f(views)))              # [V*b, d]
+    Z, Y = all_gather(z), all_gather(y)     # the global batch, with gradient
+    loss = mean_{i in this worker's views} L_i(Z, Y)     # eq. 2
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,6 +37,12 @@ class SupCon(Method):
         z = F.normalize(self.projector(self.backbone(torch.cat(batch.views))), dim=1)
         key = self.positives_key(batch).repeat(len(batch.views))
         n, r = z.shape[0], dist.rank()
-        per = tcl_per_anchor(dist.all_gather(z), dist.all_gather(key), self.temperature, self.k1, self.k2,
-                             anchors=slice(r * n, (r + 1) * n))
+        per = tcl_per_anchor(
+            dist.all_gather(z),
+            dist.all_gather(key),
+            self.temperature,
+            self.k1,
+            self.k2,
+            anchors=slice(r * n, (r + 1) * n),
+        )
         return per.mean(), {}

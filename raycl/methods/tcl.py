@@ -9,6 +9,7 @@
 k1, k2 >= 1 (validated); the recipes: supervised tau 0.1, k1 4000-5000, k2 1; self-supervised k1 1,
 k2 1.5, projector 2048 -> 256, SGD wrapped in LARS.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,9 +1,8 @@
 """Backbones and heads (plain PyTorch)."""
+
 from __future__ import annotations
 
 import re
-
-import torch.nn as nn
 
 from raycl.errors import ConfigError
 from raycl.models.heads import mlp
@@ -22,7 +21,10 @@ def check_backbone(name: str) -> None:
     raise ConfigError(f"model.backbone: unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
 
 
-def build_backbone(cfg, channels: int, concat: int = 1) -> nn.Module:
+AnyBackbone = Backbone | PreActResNet18 | VGG | WideResNet
+
+
+def build_backbone(cfg, channels: int, concat: int = 1) -> AnyBackbone:
     """The encoder for ``cfg.model.backbone`` on images of ``data.image_size``; ``concat`` images side
     by side (ImCLR) widen the input, which matters for flatten heads. Every backbone returns
     [B, out_dim] features and has an ``out_dim`` attribute."""

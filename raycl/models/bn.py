@@ -1,4 +1,5 @@
 """Forward passes that normalise with each batch's own statistics and change nothing."""
+
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +22,7 @@ def batch_statistics(model: nn.Module):
     features unlike any the network produces in training."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for m in bns:
-        m.forward = types.MethodType(_local_batch_norm, m)
+        m.forward = types.MethodType(_local_batch_norm, m)  # type: ignore[method-assign]  # undone below
     try:
         yield model
     finally:

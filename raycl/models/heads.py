@@ -1,4 +1,5 @@
 """Projection and prediction heads."""
+
 from __future__ import annotations
 
 import torch.nn as nn

@@ -1,5 +1,6 @@
 """torchvision ResNet backbones with two raycl knobs: the small-image stem (3x3 conv, stride 1,
 no max-pool, as SimCLR uses for CIFAR) and a base width (64 in torchvision) to fit small machines."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -10,6 +11,8 @@ ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4,
 
 class Backbone(ResNet):
     """A ResNet trunk returning pooled features (``fc`` is an identity); ``out_dim`` holds their size."""
+
+    out_dim: int
 
     def __init__(self, arch: str = "resnet18", in_channels: int = 3, stem: str = "imagenet", width: int = 64):
         if arch not in ARCHS:

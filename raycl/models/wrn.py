@@ -5,6 +5,7 @@ blocks of width 16k, 32k, 64k, a final BN-ReLU, then pooling.
 parameters, ImCLR Table 1). ``pool="avg8"`` averages 8x8 windows and flattens what is left, the
 head of ImCLR's WRN-16-8 on STL-10 (96 px: 3x3 windows, 11,002,330 parameters, +46,080 with k = 2).
 """
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -27,8 +28,11 @@ class WideBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    def __init__(self, depth: int, k: int, in_channels: int = 3, pool: str = "global",
-                 input_size: tuple[int, int] = (32, 32)):
+    out_dim: int
+
+    def __init__(
+        self, depth: int, k: int, in_channels: int = 3, pool: str = "global", input_size: tuple[int, int] = (32, 32)
+    ):
         super().__init__()
         if depth < 10 or (depth - 4) % 6:
             raise ConfigError(f"model.backbone wrn{depth}_{k}: depth must be 6n + 4 with n >= 1 (10, 16, 28, ...)")
@@ -36,16 +40,18 @@ class WideResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         blocks, c = [], 16
         for i, stride in enumerate((1, 2, 2)):
-            cout = 16 * k * 2 ** i
+            cout = 16 * k * 2**i
             blocks += [WideBlock(c if j == 0 else cout, cout, stride if j == 0 else 1) for j in range(n)]
             c = cout
         self.layers, self.bn = nn.Sequential(*blocks), nn.BatchNorm2d(c)
         self.pool = pool
-        h, w = (input_size[0] + 3) // 4, (input_size[1] + 3) // 4   # two stride-2 stages
+        h, w = (input_size[0] + 3) // 4, (input_size[1] + 3) // 4  # two stride-2 stages
         if pool == "avg8":
             if h < 8 or w < 8:
-                raise ConfigError(f"model.pool avg8 needs a final map of at least 8x8 (images >= 32 px), "
-                                  f"got {h}x{w} from input {input_size[0]}x{input_size[1]}")
+                raise ConfigError(
+                    f"model.pool avg8 needs a final map of at least 8x8 (images >= 32 px), "
+                    f"got {h}x{w} from input {input_size[0]}x{input_size[1]}"
+                )
             self.out_dim = c * (h // 8) * (w // 8)
         else:
             self.out_dim = c

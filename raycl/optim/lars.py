@@ -15,9 +15,11 @@ per layer over the local pieces, all-reduces those partial sums across the data-
 one collective (2 floats per layer), and applies the same trust ratio every rank would see
 unpartitioned. The update then equals the single-process one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,9 +29,9 @@ import torch.distributed as dist
 class ZeroLayout:
     """Where each layer of one param group lies inside this rank's flat partition."""
 
-    seg: torch.Tensor   # int64 [partition numel]: layer id of each element; n_layers for padding
-    n_layers: int       # layers in the whole group (on every rank)
-    group: object       # the data-parallel process group
+    seg: torch.Tensor  # int64 [partition numel]: layer id of each element; n_layers for padding
+    n_layers: int  # layers in the whole group (on every rank)
+    group: Any  # the data-parallel process group
 
 
 def zero_layouts(zero_optimizer) -> list[ZeroLayout]:
@@ -52,7 +54,7 @@ def zero_layouts(zero_optimizer) -> list[ZeroLayout]:
         for j, (off, meta) in enumerate(zip(z.round_robin_bit16_offsets[i], metas)):
             a, b = max(off, lo), min(off + meta.numel(), hi)
             if a < b:
-                seg[a - lo:b - lo] = j
+                seg[a - lo : b - lo] = j
         layouts.append(ZeroLayout(seg, len(metas), pg))
     return layouts
 
@@ -90,16 +92,34 @@ class LARS(torch.optim.Optimizer):
     Param groups with a ``lars_exclude`` key (what ``raycl.optim.param_groups`` builds) decide for
     themselves."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 0.001, eps: float = 1e-8, nesterov: bool = False,
-                 exclude_bias_and_norm: bool = True):
-        for name, v, ok in (("lr", lr, lr >= 0), ("momentum", momentum, momentum >= 0),
-                            ("weight_decay", weight_decay, weight_decay >= 0),
-                            ("trust_coefficient", trust_coefficient, trust_coefficient > 0)):
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust_coefficient: float = 0.001,
+        eps: float = 1e-8,
+        nesterov: bool = False,
+        exclude_bias_and_norm: bool = True,
+    ):
+        for name, v, ok in (
+            ("lr", lr, lr >= 0),
+            ("momentum", momentum, momentum >= 0),
+            ("weight_decay", weight_decay, weight_decay >= 0),
+            ("trust_coefficient", trust_coefficient, trust_coefficient > 0),
+        ):
             if not ok:
                 raise ValueError(f"LARS: invalid {name} {v!r}")
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, lars_exclude=False,
-                        trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lars_exclude=False,
+            trust_coefficient=trust_coefficient,
+            eps=eps,
+            nesterov=nesterov,
+        )
         super().__init__(split_bias_and_norm(params) if exclude_bias_and_norm else params, defaults)
         self.zero: list[ZeroLayout] | None = None
 
@@ -109,8 +129,13 @@ class LARS(torch.optim.Optimizer):
 
     def _directions(self) -> list[list[torch.Tensor | None]]:
         """u = g (+ wd w, scaled by the trust ratio) for every parameter, group by group."""
-        dirs = [[None if p.grad is None else (p.grad if g["lars_exclude"] else p.grad.add(p, alpha=g["weight_decay"]))
-                 for p in g["params"]] for g in self.param_groups]
+        dirs = [
+            [
+                None if p.grad is None else (p.grad if g["lars_exclude"] else p.grad.add(p, alpha=g["weight_decay"]))
+                for p in g["params"]
+            ]
+            for g in self.param_groups
+        ]
         if self.zero is None:
             for g, ds in zip(self.param_groups, dirs):
                 if g["lars_exclude"]:
@@ -127,6 +152,7 @@ class LARS(torch.optim.Optimizer):
         parts = []
         for gi in todo:
             lay, p, u = self.zero[gi], self.param_groups[gi]["params"][0], dirs[gi][0]
+            assert u is not None  # todo holds the groups with a gradient
             acc = torch.zeros(2, lay.n_layers + 1, dtype=torch.float32, device=p.device)
             acc[0].index_add_(0, lay.seg, p.detach().float() ** 2)
             acc[1].index_add_(0, lay.seg, u.float() ** 2)
@@ -137,10 +163,12 @@ class LARS(torch.optim.Optimizer):
         for gi, part in zip(todo, parts):
             g, lay = self.param_groups[gi], self.zero[gi]
             n = part.shape[1]
-            trust = _trust(sums[0, start:start + n], sums[1, start:start + n], g["trust_coefficient"], g["eps"])
+            trust = _trust(sums[0, start : start + n], sums[1, start : start + n], g["trust_coefficient"], g["eps"])
             start += n
             scale = torch.cat([trust, trust.new_ones(1)])[lay.seg]
-            dirs[gi][0] = dirs[gi][0] * scale.to(dirs[gi][0].dtype)
+            u = dirs[gi][0]
+            assert u is not None
+            dirs[gi][0] = u * scale.to(u.dtype)
         return dirs
 
     @torch.no_grad()

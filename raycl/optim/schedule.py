@@ -1,4 +1,5 @@
 """Learning-rate schedules as multipliers of the peak lr (for ``torch.optim.lr_scheduler.LambdaLR``)."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,9 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_ratio: f
     return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def warmup_step_decay(step: int, steps_per_epoch: int, milestones: list[int], gamma: float,
-                      warmup_steps: int = 0) -> float:
+def warmup_step_decay(
+    step: int, steps_per_epoch: int, milestones: list[int], gamma: float, warmup_steps: int = 0
+) -> float:
     """Linear warm-up, then the lr is multiplied by ``gamma`` at each milestone epoch
     (He et al. 2016; ImCLR's VGG16 recipe: gamma 0.1 at epochs 150 and 225 of 300)."""
     if warmup_steps > 0 and step < warmup_steps:

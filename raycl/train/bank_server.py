@@ -14,6 +14,7 @@ Workers restore from their checkpoint (``method_state.pt``), not from the server
 match the model weights it was checkpointed with. The server is for live inspection and survives
 its own failures without losing a completed snapshot.
 """
+
 from __future__ import annotations
 
 import glob
@@ -21,13 +22,13 @@ import hashlib
 import os
 import time
 
+import ray
 import torch
 
-import ray
 from raycl.train.checkpoint import safe_load
 
 KEEP = 3
-NAMESPACE = "raycl"   # fixed, so a notebook or another job finds the server by run name
+NAMESPACE = "raycl"  # fixed, so a notebook or another job finds the server by run name
 
 
 def actor_name(run_name: str) -> str:
@@ -62,7 +63,7 @@ class BankServer:
         """One shard's rows (slot order: global index rank, rank + world, ...) at ``step``."""
         self.pushes += 1
         if self.snapshot is not None and step <= self.snapshot["step"]:
-            return False    # a retried or late push of a step already assembled
+            return False  # a retried or late push of a step already assembled
         part = self.pending.setdefault(step, {})
         part[rank] = (rows, labels, centroids if rank == 0 else None, stats if rank == 0 else None)
         if len(part) < world:
@@ -73,13 +74,22 @@ class BankServer:
             full_rows[r::world], full_labels[r::world] = rr, ll
         centroids, stats = part[0][2], part[0][3]
         self.churn.append((step, float(stats.get("churn", 0.0))))
-        self.snapshot = {"step": step, "world": world, "rows": full_rows, "labels": full_labels,
-                         "centroids": centroids, "stats": stats, "churn": self.churn[-10000:], "time": time.time()}
+        self.snapshot = {
+            "step": step,
+            "world": world,
+            "rows": full_rows,
+            "labels": full_labels,
+            "centroids": centroids,
+            "stats": stats,
+            "churn": self.churn[-10000:],
+            "time": time.time(),
+        }
         self._write()
         self.pending = {s: p for s, p in self.pending.items() if s > step}
         return True
 
     def _write(self) -> None:
+        assert self.snapshot is not None
         path = os.path.join(self.dir, f"snapshot-{self.snapshot['step']:010d}.pt")
         torch.save(self.snapshot, path + ".tmp")
         os.replace(path + ".tmp", path)
@@ -110,23 +120,34 @@ class BankServer:
             raise IndexError(f"index {index} is outside the bank (0..{len(rows) - 1})")
         sim = rows @ rows[index]
         top = sim.topk(min(k + 1, len(rows))).indices.tolist()
-        return [{"index": i, "similarity": float(sim[i]), "cluster": int(self.snapshot["labels"][i])}
-                for i in top if i != index][:k]
+        return [
+            {"index": i, "similarity": float(sim[i]), "cluster": int(self.snapshot["labels"][i])}
+            for i in top
+            if i != index
+        ][:k]
 
     def checksum(self) -> str | None:
         return None if self.snapshot is None else checksum(self.snapshot["rows"], self.snapshot["labels"])
 
     def stats(self) -> dict:
         sizes = self.cluster_sizes()
-        return {"step": self.step(), "pushes": self.pushes, "restored": self.restored, "checksum": self.checksum(),
-                "clusters": len(sizes), "empty": sum(1 for s in sizes if s == 0),
-                "largest": max(sizes) if sizes else 0, "pid": os.getpid()}
+        return {
+            "step": self.step(),
+            "pushes": self.pushes,
+            "restored": self.restored,
+            "checksum": self.checksum(),
+            "clusters": len(sizes),
+            "empty": sum(1 for s in sizes if s == 0),
+            "largest": max(sizes) if sizes else 0,
+            "pid": os.getpid(),
+        }
 
 
 def start(run_name: str, directory: str):
     """Get or create the run's named BankServer (it outlives a worker-group restart)."""
-    return BankServer.options(name=actor_name(run_name), namespace=NAMESPACE, get_if_exists=True,
-                              lifetime="detached").remote(directory)
+    return BankServer.options(  # type: ignore[attr-defined]  # a @ray.remote class
+        name=actor_name(run_name), namespace=NAMESPACE, get_if_exists=True, lifetime="detached"
+    ).remote(directory)
 
 
 def get(run_name: str):
@@ -140,7 +161,7 @@ class Pusher:
 
     def __init__(self, run_name: str, every: int):
         self.every, self.server, self.inflight, self.skipped = every, get(run_name), None, 0
-        self.behind = None     # (method, step, stats) of the newest skipped push
+        self.behind = None  # (method, step, stats) of the newest skipped push
 
     def maybe_push(self, method, step: int, stats: dict, world_rank: int) -> None:
         if self.every <= 0 or step % self.every or (not method.bank.shard.collective and world_rank != 0):
@@ -157,8 +178,15 @@ class Pusher:
         bank, km = method.bank, method.kmeans
         self.behind = None
         self.inflight = self.server.push.remote(
-            step, bank.shard.rank, bank.shard.world, bank.size, bank.rows.detach().cpu().clone(),
-            km.labels.cpu().clone(), km.centroids.cpu().clone(), {k: float(v) for k, v in stats.items()})
+            step,
+            bank.shard.rank,
+            bank.shard.world,
+            bank.size,
+            bank.rows.detach().cpu().clone(),
+            km.labels.cpu().clone(),
+            km.centroids.cpu().clone(),
+            {k: float(v) for k, v in stats.items()},
+        )
 
     def flush(self) -> None:
         if self.inflight is not None:

@@ -12,6 +12,7 @@ A checkpoint directory holds:
 Ray Train registers a checkpoint only after every rank's upload finished, so a run killed
 mid-write resumes from the previous complete one.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,9 @@ STATE_FILE = "raycl_state.json"
 MODEL_FILE = "model.pt"
 DS_DIR = "deepspeed"
 DS_TAG = "raycl"
-RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"   # Ray Train V2's registry of complete checkpoints
-METHOD_STATE_FILE = "method_state.pt"   # state gathered from every worker (the whole memory bank)
-ZERO_STATE_FILE = "zero_state.pt"       # ZeRO-1/2 optimizer state per parameter (any worker count)
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train V2's registry of complete checkpoints
+METHOD_STATE_FILE = "method_state.pt"  # state gathered from every worker (the whole memory bank)
+ZERO_STATE_FILE = "zero_state.pt"  # ZeRO-1/2 optimizer state per parameter (any worker count)
 
 
 def atomic_torch_save(obj, path: str) -> None:
@@ -48,23 +49,31 @@ def safe_load(path: str, what: str = "file"):
         # torch's message names the global the pickle asked for (e.g. posix.system): keep that part
         asked = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), "")
         if not asked:
-            raise CheckpointError(f"{what} {path!r} is truncated or not a torch file ({str(e).splitlines()[0]})") from None
-        raise CheckpointError(f"{what} {path!r} is not a plain tensor file and was not loaded (raycl reads "
-                              f"only tensors and plain types, weights_only=True){': ' + asked if asked else ''}") from None
+            raise CheckpointError(
+                f"{what} {path!r} is truncated or not a torch file ({str(e).splitlines()[0]})"
+            ) from None
+        raise CheckpointError(
+            f"{what} {path!r} is not a plain tensor file and was not loaded (raycl reads "
+            f"only tensors and plain types, weights_only=True){': ' + asked if asked else ''}"
+        ) from None
     except FileNotFoundError:
         raise CheckpointError(f"{what} {path!r} does not exist") from None
-    except Exception as e:   # truncated zip, garbage bytes, another format
-        raise CheckpointError(f"{what} {path!r} is truncated or not a torch file ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    except Exception as e:  # truncated zip, garbage bytes, another format
+        raise CheckpointError(
+            f"{what} {path!r} is truncated or not a torch file ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
 
 
 def rng_state() -> dict:
     """Every RNG as tensors and plain types, so it loads with weights_only=True."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-            "python": list(random.getstate()),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": list(random.getstate()),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -93,7 +102,9 @@ def read_state(directory: str) -> dict:
             state = json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path!r} is truncated or not JSON ({e}); the checkpoint is incomplete") from None
-    missing = [k for k in ("epoch", "global_step", "config", "signature") if not isinstance(state, dict) or k not in state]
+    missing = [
+        k for k in ("epoch", "global_step", "config", "signature") if not isinstance(state, dict) or k not in state
+    ]
     if missing:
         raise CheckpointError(f"{path!r} lacks {', '.join(missing)}; not a raycl checkpoint state")
     return state
@@ -111,7 +122,7 @@ def registered_checkpoints(run_dir: str) -> list[str]:
             text = fh.read()
         json.loads(text)
     except (OSError, ValueError):
-        return []   # being rewritten: nothing registered can be read from it now
+        return []  # being rewritten: nothing registered can be read from it now
     names = sorted(set(re.findall(r"checkpoint_[0-9A-Za-z_.:-]+", text)))
     return [os.path.join(run_dir, n) for n in names if os.path.isdir(os.path.join(run_dir, n))]
 
@@ -119,8 +130,10 @@ def registered_checkpoints(run_dir: str) -> list[str]:
 def check_signature(saved: dict, current: dict, where: str) -> None:
     """Refuse a checkpoint of another method or model instead of loading part of it."""
     if saved["method"] != current["method"]:
-        raise CheckpointError(f"checkpoint {where} was trained with method {saved['method']!r}, "
-                              f"this run uses {current['method']!r}; use another run.name to start afresh")
+        raise CheckpointError(
+            f"checkpoint {where} was trained with method {saved['method']!r}, "
+            f"this run uses {current['method']!r}; use another run.name to start afresh"
+        )
     a, b = saved["shapes"], current["shapes"]
     missing, extra = sorted(set(b) - set(a)), sorted(set(a) - set(b))
     wrong = sorted(k for k in set(a) & set(b) if list(a[k]) != list(b[k]))
@@ -133,8 +146,9 @@ def check_signature(saved: dict, current: dict, where: str) -> None:
             parts.append(f"{len(missing)} tensor(s) missing from the checkpoint, e.g. {missing[0]}")
         if extra:
             parts.append(f"{len(extra)} unexpected tensor(s), e.g. {extra[0]}")
-        raise CheckpointError(f"checkpoint {where} does not match this model ({'; '.join(parts)}); "
-                              "use another run.name to start afresh")
+        raise CheckpointError(
+            f"checkpoint {where} does not match this model ({'; '.join(parts)}); use another run.name to start afresh"
+        )
 
 
 def load_model_file(path: str) -> dict:
@@ -145,10 +159,15 @@ def load_model_file(path: str) -> dict:
     if not os.path.exists(path):
         raise CheckpointError(f"no {MODEL_FILE} at {path!r}: pass a raycl checkpoint directory")
     payload = safe_load(path, "model file")
-    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict) \
-            or not isinstance(payload.get("state_dict"), dict):
-        raise CheckpointError(f"model file {path!r} is not a raycl model (expected a dict with 'config' and "
-                              "'state_dict'; a bare state_dict lacks the config that built it)")
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("config"), dict)
+        or not isinstance(payload.get("state_dict"), dict)
+    ):
+        raise CheckpointError(
+            f"model file {path!r} is not a raycl model (expected a dict with 'config' and "
+            "'state_dict'; a bare state_dict lacks the config that built it)"
+        )
     return payload
 
 
@@ -157,5 +176,8 @@ def check_state_dict(state_dict: dict, model: torch.nn.Module, method: str, wher
     bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{where}: entry {bad[0]!r} of the state_dict is not a tensor")
-    check_signature({"method": method, "shapes": {k: list(v.shape) for k, v in state_dict.items()}},
-                    {"method": method, "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}}, where)
+    check_signature(
+        {"method": method, "shapes": {k: list(v.shape) for k, v in state_dict.items()}},
+        {"method": method, "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}},
+        where,
+    )

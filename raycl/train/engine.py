@@ -1,4 +1,5 @@
 """One worker's model, optimizer and DeepSpeed engine, and the step they take together."""
+
 from __future__ import annotations
 
 import logging
@@ -39,7 +40,7 @@ def build_engine(cfg, channels: int, steps_per_epoch: int):
 
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
     torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank (DeepSpeed also broadcasts)
-    method = build_method(cfg, channels)
+    method: torch.nn.Module = build_method(cfg, channels)
     if cfg.model.sync_bn:
         # torch's SyncBatchNorm is GPU-only; the global BN runs everywhere.
         if cfg.distributed.use_gpu:
@@ -50,8 +51,9 @@ def build_engine(cfg, channels: int, steps_per_epoch: int):
             method = convert_global_batchnorm(method)
     optimizer = build_optimizer(method, cfg.optim, cfg.lr)
     schedule = build_schedule(optimizer, cfg.optim, steps_per_epoch, cfg.run.epochs, cfg.lr)
-    engine, _, _, _ = deepspeed.initialize(model=method, optimizer=optimizer, lr_scheduler=schedule,
-                                           config=deepspeed_config(cfg))
+    engine, _, _, _ = deepspeed.initialize(
+        model=method, optimizer=optimizer, lr_scheduler=schedule, config=deepspeed_config(cfg)
+    )
     attach_lars(engine, optimizer)
     return engine
 
@@ -63,8 +65,10 @@ def attach_lars(engine, optimizer) -> None:
     if not isinstance(optimizer, LARS) or engine.optimizer is optimizer:
         return
     if not hasattr(engine.optimizer, "single_partition_of_fp32_groups"):
-        raise RuntimeError(f"LARS cannot see layers through {type(engine.optimizer).__name__}; "
-                           "use distributed.zero_stage 1 or 2, or 0 in fp32")
+        raise RuntimeError(
+            f"LARS cannot see layers through {type(engine.optimizer).__name__}; "
+            "use distributed.zero_stage 1 or 2, or 0 in fp32"
+        )
     optimizer.attach_zero(engine.optimizer)
 
 
@@ -89,15 +93,24 @@ def _views(cfg, method):
         return lambda images, g: [eval_view(images)] * method.n_views
     if kind == "clsa":
         return CLSAViews(cfg.data.image_size, method.strong_sizes)
-    if kind == "supervised":   # the usual supervised recipe: crop and flip only
-        views = SimCLRViews(cfg.data.image_size, n_views=method.n_views, scale=(0.5, 1.0), jitter_p=0.0,
-                            gray_p=0.0, blur_p=0.0)
+    if kind == "supervised":  # the usual supervised recipe: crop and flip only
+        views = SimCLRViews(
+            cfg.data.image_size, n_views=method.n_views, scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0, blur_p=0.0
+        )
         return AutoAugmentViews(views) if getattr(method, "autoaugment", False) else views
     return SimCLRViews(cfg.data.image_size, n_views=method.n_views)
 
 
-def train_step(engine, views_fn, images: np.ndarray, index: np.ndarray, labels: np.ndarray,
-               grad_accum: int, g: torch.Generator, device) -> tuple[torch.Tensor, dict]:
+def train_step(
+    engine,
+    views_fn,
+    images: np.ndarray,
+    index: np.ndarray,
+    labels: np.ndarray,
+    grad_accum: int,
+    g: torch.Generator,
+    device,
+) -> tuple[torch.Tensor, dict]:
     """One optimizer step over this worker's share of the global batch, in ``grad_accum``
     micro-batches (DeepSpeed scales each backward by 1/grad_accum and steps on the last). ``g``
     must be seeded the same on every worker: views are drawn per sample of the global micro-batch.
@@ -108,9 +121,10 @@ def train_step(engine, views_fn, images: np.ndarray, index: np.ndarray, labels: 
     stream = SampleStream(g, mb * dist.world_size(), mb * dist.rank())
     for m in range(grad_accum):
         sl = slice(m * mb, (m + 1) * mb)
-        x = torch.as_tensor(images[sl]).to(device, non_blocking=True)   # ndarray, pinned or device tensor
-        batch = MethodBatch(views_fn(x, stream), torch.from_numpy(index[sl]).to(device),
-                            torch.from_numpy(labels[sl]).to(device))
+        x = torch.as_tensor(images[sl]).to(device, non_blocking=True)  # ndarray, pinned or device tensor
+        batch = MethodBatch(
+            views_fn(x, stream), torch.from_numpy(index[sl]).to(device), torch.from_numpy(labels[sl]).to(device)
+        )
         loss, logs = engine(batch)
         engine.backward(loss)
         engine.step()

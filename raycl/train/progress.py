@@ -1,4 +1,5 @@
 """Progress lines for long runs: epoch, step, loss, lr, images/s, ETA."""
+
 from __future__ import annotations
 
 import time
@@ -27,6 +28,8 @@ class Progress:
         done = global_step - self.start_step
         dt = time.perf_counter() - self.t0
         eta = dt / done * (self.total - global_step) if done else 0.0
-        return (f"[raycl] epoch {epoch + 1}/{self.epochs} step {step + 1}/{self.spe} "
-                f"loss {loss:.4f} lr {lr:.4g} images/s {self.images_per_s(global_step):.0f} "
-                f"ETA {fmt_duration(eta)}")
+        return (
+            f"[raycl] epoch {epoch + 1}/{self.epochs} step {step + 1}/{self.spe} "
+            f"loss {loss:.4f} lr {lr:.4g} images/s {self.images_per_s(global_step):.0f} "
+            f"ETA {fmt_duration(eta)}"
+        )

@@ -1,7 +1,9 @@
 """The driver side: start or join Ray, check the run before any worker starts, fit a TorchTrainer,
 and turn a worker's failure into the one clear error that caused it."""
+
 from __future__ import annotations
 
+import logging
 import math
 import os
 
@@ -22,13 +24,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level="WARNING")
+        ray.init(address=address, logging_level=logging.WARNING)
     else:
         ray.init(**local_ray_options(num_cpus or os.cpu_count()))
     return True
 
 
-def local_ray_options(num_cpus: int, env_vars: dict | None = None) -> dict:
+def local_ray_options(num_cpus: int | None, env_vars: dict | None = None) -> dict:
     """``ray.init`` arguments for a local instance whose workers can find their own State API.
 
     Ray Train's PlacementGroupCleaner (a detached actor) frees a worker group's CPUs when its
@@ -43,8 +45,13 @@ def local_ray_options(num_cpus: int, env_vars: dict | None = None) -> dict:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", **(env_vars or {})}
-    return {"num_cpus": num_cpus, "dashboard_host": "127.0.0.1", "dashboard_port": port, "logging_level": "WARNING",
-            "runtime_env": {"env_vars": env}}
+    return {
+        "num_cpus": num_cpus,
+        "dashboard_host": "127.0.0.1",
+        "dashboard_port": port,
+        "logging_level": logging.WARNING,
+        "runtime_env": {"env_vars": env},
+    }
 
 
 def storage(cfg) -> dict:
@@ -64,8 +71,11 @@ def storage(cfg) -> dict:
 
 def run_dir(cfg) -> str | None:
     st = storage(cfg)
-    return os.path.join(st["storage_path"], cfg.run.name) if "storage_filesystem" not in st and \
-        "://" not in st["storage_path"] else None
+    return (
+        os.path.join(st["storage_path"], cfg.run.name)
+        if "storage_filesystem" not in st and "://" not in st["storage_path"]
+        else None
+    )
 
 
 def latest_local_checkpoint(cfg) -> str | None:
@@ -92,18 +102,29 @@ def check_resume(cfg) -> str | None:
     ck.check_signature(state["signature"], method.signature(), latest)
     saved_world, stage = state.get("world_size"), state["config"]["distributed"]["zero_stage"]
     if saved_world and stage != cfg.distributed.zero_stage:
-        raise CheckpointError(f"{latest} was written with distributed.zero_stage={stage}; this run asks for "
-                              f"{cfg.distributed.zero_stage} (the optimizer state is laid out per stage)")
-    if saved_world and saved_world not in cfg.worker_counts() and stage > 0 and \
-            not os.path.exists(os.path.join(latest, ck.ZERO_STATE_FILE)):
+        raise CheckpointError(
+            f"{latest} was written with distributed.zero_stage={stage}; this run asks for "
+            f"{cfg.distributed.zero_stage} (the optimizer state is laid out per stage)"
+        )
+    if (
+        saved_world
+        and saved_world not in cfg.worker_counts()
+        and stage > 0
+        and not os.path.exists(os.path.join(latest, ck.ZERO_STATE_FILE))
+    ):
         raise CheckpointError(
             f"{latest} was written by {saved_world} workers with ZeRO stage {stage} by a raycl without "
-            f"{ck.ZERO_STATE_FILE}, which DeepSpeed cannot re-partition; resume it with distributed.workers={saved_world}")
+            f"{ck.ZERO_STATE_FILE}, which DeepSpeed cannot re-partition; "
+            f"resume it with distributed.workers={saved_world}"
+        )
     zero_file = os.path.join(latest, ck.ZERO_STATE_FILE)
     if saved_world and stage > 0 and list(cfg.worker_counts()) != [saved_world] and os.path.exists(zero_file):
         # read here, never written: a run that cannot use it stops before any worker starts
-        zero_state.check(ck.safe_load(zero_file, "ZeRO state"),
-                         sum(p.numel() for p in method.parameters() if p.requires_grad), zero_file)
+        zero_state.check(
+            ck.safe_load(zero_file, "ZeRO state"),
+            sum(p.numel() for p in method.parameters() if p.requires_grad),
+            zero_file,
+        )
     return latest
 
 
@@ -117,18 +138,23 @@ def worker_slots(cpus_per_worker: float) -> tuple[int, list[float]]:
 def check_resources(cfg) -> None:
     d = cfg.distributed
     avail = ray.cluster_resources()
-    least = d.min_workers or d.workers   # an elastic run starts once its minimum fits
+    least = d.min_workers or d.workers  # an elastic run starts once its minimum fits
     need_cpu = least * d.cpus_per_worker
     if need_cpu > avail.get("CPU", 0):
-        raise ConfigError(f"distributed.workers x distributed.cpus_per_worker = {need_cpu:g} CPUs, "
-                          f"but the Ray cluster has {avail.get('CPU', 0):g}; lower one of them")
+        raise ConfigError(
+            f"distributed.workers x distributed.cpus_per_worker = {need_cpu:g} CPUs, "
+            f"but the Ray cluster has {avail.get('CPU', 0):g}; lower one of them"
+        )
     slots, nodes = worker_slots(d.cpus_per_worker)
     if slots < least:
-        raise ConfigError(f"distributed.cpus_per_worker: {d.cpus_per_worker:g} CPUs per worker fit {slots} workers on "
-                          f"nodes of {', '.join(f'{c:g}' for c in nodes)} CPUs, not distributed.workers={least}")
+        raise ConfigError(
+            f"distributed.cpus_per_worker: {d.cpus_per_worker:g} CPUs per worker fit {slots} workers on "
+            f"nodes of {', '.join(f'{c:g}' for c in nodes)} CPUs, not distributed.workers={least}"
+        )
     if d.use_gpu and least > avail.get("GPU", 0):
-        raise ConfigError(f"distributed.use_gpu: {least} workers need {least} GPUs, "
-                          f"the Ray cluster has {avail.get('GPU', 0):g}")
+        raise ConfigError(
+            f"distributed.use_gpu: {least} workers need {least} GPUs, the Ray cluster has {avail.get('GPU', 0):g}"
+        )
 
 
 def worker_error(e: Exception) -> Exception:
@@ -168,18 +194,27 @@ def _fit(cfg):
 
         st = storage(cfg)
         # Snapshots go beside the run on local storage, else to a local directory of the head.
-        root = st["storage_path"] if "storage_filesystem" not in st and "://" not in st["storage_path"] \
+        root = (
+            st["storage_path"]
+            if "storage_filesystem" not in st and "://" not in st["storage_path"]
             else os.path.expanduser("~/.raycl/bank_server")
+        )
         bank_server.start(cfg.run.name, os.path.join(root, cfg.run.name, "bank_server"))
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=cfg.to_dict(),
-        scaling_config=ScalingConfig(num_workers=(d.min_workers, d.workers) if d.min_workers else d.workers,
-                                     use_gpu=d.use_gpu, resources_per_worker={"CPU": d.cpus_per_worker},
-                                     elastic_resize_monitor_interval_s=d.resize_check_s),
-        run_config=RunConfig(name=cfg.run.name, **storage(cfg),
-                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints),
-                             failure_config=FailureConfig(max_failures=cfg.run.max_failures)),
+        scaling_config=ScalingConfig(
+            num_workers=(d.min_workers, d.workers) if d.min_workers else d.workers,
+            use_gpu=d.use_gpu,
+            resources_per_worker={"CPU": d.cpus_per_worker},
+            elastic_resize_monitor_interval_s=d.resize_check_s,
+        ),
+        run_config=RunConfig(
+            name=cfg.run.name,
+            **storage(cfg),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=cfg.run.max_failures),
+        ),
     )
     try:
         return trainer.fit()

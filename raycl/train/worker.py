@@ -1,4 +1,5 @@
 """The function every Ray Train worker runs: build, maybe resume, train, monitor, checkpoint."""
+
 from __future__ import annotations
 
 import logging
@@ -8,10 +9,10 @@ import tempfile
 import time
 
 import numpy as np
-import torch
-
 import ray.train
 import ray.train.torch
+import torch
+
 from raycl import collectives as dist
 from raycl.config import from_dict
 from raycl.data import EpochLoader, build_sources, eval_ready, rounds
@@ -23,8 +24,7 @@ from raycl.train import zero_state
 from raycl.train.engine import build_engine, make_views, train_step
 from raycl.train.progress import Progress
 
-
-INIT_CHUNK = 256   # rows per forward when the bank is initialised from features (fixed: layout-independent)
+INIT_CHUNK = 256  # rows per forward when the bank is initialised from features (fixed: layout-independent)
 
 
 def say(line: str) -> None:
@@ -51,8 +51,12 @@ def data_metrics(decoded: int, waited_s: float, rss_start_mb: float, device) -> 
     t = torch.tensor([float(decoded)], device=device)
     peak = peak_rss_mb()
     waits = dist.all_gather_nograd(torch.tensor([waited_s, peak, peak - rss_start_mb], device=device)[None])
-    return {"data/decoded_rows": int(dist.all_reduce_sum(t).item()), "data/wait_s": float(waits[:, 0].max()),
-            "data/peak_rss_mb": float(waits[:, 1].max()), "data/rss_rise_mb": float(waits[:, 2].max())}
+    return {
+        "data/decoded_rows": int(dist.all_reduce_sum(t).item()),
+        "data/wait_s": float(waits[:, 0].max()),
+        "data/peak_rss_mb": float(waits[:, 1].max()),
+        "data/rss_rise_mb": float(waits[:, 2].max()),
+    }
 
 
 def _proc_status_mb(field: str) -> float | None:
@@ -69,7 +73,7 @@ def reset_peak_rss() -> float:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-    except OSError:   # no procfs or not allowed: the peak stays the process's lifetime peak
+    except OSError:  # no procfs or not allowed: the peak stays the process's lifetime peak
         pass
     now = _proc_status_mb("VmRSS")
     return peak_rss_mb() if now is None else now
@@ -81,7 +85,7 @@ def peak_rss_mb() -> float:
         return hwm
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def aug_generator(seed: int, epoch: int, step: int, device) -> torch.Generator:
@@ -97,7 +101,7 @@ def save_checkpoint(engine, cfg, progress: dict, metrics: dict, rank: int) -> No
     """``progress``: epoch (the last one finished), global_step, step_in_epoch (0 at an epoch's end),
     epoch_segments (the worker counts that ran the unfinished epoch), history, resumes, restarts."""
     extra = engine.module.gather_state() if hasattr(engine.module, "gather_state") else None  # a collective
-    zero = zero_state.gather(engine) if zero_state.is_partitioned(engine) else None          # a collective
+    zero = zero_state.gather(engine) if zero_state.is_partitioned(engine) else None  # a collective
     with tempfile.TemporaryDirectory(prefix="raycl-ckpt-") as tmp:
         engine.save_checkpoint(os.path.join(tmp, ck.DS_DIR), tag=ck.DS_TAG)
         if rank == 0:
@@ -107,10 +111,19 @@ def save_checkpoint(engine, cfg, progress: dict, metrics: dict, rank: int) -> No
                 ck.atomic_torch_save(zero, os.path.join(tmp, ck.ZERO_STATE_FILE))
         torch.save(ck.rng_state(), os.path.join(tmp, f"rng_rank{rank}.pt"))
         if rank == 0:
-            ck.write_state(tmp, {**progress, "config": cfg.to_dict(), "signature": engine.module.signature(),
-                                 "metrics": metrics, "world_size": dist.world_size()})
-            torch.save({"config": cfg.to_dict(), "state_dict": engine.module.state_dict()},
-                       os.path.join(tmp, ck.MODEL_FILE))
+            ck.write_state(
+                tmp,
+                {
+                    **progress,
+                    "config": cfg.to_dict(),
+                    "signature": engine.module.signature(),
+                    "metrics": metrics,
+                    "world_size": dist.world_size(),
+                },
+            )
+            torch.save(
+                {"config": cfg.to_dict(), "state_dict": engine.module.state_dict()}, os.path.join(tmp, ck.MODEL_FILE)
+            )
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
@@ -119,8 +132,15 @@ def resume(engine, rank: int, world: int) -> dict:
     run stands (``save_checkpoint``'s ``progress``, with this restart added)."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return {"epoch": -1, "global_step": 0, "step_in_epoch": 0, "epoch_segments": [], "history": [],
-                "resumes": [], "restarts": []}
+        return {
+            "epoch": -1,
+            "global_step": 0,
+            "step_in_epoch": 0,
+            "epoch_segments": [],
+            "history": [],
+            "resumes": [],
+            "restarts": [],
+        }
     with checkpoint.as_directory() as d:
         state = ck.read_state(d)
         ck.check_signature(state["signature"], engine.module.signature(), d)
@@ -128,28 +148,40 @@ def resume(engine, rank: int, world: int) -> dict:
         zero_file = os.path.join(d, ck.ZERO_STATE_FILE)
         regroup = saved_world != world and zero_state.is_partitioned(engine)
         if regroup and not os.path.exists(zero_file):
-            raise ck.CheckpointError(f"{d} was written by {saved_world} workers without {ck.ZERO_STATE_FILE} "
-                                     f"(an older raycl); resume it with distributed.workers={saved_world}")
+            raise ck.CheckpointError(
+                f"{d} was written by {saved_world} workers without {ck.ZERO_STATE_FILE} "
+                f"(an older raycl); resume it with distributed.workers={saved_world}"
+            )
         # DeepSpeed reads its per-rank ZeRO files only at the world size that wrote them; at another
         # the module weights and schedule come from it and the optimizer state from raycl's own file.
         engine.load_checkpoint(os.path.join(d, ck.DS_DIR), tag=ck.DS_TAG, load_optimizer_states=not regroup)
         if regroup:
             zero_state.load(engine, ck.safe_load(zero_file, "ZeRO state"), zero_file)
         method_state = os.path.join(d, ck.METHOD_STATE_FILE)
-        if os.path.exists(method_state):   # the whole bank: each worker takes its shard of it
+        if os.path.exists(method_state):  # the whole bank: each worker takes its shard of it
             engine.module.load_gathered_state(ck.safe_load(method_state, "method state"))
         rng_file = os.path.join(d, f"rng_rank{rank}.pt")
         if os.path.exists(rng_file):
             ck.set_rng_state(ck.safe_load(rng_file, "RNG state"))
     step_in_epoch = int(state.get("step_in_epoch", 0))
     segments = [list(s) for s in state.get("epoch_segments", [])] if step_in_epoch else []
-    restart = {"global_step": state["global_step"], "epoch": state["epoch"] + 1, "step_in_epoch": step_in_epoch,
-               "from_workers": saved_world, "to_workers": world,
-               "cause": "restart" if saved_world == world else ("shrink" if world < saved_world else "grow")}
-    return {"epoch": state["epoch"], "global_step": state["global_step"], "step_in_epoch": step_in_epoch,
-            "epoch_segments": segments + [[world, step_in_epoch]] if step_in_epoch else [],
-            "history": state.get("history", []), "resumes": state.get("resumes", []) + [state["epoch"] + 1],
-            "restarts": state.get("restarts", []) + [restart]}
+    restart = {
+        "global_step": state["global_step"],
+        "epoch": state["epoch"] + 1,
+        "step_in_epoch": step_in_epoch,
+        "from_workers": saved_world,
+        "to_workers": world,
+        "cause": "restart" if saved_world == world else ("shrink" if world < saved_world else "grow"),
+    }
+    return {
+        "epoch": state["epoch"],
+        "global_step": state["global_step"],
+        "step_in_epoch": step_in_epoch,
+        "epoch_segments": segments + [[world, step_in_epoch]] if step_in_epoch else [],
+        "history": state.get("history", []),
+        "resumes": state.get("resumes", []) + [state["epoch"] + 1],
+        "restarts": state.get("restarts", []) + [restart],
+    }
 
 
 def train_loop(config: dict) -> None:
@@ -166,26 +198,45 @@ def train_loop(config: dict) -> None:
     if no_eval and rank == 0:
         say(f"[raycl] {no_eval}")
     d = cfg.data
-    loader = EpochLoader(train_src, d.batch_size, rank, world, cfg.run.seed, d.drop_last, d.shuffle_window,
-                         d.mix_row_groups, d.prefetch, d.decode_workers or max(1, round(cfg.distributed.cpus_per_worker)),
-                         encoded=d.decode == "gpu", pin_memory=device.type == "cuda",
-                         grad_accum=cfg.distributed.grad_accum)
+    loader = EpochLoader(
+        train_src,
+        d.batch_size,
+        rank,
+        world,
+        cfg.run.seed,
+        d.drop_last,
+        d.shuffle_window,
+        d.mix_row_groups,
+        d.prefetch,
+        d.decode_workers or max(1, round(cfg.distributed.cpus_per_worker)),
+        encoded=d.decode == "gpu",
+        pin_memory=device.type == "cuda",
+        grad_accum=cfg.distributed.grad_accum,
+    )
     spe = loader.steps_per_epoch
-    run = cfg.at_world(world)   # same global batch and schedule; this count's share and micro-batches
+    run = cfg.at_world(world)  # same global batch and schedule; this count's share and micro-batches
     engine = build_engine(run, cfg.data.channels, spe)
     views = make_views(cfg, engine.module)
     st = resume(engine, rank, world)
     start_epoch, start_step, global_step = st["epoch"] + 1, st["step_in_epoch"], st["global_step"]
     if rank == 0 and global_step:
-        say(f"[raycl] resumed at epoch {start_epoch + 1} step {start_step} (global step {global_step}) "
-            f"on {world} workers" + (f", written by {st['restarts'][-1]['from_workers']}"
-                                     if st["restarts"][-1]["from_workers"] != world else ""))
+        say(
+            f"[raycl] resumed at epoch {start_epoch + 1} step {start_step} (global step {global_step}) "
+            f"on {world} workers"
+            + (
+                f", written by {st['restarts'][-1]['from_workers']}"
+                if st["restarts"][-1]["from_workers"] != world
+                else ""
+            )
+        )
     if global_step == 0 and cfg.method.bank_init == "features" and hasattr(engine.module, "init_from_features"):
         t0 = time.perf_counter()
         engine.module.init_from_features(rounds(train_src, INIT_CHUNK, rank, world), device)
         if rank == 0:
-            say(f"[raycl] bank initialised from the initial network's features of {len(train_src)} samples, "
-                f"k-means over them ({time.perf_counter() - t0:.1f} s)")
+            say(
+                f"[raycl] bank initialised from the initial network's features of {len(train_src)} samples, "
+                f"k-means over them ({time.perf_counter() - t0:.1f} s)"
+            )
 
     pusher = None
     if cfg.method.bank_sync_every and hasattr(engine.module, "bank"):
@@ -200,14 +251,17 @@ def train_loop(config: dict) -> None:
         engine.train()
         s0 = start_step if epoch == start_epoch else 0
         segments = st["epoch_segments"] if epoch == start_epoch and s0 else [[world, 0]]
-        t0, loss_sum, skipped, log_sums = time.perf_counter(), torch.zeros((), device=device), 0, {}
+        t0, loss_sum, skipped, log_sums = time.perf_counter(), torch.zeros((), device=device), 0, {}  # type: ignore[var-annotated]
         decoded0, rss0 = train_src.decoded.rows, reset_peak_rss()
         for k, batch in enumerate(loader.batches(epoch, s0, segments)):
             step = s0 + k
             g = aug_generator(r.seed, epoch, step, device)
-            images = batch.images if batch.encoded is None else decode_batch(batch.encoded, d.image_size, d.channels, device)
-            loss, logs = train_step(engine, views, images, batch.index, batch.labels,
-                                    run.distributed.grad_accum, g, device)
+            images = (
+                batch.images if batch.encoded is None else decode_batch(batch.encoded, d.image_size, d.channels, device)
+            )
+            loss, logs = train_step(
+                engine, views, images, batch.index, batch.labels, run.distributed.grad_accum, g, device
+            )
             loss_sum += loss
             for key, v in logs.items():
                 log_sums[key] = log_sums.get(key, 0.0) + float(v)
@@ -218,42 +272,73 @@ def train_loop(config: dict) -> None:
             if rank == 0 and ((step + 1) % r.log_every == 0 or step + 1 == spe):
                 say(progress.line(epoch, step, global_step, loss.item(), engine.get_lr()[0]))
             stopping = global_step == stop_step
-            if step + 1 < spe and (stopping or (r.checkpoint_every_steps and (step + 1) % r.checkpoint_every_steps == 0)):
-                mid = {"epoch": epoch, "global_step": global_step, "step_in_epoch": step + 1, "workers": world,
-                       "loss": float(dist.all_reduce_sum(loss_sum.clone()).item() / ((k + 1) * world))}
-                save_checkpoint(engine, cfg, {**st, "epoch": epoch - 1, "global_step": global_step,
-                                              "step_in_epoch": step + 1, "epoch_segments": segments}, mid, rank)
+            if step + 1 < spe and (
+                stopping or (r.checkpoint_every_steps and (step + 1) % r.checkpoint_every_steps == 0)
+            ):
+                mid = {
+                    "epoch": epoch,
+                    "global_step": global_step,
+                    "step_in_epoch": step + 1,
+                    "workers": world,
+                    "loss": float(dist.all_reduce_sum(loss_sum.clone()).item() / ((k + 1) * world)),
+                }
+                save_checkpoint(
+                    engine,
+                    cfg,
+                    {
+                        **st,
+                        "epoch": epoch - 1,
+                        "global_step": global_step,
+                        "step_in_epoch": step + 1,
+                        "epoch_segments": segments,
+                    },
+                    mid,
+                    rank,
+                )
             if stopping:
                 break
         if global_step == stop_step and step + 1 < spe:
             break
         done = spe - s0
         epoch_time = time.perf_counter() - t0
-        decoded = train_src.decoded.rows - decoded0   # before the monitor decodes its sample
+        decoded = train_src.decoded.rows - decoded0  # before the monitor decodes its sample
         skipped_all = int(dist.all_reduce_sum(torch.tensor([skipped], device=device)).item())
         last = epoch + 1 == epochs
-        metrics = {"epoch": epoch + 1, "global_step": global_step, "workers": world,
-                   "loss": float(dist.all_reduce_sum(loss_sum.clone()).item() / (done * world)),
-                   "lr": float(engine.get_lr()[0]), "images_per_s": done * cfg.data.batch_size / epoch_time,
-                   "epoch_time_s": epoch_time, "corrupt_skipped": skipped_all,
-                   **{f"method/{key}": v / done for key, v in log_sums.items()}}
+        metrics = {
+            "epoch": epoch + 1,
+            "global_step": global_step,
+            "workers": world,
+            "loss": float(dist.all_reduce_sum(loss_sum.clone()).item() / (done * world)),
+            "lr": float(engine.get_lr()[0]),
+            "images_per_s": done * cfg.data.batch_size / epoch_time,
+            "epoch_time_s": epoch_time,
+            "corrupt_skipped": skipped_all,
+            **{f"method/{key}": v / done for key, v in log_sums.items()},
+        }
         if hasattr(engine.module, "bank_stats"):
             metrics.update({f"bank/{key}": v for key, v in engine.module.bank_stats().items()})
         if not no_eval and ((epoch + 1) % cfg.eval.every_epochs == 0 or last):
             knn = knn_monitor(engine.module.encoder(), train_src, eval_src, cfg, device)
-            if knn is not None:   # None: the rows the monitor took hold no label on one side
+            if knn is not None:  # None: the rows the monitor took hold no label on one side
                 metrics["knn_top1"] = knn
         metrics.update(data_metrics(decoded, loader.waited_s, rss0, device))
         st["history"].append(metrics)
         if rank == 0:
-            knn = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
-            say(f"[raycl] epoch {epoch + 1}/{epochs} done: loss {metrics['loss']:.4f}{knn} "
-                f"images/s {metrics['images_per_s']:.0f}")
+            knn_text = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
+            say(
+                f"[raycl] epoch {epoch + 1}/{epochs} done: loss {metrics['loss']:.4f}{knn_text} "
+                f"images/s {metrics['images_per_s']:.0f}"
+            )
         if pusher is not None:
             metrics["bank/pushes_skipped"] = pusher.skipped
         if (epoch + 1) % r.checkpoint_every == 0 or last or epoch + 1 == stop_at or global_step == stop_step:
-            save_checkpoint(engine, cfg, {**st, "epoch": epoch, "global_step": global_step, "step_in_epoch": 0,
-                                          "epoch_segments": []}, metrics, rank)
+            save_checkpoint(
+                engine,
+                cfg,
+                {**st, "epoch": epoch, "global_step": global_step, "step_in_epoch": 0, "epoch_segments": []},
+                metrics,
+                rank,
+            )
         else:
             ray.train.report(metrics)
         if global_step == stop_step:

@@ -17,6 +17,7 @@ The hyper-parameters matter: DeepSpeed's loader, told not to load optimizer stat
 each group's ``lr`` at its initial value until the schedule next steps, so the first step after a
 resume would run at the wrong lr (measured: 5x the summation-order difference after 8 steps).
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,24 +42,38 @@ def _gather_flat(z, i, part: torch.Tensor) -> torch.Tensor:
     return torch.cat(out)
 
 
+def _per_param(z, i: int, flat_part: torch.Tensor) -> list[torch.Tensor]:
+    """Group ``i``'s partitions of a flat buffer from every rank, cut into per-parameter tensors."""
+    full = _gather_flat(z, i, flat_part.detach().float())
+    return [full[off : off + meta.numel()].view(meta.shape).cpu().clone() for off, meta in _params(z, i)]
+
+
+def _my_slice(z, i: int, part: torch.Tensor, metas, tensors) -> torch.Tensor:
+    """This rank's partition of group ``i`` from per-parameter tensors (the inverse of _per_param)."""
+    flat = torch.zeros(part.numel() * tdist.get_world_size(group=z.real_dp_process_group[i]), dtype=torch.float32)
+    for (off, meta), t in zip(metas, tensors):
+        flat[off : off + meta.numel()] = t.reshape(-1)
+    lo = tdist.get_rank(group=z.real_dp_process_group[i]) * part.numel()
+    return flat[lo : lo + part.numel()].to(part.device)
+
+
 def gather(engine) -> dict:
     """Every rank calls this (it all-gathers); every rank gets the whole state, on the CPU."""
     z = engine.optimizer
     groups = []
     for i, part in enumerate(z.single_partition_of_fp32_groups):
-        def per_param(flat_part):
-            full = _gather_flat(z, i, flat_part.detach().float())
-            return [full[off:off + meta.numel()].view(meta.shape).cpu().clone() for off, meta in _params(z, i)]
-
-        state = {}
+        state: dict = {}
         for key, value in z.optimizer.state.get(part, {}).items():
             if torch.is_tensor(value) and value.numel() == part.numel():
-                state[key] = per_param(value)
-            else:   # step counters and the like: the same on every rank
+                state[key] = _per_param(z, i, value)
+            else:  # step counters and the like: the same on every rank
                 state[key] = value.cpu().clone() if torch.is_tensor(value) else value
-        hyper = {k: v for k, v in z.optimizer.param_groups[i].items()
-                 if k != "params" and isinstance(v, (int, float, bool, str, tuple, type(None)))}
-        groups.append({"fp32": per_param(part), "state": state, "hyper": hyper})
+        hyper = {
+            k: v
+            for k, v in z.optimizer.param_groups[i].items()
+            if k != "params" and isinstance(v, (int, float, bool, str, tuple, type(None)))
+        }
+        groups.append({"fp32": _per_param(z, i, part), "state": state, "hyper": hyper})
     return {"world_size": tdist.get_world_size(group=z.real_dp_process_group[0]), "groups": groups}
 
 
@@ -66,10 +81,15 @@ def check(saved, trainable: int, where: str) -> None:
     """Before any worker starts: ``saved`` has the layout :func:`gather` writes and holds as many
     numbers as the model has trainable parameters (one CheckpointError naming the file otherwise)."""
     groups = saved.get("groups") if isinstance(saved, dict) else None
-    ok = isinstance(groups, list) and groups and all(
-        isinstance(g, dict) and isinstance(g.get("fp32"), list) and all(torch.is_tensor(t) for t in g["fp32"])
-        for g in groups)
-    if not ok:
+    ok = (
+        isinstance(groups, list)
+        and groups
+        and all(
+            isinstance(g, dict) and isinstance(g.get("fp32"), list) and all(torch.is_tensor(t) for t in g["fp32"])
+            for g in groups
+        )
+    )
+    if not ok or groups is None:
         raise CheckpointError(f"{where}: not a raycl ZeRO state (expected parameter groups of fp32 tensors)")
     held = sum(t.numel() for g in groups for t in g["fp32"])
     if held != trainable:
@@ -82,28 +102,20 @@ def load(engine, saved: dict, where: str) -> None:
     z = engine.optimizer
     groups = saved.get("groups") if isinstance(saved, dict) else None
     if not isinstance(groups, list) or len(groups) != len(z.single_partition_of_fp32_groups):
-        raise CheckpointError(f"{where}: ZeRO state holds {len(groups) if isinstance(groups, list) else 'no'} "
-                              f"parameter groups, this optimizer has {len(z.single_partition_of_fp32_groups)}")
+        raise CheckpointError(
+            f"{where}: ZeRO state holds {len(groups) if isinstance(groups, list) else 'no'} "
+            f"parameter groups, this optimizer has {len(z.single_partition_of_fp32_groups)}"
+        )
     for i, (part, g) in enumerate(zip(z.single_partition_of_fp32_groups, groups)):
         metas = list(_params(z, i))
         shapes = [list(meta.shape) for _, meta in metas]
         if [list(t.shape) for t in g["fp32"]] != shapes:
             raise CheckpointError(f"{where}: ZeRO state of parameter group {i} does not match this model's parameters")
-        rank = tdist.get_rank(group=z.real_dp_process_group[i])
-        lo = rank * part.numel()
-
-        def my_slice(tensors):
-            flat = torch.zeros(part.numel() * tdist.get_world_size(group=z.real_dp_process_group[i]),
-                               dtype=torch.float32)
-            for (off, meta), t in zip(metas, tensors):
-                flat[off:off + meta.numel()] = t.reshape(-1)
-            return flat[lo:lo + part.numel()].to(part.device)
-
-        part.data.copy_(my_slice(g["fp32"]))
+        part.data.copy_(_my_slice(z, i, part, metas, g["fp32"]))
         state = z.optimizer.state[part]
         for key, value in g["state"].items():
             if isinstance(value, list):
-                state[key] = my_slice(value).to(dtype=part.dtype)
+                state[key] = _my_slice(z, i, part, metas, value).to(dtype=part.dtype)
             else:
                 state[key] = value.to(part.device) if torch.is_tensor(value) else value
         z.optimizer.param_groups[i].update(g.get("hyper", {}))
