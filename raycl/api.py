@@ -205,4 +205,5 @@ def demo(overrides: list[str] | None = None, address: str | None = None) -> dict
         "random_init_knn_top1": random_init_knn(cfg),
         "images_per_s": metrics.get("images_per_s"),
         "run_dir": metrics["run_dir"],
+        "checkpoint": metrics["checkpoint"],
     }

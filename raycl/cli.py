@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from raycl.errors import ConfigError, DataError, RayclError
@@ -20,10 +21,15 @@ def _overrides(p):
 
 def _address(p):
     p.add_argument("--address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
+    p.add_argument(
+        "--verbose", action="store_true", default=argparse.SUPPRESS,
+        help="show every line Ray and DeepSpeed print (default: raycl's own, real warnings and errors)",
+    )  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="raycl", description="Distributed contrastive learning on Ray + DeepSpeed")
+    ap.add_argument("--verbose", action="store_true", help="same as RAYCL_VERBOSE=1: show every line Ray prints")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("train", help="pre-train from a YAML config")
@@ -135,11 +141,13 @@ def parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     from raycl import api
     from raycl.config import load_config
+    from raycl.train.console import summary
 
     if args.cmd == "config":
         print(load_config(args.config, args.overrides).to_yaml(), end="")
     elif args.cmd == "train":
         out = api.train(load_config(args.config, args.overrides), args.address)
+        print(summary(api.history(out["checkpoint"]) if out.get("checkpoint") else [], {"run_dir": out["run_dir"]}))
         print(json.dumps(out))
     elif args.cmd == "sweep":
         from raycl.tune import format_table
@@ -150,7 +158,10 @@ def run(args) -> int:
         print(format_table(out))
         print(json.dumps(out))
     elif args.cmd == "demo":
-        print(json.dumps(api.demo(args.overrides, args.address)))
+        out = api.demo(args.overrides, args.address)
+        keys = ("knn_top1", "linear_top1", "random_init_knn_top1", "checkpoint")
+        print(summary(api.history(out["checkpoint"]), {k: out[k] for k in keys}))
+        print(json.dumps(out))
     elif args.cmd == "eval":
         print(json.dumps(api.evaluate(args.checkpoint, linear=not args.no_linear)))
     elif args.cmd == "data":
@@ -261,6 +272,8 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.verbose:
+        os.environ["RAYCL_VERBOSE"] = "1"  # read by the console wherever a run starts
     try:
         return run(args)
     except RayclError as e:

@@ -161,7 +161,9 @@ class RunConfig:
     checkpoint_every: int = _f(1, ge=1)
     keep_checkpoints: int = _f(2, ge=1)
     max_failures: int = _f(0, ge=-1, le=1_000_000, help="worker-group restarts; -1 = unlimited")
-    log_every: int = _f(10, ge=1, help="steps between progress lines")
+    log_every: int = _f(10, ge=1, help="steps between progress events and per-step logged scalars")
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # and/or mlflow, wandb; [] = none
+    log_dir: str | None = _f(None, help="where loggers write (default: the run directory on local storage)")
     stop_after_epochs: int | None = _f(None, ge=1, help="end this invocation early; rerun resumes")
     stop_after_steps: int | None = _f(
         None,
@@ -444,6 +446,11 @@ def validate(cfg: Config) -> None:
     check_backbone(cfg.model.backbone)
     if cfg.method.name not in REGISTRY:
         raise ConfigError(f"method.name: unknown method {cfg.method.name!r}; available: {', '.join(sorted(REGISTRY))}")
+    from raycl.train.loggers import PACKAGES
+
+    for name in cfg.run.loggers:
+        if name not in PACKAGES:
+            raise ConfigError(f"run.loggers: unknown logger {name!r}; available: {', '.join(PACKAGES)}")
     m = cfg.method
     if m.name == "tcl" and (m.k1 < 1 or m.k2 < 1):
         bad = "k1" if m.k1 < 1 else "k2"

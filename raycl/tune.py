@@ -221,7 +221,9 @@ def _trial(trial_config: dict, base: dict, storage_path: str) -> None:
 
     from raycl.train.worker import train_loop
 
-    cfg = from_dict(apply_overrides(base, _overrides(trial_config)))
+    trial = f"trial-{tune.get_context().get_trial_id()}"
+    # each trial its own run name: its own logged run (run.log_dir) and its own BankServer
+    cfg = from_dict(apply_overrides(base, _overrides(trial_config) + [f"run.name={trial}"]))
     d = cfg.distributed
     TorchTrainer(
         train_loop,
@@ -230,7 +232,7 @@ def _trial(trial_config: dict, base: dict, storage_path: str) -> None:
             num_workers=d.workers, use_gpu=d.use_gpu, resources_per_worker={"CPU": d.cpus_per_worker}
         ),
         run_config=RunConfig(
-            name=f"trial-{tune.get_context().get_trial_id()}",
+            name=trial,
             storage_path=storage_path,
             callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # Ray stubs type it as a Tune callback
         ),

@@ -14,9 +14,23 @@ def test_demo_cli_beats_random_init(tmp_path):
     last = p.stdout.strip().splitlines()[-1]
     out = json.loads(last)
     assert set(out) == {"method", "epochs", "workers", "knn_top1", "linear_top1", "random_init_knn_top1",
-                        "images_per_s", "run_dir"}
+                        "images_per_s", "run_dir", "checkpoint"}
     assert out["method"] == "simclr" and out["epochs"] == 3 and out["workers"] == 2
     assert all(0.0 <= out[k] <= 1.0 for k in ("knn_top1", "linear_top1", "random_init_knn_top1"))
     assert out["knn_top1"] > out["random_init_knn_top1"] + 0.05, out
     assert out["images_per_s"] > 0 and out["run_dir"].startswith(str(tmp_path))
     assert "[raycl] epoch 3/3" in p.stdout          # progress lines reached the driver
+    # what a person sees: raycl's lines, a summary, the JSON; none of Ray's or DeepSpeed's routine lines
+    import re
+
+    progress = re.compile(r"^\[raycl\] epoch \d+/\d+ step \d+/\d+ \| loss ")
+    seen = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.strip() and not progress.match(ln)]
+    assert len(seen) < 30, "\n".join(seen)
+    routine = ["Token authentication is enabled", "Requesting resources", "worker group", "world_rank=",
+               "PreemptionWatcher", "Setting accelerator to CPU", "No CUDA runtime is found",
+               "deepspeed_shm_comm_op built successfully", "untested optimizer", "all_gather_into_tensor",
+               "Reporting training result", "Autoscaler status"]
+    assert [ln for ln in seen if any(r in ln for r in routine)] == []
+    assert any(progress.match(ln) for ln in p.stdout.splitlines())          # the progress display
+    table = [i for i, ln in enumerate(seen) if ln.split() == ["epoch", "loss", "knn_top1", "images/s", "time"]]
+    assert [seen[i + 1 + e].split()[0] for i in table for e in range(3)] == ["1", "2", "3"]  # the summary

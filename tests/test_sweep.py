@@ -92,3 +92,11 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_clus
     assert [t["error"] for t in result["trials"]] == [None, None]
     assert sorted(t["epochs"] for t in result["trials"]) == [2, 2]
     assert yaml.safe_load(open(result["best_config"]))["optim"]["base_lr"] in (0.05, 0.5)
+    # one logged run per trial, each epoch once (the interrupted trial's resumed curve included)
+    from curves import tensorboard_scalars
+
+    logged = sorted(glob.glob(str(tmp_path / "runs" / "trial-*" / "tensorboard")))
+    assert len(logged) == 2
+    for d in logged:
+        steps = [s for s, _ in tensorboard_scalars(d)["loss"]]   # one point per epoch, at its last step
+        assert len(steps) == 2 and 0 < steps[0] < steps[1] == 2 * steps[0], (d, steps)

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from curves import tensorboard_scalars, wandb_history, wandb_run_ids
+
 from raycl.errors import CheckpointError, DataError
 from raycl.train import checkpoint as ck
 from raycl.train.checkpoint import load_model_file
@@ -47,18 +49,35 @@ def test_zero_stages_train_alike(ray_cluster, tiny_cfg):
 
 
 def test_stop_and_resume_equals_uninterrupted_run(ray_cluster, tiny_cfg):
+    """... and the resumed run's curves (TensorBoard, MLflow, wandb) are one run holding each step once."""
     whole = fit(tiny_cfg("run.epochs=3", "run.name=whole"))
-    first = fit(tiny_cfg("run.epochs=3", "run.name=split", "run.stop_after_epochs=1"))
+    curves = "run.loggers=[tensorboard, mlflow, wandb]"
+    first = fit(tiny_cfg("run.epochs=3", "run.name=split", "run.stop_after_epochs=1", curves))
     assert first.metrics["epoch"] == 1
     first_state = final_state(first)
-    split_cfg = tiny_cfg("run.epochs=3", "run.name=split")
+    split_cfg = tiny_cfg("run.epochs=3", "run.name=split", curves)
     assert check_resume(split_cfg) is not None
     second = fit(split_cfg)
     assert second.metrics["epoch"] == 3 and second.metrics["global_step"] == whole.metrics["global_step"] == 12
     assert_same_params(final_state(second), final_state(whole), rtol=0, atol=1e-6)
     from raycl.api import history
 
-    assert [h["epoch"] for h in history(second.checkpoint.path)] == [1, 2, 3]
+    hist = history(second.checkpoint.path)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    run_dir = os.path.join(split_cfg.run.storage_path, "split")
+    tb = tensorboard_scalars(os.path.join(run_dir, "tensorboard"))
+    for key in ("loss", "knn_top1", "images_per_s", "data/wait_s", "lr"):
+        assert [s for s, _ in tb[key]] == [4, 8, 12] and [v for _, v in tb[key]] == pytest.approx([h[key] for h in hist])
+    assert [s for s, _ in tb["step/loss"]] == [2, 4, 6, 8, 10, 12]   # run.log_every=2, 4 steps per epoch
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("raycl").experiment_id])
+    logged = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss"))
+    assert [s for s, _ in logged] == [4, 8, 12] and [v for _, v in logged] == pytest.approx([h["loss"] for h in hist])
+    assert run.data.params["run.name"] == "split"
+    assert len(wandb_run_ids(run_dir)) == 1
+    assert [s for s, _ in wandb_history(run_dir)["knn_top1"]] == [4, 8, 12]
     # and the interrupted run's first epoch really was shorter than the whole run
     with pytest.raises(AssertionError):
         assert_same_params(first_state, final_state(whole), rtol=0, atol=1e-6)

@@ -1,4 +1,4 @@
-"""Progress lines for long runs: epoch, step, loss, lr, images/s, ETA."""
+"""Progress of a run (epoch, step, loss, lr, images/s, ETA), as the event rank 0 sends the driver."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def fmt_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Tracks throughput of this invocation and formats one line per ``log_every`` steps."""
+    """Tracks throughput of this invocation (a resumed run counts from where it resumed)."""
 
     def __init__(self, total_steps: int, steps_per_epoch: int, epochs: int, global_batch: int, done_steps: int = 0):
         self.total, self.spe, self.epochs, self.G = total_steps, steps_per_epoch, epochs, global_batch
@@ -24,12 +24,13 @@ class Progress:
         dt = time.perf_counter() - self.t0
         return (global_step - self.start_step) * self.G / dt if dt > 0 else 0.0
 
-    def line(self, epoch: int, step: int, global_step: int, loss: float, lr: float) -> str:
+    def event(self, epoch: int, step: int, global_step: int, loss: float, lr: float) -> dict:
+        """``epoch`` and ``step`` counted from 0; the event counts them from 1."""
         done = global_step - self.start_step
         dt = time.perf_counter() - self.t0
-        eta = dt / done * (self.total - global_step) if done else 0.0
-        return (
-            f"[raycl] epoch {epoch + 1}/{self.epochs} step {step + 1}/{self.spe} "
-            f"loss {loss:.4f} lr {lr:.4g} images/s {self.images_per_s(global_step):.0f} "
-            f"ETA {fmt_duration(eta)}"
-        )
+        return {
+            "epoch": epoch + 1, "epochs": self.epochs, "step": step + 1, "steps_per_epoch": self.spe,
+            "global_step": global_step, "total_steps": self.total, "loss": loss, "lr": lr,
+            "images_per_s": self.images_per_s(global_step),
+            "eta_s": dt / done * (self.total - global_step) if done else 0.0,
+        }  # fmt: skip

@@ -13,7 +13,7 @@ from ray.train.torch import TorchTrainer
 
 from raycl.errors import CheckpointError, ConfigError, RayclError
 from raycl.train import checkpoint as ck
-from raycl.train import zero_state
+from raycl.train import console, loggers, zero_state
 from raycl.train.worker import train_loop
 
 
@@ -22,6 +22,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     Returns True when this call started Ray (the caller then shuts it down)."""
     if ray.is_initialized():
         return False
+    console.quiet_driver_logs()
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
@@ -76,6 +77,14 @@ def run_dir(cfg) -> str | None:
         if "storage_filesystem" not in st and "://" not in st["storage_path"]
         else None
     )
+
+
+def log_dir(cfg) -> str:
+    """Where the loggers write: run.log_dir, else the run directory when storage is local, else
+    ~/raycl_logs/<run> on rank 0's node (TensorBoard reads local folders)."""
+    if cfg.run.log_dir:
+        return os.path.abspath(os.path.expanduser(cfg.run.log_dir))
+    return run_dir(cfg) or os.path.join(os.path.expanduser("~/raycl_logs"), cfg.run.name)
 
 
 def latest_local_checkpoint(cfg) -> str | None:
@@ -184,6 +193,7 @@ def fit(cfg, address: str | None = None):
 
 
 def _fit(cfg):
+    loggers.check(cfg.run.loggers)
     check_resources(cfg)
     resumed_from = check_resume(cfg)
     if resumed_from:
@@ -217,7 +227,8 @@ def _fit(cfg):
         ),
     )
     try:
-        return trainer.fit()
+        with console.attached():
+            return trainer.fit()
     except ray.train.TrainingFailedError as e:
         err = worker_error(e)
         if err is e:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import ray.train
@@ -21,8 +23,9 @@ from raycl.eval import extract, knn_top1
 from raycl.eval.features import rows_per_forward
 from raycl.train import checkpoint as ck
 from raycl.train import zero_state
+from raycl.train.console import PROGRESS
 from raycl.train.engine import build_engine, make_views, train_step
-from raycl.train.progress import Progress
+from raycl.train.progress import Progress, fmt_duration
 
 INIT_CHUNK = 256  # rows per forward when the bank is initialised from features (fixed: layout-independent)
 
@@ -187,6 +190,8 @@ def resume(engine, rank: int, world: int) -> dict:
 def train_loop(config: dict) -> None:
     cfg = from_dict(config)
     logging.getLogger("ray.train").setLevel(logging.WARNING)
+    # DeepSpeed's ZeRO calls torch's all_gather_into_tensor, deprecated in torch 2.14 (not raycl's call)
+    warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.* is deprecated", category=FutureWarning)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     if cfg.distributed.torch_threads:
@@ -244,6 +249,12 @@ def train_loop(config: dict) -> None:
 
         pusher = Pusher(cfg.run.name, cfg.method.bank_sync_every)
     epochs, r = cfg.run.epochs, cfg.run
+    curves = None
+    if rank == 0 and r.loggers:
+        from raycl.train.loggers import Loggers
+        from raycl.train.trainer import log_dir
+
+        curves = Loggers(r.loggers, log_dir(cfg), r.name, cfg.to_dict(), global_step if st["restarts"] else None)
     progress = Progress(epochs * spe, spe, epochs, cfg.data.batch_size, global_step)
     stop_at = epochs if r.stop_after_epochs is None else min(epochs, start_epoch + r.stop_after_epochs)
     stop_step = None if r.stop_after_steps is None else global_step + r.stop_after_steps
@@ -270,7 +281,10 @@ def train_loop(config: dict) -> None:
             if pusher is not None:
                 pusher.maybe_push(engine.module, global_step, logs, rank)
             if rank == 0 and ((step + 1) % r.log_every == 0 or step + 1 == spe):
-                say(progress.line(epoch, step, global_step, loss.item(), engine.get_lr()[0]))
+                ev = progress.event(epoch, step, global_step, loss.item(), engine.get_lr()[0])
+                say(PROGRESS + json.dumps(ev))
+                if curves is not None:
+                    curves.log({f"step/{k}": ev[k] for k in ("loss", "lr", "images_per_s")}, global_step)
             stopping = global_step == stop_step
             if step + 1 < spe and (
                 stopping or (r.checkpoint_every_steps and (step + 1) % r.checkpoint_every_steps == 0)
@@ -324,13 +338,16 @@ def train_loop(config: dict) -> None:
         metrics.update(data_metrics(decoded, loader.waited_s, rss0, device))
         st["history"].append(metrics)
         if rank == 0:
-            knn_text = f" knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
+            knn_text = f" | knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
             say(
-                f"[raycl] epoch {epoch + 1}/{epochs} done: loss {metrics['loss']:.4f}{knn_text} "
-                f"images/s {metrics['images_per_s']:.0f}"
+                f"[raycl] epoch {epoch + 1}/{epochs} done | loss {metrics['loss']:.4f}{knn_text} | "
+                f"{metrics['images_per_s']:.0f} images/s | data wait {metrics['data/wait_s']:.1f} s | "
+                f"{fmt_duration(epoch_time)}"
             )
         if pusher is not None:
             metrics["bank/pushes_skipped"] = pusher.skipped
+        if curves is not None:
+            curves.log({k: v for k, v in metrics.items() if k not in ("epoch", "global_step")}, global_step)
         if (epoch + 1) % r.checkpoint_every == 0 or last or epoch + 1 == stop_at or global_step == stop_step:
             save_checkpoint(
                 engine,
@@ -345,3 +362,5 @@ def train_loop(config: dict) -> None:
             break
     if pusher is not None:
         pusher.flush()
+    if curves is not None:
+        curves.close()

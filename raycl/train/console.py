@@ -1,0 +1,183 @@
+"""What a person sees while a run trains: raycl's own lines, one progress display, real warnings.
+
+Ray forwards every worker's and controller's stdout/stderr to the driver, where one handler prints
+it. While a run trains, raycl puts its own handler in that place: progress events from rank 0
+(``PROGRESS`` + JSON) drive one display (a bar on a terminal, a plain line per event elsewhere),
+``[raycl]`` lines print as they are, Ray's and DeepSpeed's routine messages are dropped, and
+anything else (a real warning, an error, a user's print) is shown with Ray's ``(actor pid=...)``
+prefix. ``RAYCL_VERBOSE=1`` (``raycl --verbose``) drops nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from typing import IO, Any
+
+from raycl.train.progress import fmt_duration
+
+PROGRESS = "[raycl:progress] "
+HANDLER = "ray_print_logs"  # the name Ray gives its own printing handler (ray/_private/worker.py)
+
+# Routine messages of Ray, Ray Train, DeepSpeed and torch, each seen in a plain `raycl demo` on CPU.
+NOISE = [
+    r"^Requesting resources: ",
+    r"^Attempting to start training worker group",
+    r"^Started training worker group of size",
+    r"^- \(ip=\S+, pid=\d+\) world_rank=",
+    r"^Setting up process group for: ",
+    r"has constructor arguments in the object store and max_restarts > 0",  # Ray's PreemptionWatcher
+    r"Setting accelerator to CPU",
+    r"No CUDA runtime is found",
+    r"deepspeed_shm_comm_op built successfully",
+    r"ZeRO with an untested optimizer",  # LARS: raycl tests it under ZeRO (tests/test_lars_zero.py)
+    r"^Reporting training result \d+: TrainingReport\(",
+    r"^Using network interface",
+    r"Token authentication is enabled for this Ray cluster",
+    r" INFO mlflow\.store\.db\.utils: ",  # MLflow creating its local SQLite tables
+]
+_NOISE = re.compile("|".join(f"(?:{p})" for p in NOISE))
+
+
+def verbose() -> bool:
+    return os.environ.get("RAYCL_VERBOSE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def is_noise(line: str) -> bool:
+    return bool(_NOISE.search(line))
+
+
+class Console:
+    """Renders forwarded log batches (Ray's dicts: pid, lines, is_err, actor_name, task_name)."""
+
+    def __init__(
+        self,
+        out: IO[str] | None = None,
+        err: IO[str] | None = None,
+        tty: bool | None = None,
+        show_all: bool = False,
+        progress: bool = True,
+    ):
+        self.out, self.err = out or sys.stdout, err or sys.stderr
+        self.tty = self.err.isatty() if tty is None else tty
+        self.show_all, self.show_progress = show_all, progress
+        self.dropped = 0
+        self.bar: Any = None
+        self.last: dict | None = None
+        self._lock = threading.Lock()
+
+    # -- Ray's side --------------------------------------------------------------------------------
+    def handle(self, data: dict) -> None:
+        who = data.get("actor_name") or data.get("task_name") or ""
+        prefix = f"({who + ' ' if who else ''}pid={data.get('pid')}) "
+        lines = data.get("lines", [])
+        if data.get("pid") == "autoscaler":  # its status dumps every 5 s; Ray itself shows only events
+            from ray._private.worker import filter_autoscaler_events
+
+            lines, prefix = list(filter_autoscaler_events(lines)), "(autoscaler) "
+        with self._lock:
+            for line in lines:
+                self._line(line, prefix, bool(data.get("is_err")))
+
+    def _line(self, line: str, prefix: str, is_err: bool) -> None:
+        if line.startswith(PROGRESS):
+            try:
+                event = json.loads(line[len(PROGRESS) :])
+            except ValueError:
+                event = None
+            if isinstance(event, dict):
+                self.progress(event)
+                return
+        if line.startswith("[raycl]"):
+            self.write(line)
+        elif self.show_all or not is_noise(line):
+            self.write(prefix + line, self.err if is_err else self.out)
+        else:
+            self.dropped += 1
+
+    # -- the display ---------------------------------------------------------------------------------
+    def write(self, text: str, stream: IO[str] | None = None) -> None:
+        stream = stream or self.out
+        if self.bar is not None:
+            self.bar.clear()
+        print(text, file=stream, flush=True)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def progress(self, e: dict) -> None:
+        """``e``: epoch, epochs, step, steps_per_epoch, global_step, total_steps, loss, lr,
+        images_per_s, eta_s (rank 0, every run.log_every steps)."""
+        self.last = e
+        if not self.show_progress:
+            return
+        text = (
+            f"epoch {e['epoch']}/{e['epochs']} step {e['step']}/{e['steps_per_epoch']} | loss {e['loss']:.4f} | "
+            f"lr {e['lr']:.4g} | {e['images_per_s']:.0f} images/s | ETA {fmt_duration(e['eta_s'])}"
+        )
+        if not self.tty:
+            print("[raycl] " + text, file=self.out, flush=True)
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=e["total_steps"], file=self.err, dynamic_ncols=True, leave=False, unit="step",
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]",
+            )  # fmt: skip
+        self.bar.set_description_str(text, refresh=False)
+        self.bar.n = e["global_step"]
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@contextlib.contextmanager
+def attached(progress: bool = True):
+    """Route forwarded worker output through a Console while the block runs (then Ray's own printing
+    again). Without Ray's handler in place (``ray.init(log_to_driver=False)``) nothing changes."""
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    console = Console(show_all=verbose(), progress=progress)
+    with dispatcher._lock:
+        saved = [h for h in dispatcher.handlers if h[0] == HANDLER]
+    if saved:
+        dispatcher.remove_handler(HANDLER)
+        dispatcher.add_handler("raycl_console", console.handle)
+    try:
+        yield console
+    finally:
+        if saved:
+            dispatcher.remove_handler("raycl_console")
+            dispatcher.add_handler(*saved[0])
+        console.close()
+
+
+def quiet_driver_logs() -> None:
+    """The driver's own Ray loggers: a routine token-auth warning at every ray.init (kept with
+    RAYCL_VERBOSE=1)."""
+    if verbose():
+        return
+    flt = logging.Filter()
+    flt.filter = lambda record: not is_noise(record.getMessage())  # type: ignore[method-assign]
+    for name in ("ray", "ray._private.authentication.authentication_token_setup"):
+        logging.getLogger(name).addFilter(flt)
+
+
+def summary(history: list[dict], extra: dict | None = None) -> str:
+    """A small table: one row per epoch (loss, kNN top-1, images/s, time), then ``extra`` lines."""
+    rows = [f"{'epoch':>5} {'loss':>8} {'knn_top1':>9} {'images/s':>9} {'time':>8}"]
+    for m in history:
+        knn = f"{m['knn_top1']:.4f}" if m.get("knn_top1") is not None else "-"
+        t = fmt_duration(m.get("epoch_time_s", 0.0))
+        rows.append(f"{m['epoch']:>5} {m['loss']:>8.4f} {knn:>9} {m.get('images_per_s', 0.0):>9.0f} {t:>8}")
+    for k, v in (extra or {}).items():
+        rows.append(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+    return "\n".join(rows)

@@ -1,0 +1,128 @@
+"""Loggers write curves that their own readers read back, and the console keeps raycl's lines."""
+import io
+import json
+
+import pytest
+from curves import tensorboard_scalars, wandb_history, wandb_run_ids
+
+from raycl.config import load_config
+from raycl.errors import ConfigError
+from raycl.train import loggers as lg
+from raycl.train.console import PROGRESS, Console, summary
+
+EPOCHS = [{"loss": 5.0 - s, "knn_top1": 0.5 + 0.01 * s, "data/wait_s": 0.1 * s, "note": "text"} for s in range(4)]
+
+
+def write(names, d, steps, resumed=None):
+    log = lg.Loggers(names, str(d), "run-a", {"run": {"name": "run-a", "epochs": 4}}, resumed)
+    for s in steps:
+        log.log(EPOCHS[s - 1], s)
+    log.close()
+
+
+def test_every_logger_reads_back_what_was_logged(tmp_path):
+    write(["tensorboard", "mlflow", "wandb"], tmp_path, [1, 2, 3, 4])
+    want = {k: [(s, EPOCHS[s - 1][k]) for s in range(1, 5)] for k in ("loss", "knn_top1", "data/wait_s")}
+    tb = tensorboard_scalars(str(tmp_path / "tensorboard"))
+    assert set(tb) == set(want)  # the string field is left out
+    for k, v in want.items():
+        assert [s for s, _ in tb[k]] == [s for s, _ in v] and [x for _, x in tb[k]] == pytest.approx([x for _, x in v])
+    assert wandb_history(str(tmp_path)) == {k: v for k, v in want.items()}
+    from mlflow import MlflowClient
+
+    c = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = (tmp_path / "mlflow_run_id").read_text()
+    for k, v in want.items():
+        assert sorted((m.step, m.value) for m in c.get_metric_history(run_id, k)) == v
+    run = c.get_run(run_id)
+    assert run.info.run_name == "run-a" and run.data.params["run.epochs"] == "4" and run.info.status == "FINISHED"
+
+
+def test_a_resumed_run_continues_the_same_curves(tmp_path):
+    """Steps 1-3 logged, the run dies, resumes from its checkpoint at step 2: step 3 is logged again
+    by the resumed run and each logger holds one run with steps 1..4 once."""
+    names = ["tensorboard", "mlflow", "wandb"]
+    write(names, tmp_path, [1, 2, 3])
+    write(names, tmp_path, [3, 4], resumed=2)
+    tb = tensorboard_scalars(str(tmp_path / "tensorboard"))
+    assert [s for s, _ in tb["loss"]] == [1, 2, 3, 4]
+    from mlflow import MlflowClient
+
+    c = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert len(c.search_runs([c.get_experiment_by_name("raycl").experiment_id])) == 1
+    steps = sorted({m.step for m in c.get_metric_history((tmp_path / "mlflow_run_id").read_text(), "loss")})
+    assert steps == [1, 2, 3, 4]
+    assert len(wandb_run_ids(str(tmp_path))) == 1
+
+
+def test_unknown_or_missing_loggers_are_one_clear_error(monkeypatch):
+    with pytest.raises(ConfigError, match=r"run.loggers: unknown logger 'neptune'; available: tensorboard, mlflow"):
+        load_config(None, ["run.loggers=[tensorboard, neptune]"])
+    assert load_config(None, ["run.loggers=[]"]).run.loggers == []
+    monkeypatch.setitem(lg.PACKAGES, "wandb", "wandb_is_not_installed_here")
+    with pytest.raises(ConfigError, match=r"run.loggers: wandb needs the 'wandb_is_not_installed_here' package"):
+        lg.check(["tensorboard", "wandb"])
+
+
+def batch(lines, is_err=False, actor="RayTrainWorker", pid=7):
+    return {"pid": pid, "lines": lines, "is_err": is_err, "actor_name": actor}
+
+
+NOISY = [
+    "Requesting resources: {'CPU': 1.0} * 2",
+    "Attempting to start training worker group of size 2 with the following resources: [{'CPU': 1.0}] * 2",
+    "Started training worker group of size 2: ",
+    "- (ip=192.0.2.2, pid=32513) world_rank=0, local_rank=0, node_rank=0",
+    "Setting up process group for: env:// [rank=0, world_size=2]",
+    "[2026-11-24 11:44:52,610 E 32400 32428] core_worker.cc:2465: Actor with class name: 'PreemptionWatcher' and ID: "
+    "'49' has constructor arguments in the object store and max_restarts > 0",
+    "[2026-11-24 11:44:54,988] [WARNING] [real_accelerator.py:213:get_accelerator] Setting accelerator to CPU. If you "
+    "have GPU or other accelerator, we were unable to detect it.",
+    "[rank1]:W1124 11:44:56.050000 32542 torch/utils/cpp_extension.py:183] No CUDA runtime is found, using CUDA_HOME=",
+    "DeepSpeed deepspeed.ops.comm.deepspeed_shm_comm_op built successfully",
+    "[2026-11-24 11:44:56,953] [WARNING] [engine.py:2304:_do_optimizer_sanity_check] **** You are using ZeRO with an "
+    "untested optimizer, proceed with caution *****",
+    "Reporting training result 1: TrainingReport(checkpoint=None, metrics={'epoch': 1})",
+]
+
+
+def test_console_drops_routine_lines_and_keeps_raycl_lines_and_real_warnings():
+    out, err = io.StringIO(), io.StringIO()
+    con = Console(out, err, tty=False)
+    real = "UserWarning: the learning rate is NaN"
+    con.handle(batch(NOISY + ["[raycl] epoch 1/2 done | loss 6.1"]))
+    con.handle(batch([real], is_err=True))
+    ev = {"epoch": 1, "epochs": 2, "step": 4, "steps_per_epoch": 8, "global_step": 4, "total_steps": 16,
+          "loss": 6.04, "lr": 0.2, "images_per_s": 368.0, "eta_s": 59.0}  # fmt: skip
+    con.handle(batch([PROGRESS + json.dumps(ev)]))
+    lines = out.getvalue().splitlines()
+    assert lines == ["[raycl] epoch 1/2 done | loss 6.1",
+                     "[raycl] epoch 1/2 step 4/8 | loss 6.0400 | lr 0.2 | 368 images/s | ETA 0m59s"]  # fmt: skip
+    assert err.getvalue() == f"(RayTrainWorker pid=7) {real}\n"
+    assert con.dropped == len(NOISY)
+    shown = Console(io.StringIO(), io.StringIO(), tty=False, show_all=True)  # RAYCL_VERBOSE=1
+    shown.handle(batch(NOISY))
+    assert len(shown.out.getvalue().splitlines()) == len(NOISY) and shown.dropped == 0
+
+
+def test_console_on_a_terminal_draws_one_bar_and_prints_lines_above_it():
+    out, err = io.StringIO(), io.StringIO()
+    con = Console(out, err, tty=True)
+    for s in (2, 4):
+        ev = {"epoch": 1, "epochs": 1, "step": s, "steps_per_epoch": 4, "global_step": s, "total_steps": 4,
+              "loss": 1.0 / s, "lr": 0.1, "images_per_s": 100.0, "eta_s": 4 - s}  # fmt: skip
+        con.handle(batch([PROGRESS + json.dumps(ev)]))
+    con.handle(batch(["[raycl] epoch 1/1 done | loss 0.25"]))
+    con.close()
+    assert out.getvalue() == "[raycl] epoch 1/1 done | loss 0.25\n"  # progress never on stdout
+    bar = err.getvalue()
+    assert "\r" in bar and "step 4/4 | loss 0.2500" in bar and "4/4" in bar and "\n" not in bar.replace("\r", "")[-1:]
+
+
+def test_summary_table_lists_every_epoch():
+    hist = [{"epoch": 1, "loss": 6.1254, "knn_top1": 0.694, "images_per_s": 447.0, "epoch_time_s": 9.2},
+            {"epoch": 2, "loss": 5.6121, "images_per_s": 549.0, "epoch_time_s": 7.0}]  # fmt: skip
+    rows = summary(hist, {"linear_top1": 0.908}).splitlines()
+    assert rows[0].split() == ["epoch", "loss", "knn_top1", "images/s", "time"]
+    assert rows[1].split() == ["1", "6.1254", "0.6940", "447", "0m09s"]
+    assert rows[2].split() == ["2", "5.6121", "-", "549", "0m07s"] and rows[3] == "linear_top1: 0.9080"
