@@ -32,6 +32,31 @@ def train(cfg: Config | dict, address: str | None = None) -> dict:
     return out
 
 
+def views(cfg: Config | dict, out: str = "views.png", samples: int = 6) -> dict:
+    """Write a grid of ``samples`` training images and each view the method makes of them (see
+    raycl.data.preview) to ``out`` (PNG); returns the path, the columns and the image size."""
+    from raycl.config import ensure_config
+    from raycl.data import check_data
+    from raycl.data.preview import grid
+    from raycl.errors import ConfigError
+
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 64:
+        raise ConfigError(f"--samples: expected an integer in 1..64, got {samples!r}")
+    path = os.path.abspath(os.path.expanduser(out))
+    parent = os.path.dirname(path)
+    if os.path.isdir(path) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        why = "is a directory" if os.path.isdir(path) else f"folder {parent} does not exist or is not writable"
+        raise ConfigError(f"--out: cannot write {out!r}: {why}")
+    cfg = ensure_config(cfg)
+    check_data(cfg)
+    g = grid(cfg, samples)
+    try:
+        g.image.save(path, format="PNG")  # type: ignore[attr-defined]
+    except OSError as e:
+        raise ConfigError(f"--out: cannot write {out!r}: {e.strerror or e}") from None
+    return {"out": path, "columns": g.columns, "samples": len(g.cells), "size": list(g.image.size)}  # type: ignore[attr-defined]
+
+
 def sweep(
     path: str,
     overrides: list[str] | None = None,

@@ -48,6 +48,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="start afresh even if the sweep directory exists")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all cores)")
 
+    p = sub.add_parser("views", help="a picture of a few training images and each view the method makes of them")
+    p.add_argument("config")
+    _overrides(p)
+    p.add_argument("--out", default="views.png", help="PNG to write (default: views.png)")
+    p.add_argument("--samples", type=int, default=6, help="rows of the grid (default: 6)")
+
     p = sub.add_parser("eval", help="kNN and linear probe of a checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("--no-linear", action="store_true", help="kNN only")
@@ -162,6 +168,8 @@ def run(args) -> int:
         keys = ("knn_top1", "linear_top1", "random_init_knn_top1", "checkpoint")
         print(summary(api.history(out["checkpoint"]), {k: out[k] for k in keys}))
         print(json.dumps(out))
+    elif args.cmd == "views":
+        print(json.dumps(api.views(load_config(args.config, args.overrides), args.out, args.samples)))
     elif args.cmd == "eval":
         print(json.dumps(api.evaluate(args.checkpoint, linear=not args.no_linear)))
     elif args.cmd == "data":

@@ -133,6 +133,12 @@ ROWS = [
                                    "--split", "val"], "--split: FashionMNIST has 'train' and 'test'"),
     ("convert-no-images", ["data", "convert", "{tmp}/d_empty", "{tmp}/out4"], "holds no images"),
     ("convert-into-shards", ["data", "convert", "{tmp}/imgs", "{tmp}/d_unlabeled"], "already holds .parquet"),
+    # -- raycl views ----------------------------------------------------------------------------
+    ("views-out-folder-missing", ["views", "{demo}", "--out", "{tmp}/nope/views.png"],
+     "/nope does not exist or is not writable"),
+    ("views-out-is-folder", ["views", "{demo}", "--out", "{tmp}/imgs"], "is a directory"),
+    ("views-samples-zero", ["views", "{demo}", "--samples", "0"], "--samples: expected an integer in 1..64, got 0"),
+    ("views-logger-unknown", ["views", "{demo}", "run.loggers=[tensorbored]"], "run.loggers: unknown logger 'tensorbored'"),
     # -- the bank API ---------------------------------------------------------------------------
     ("bank-size-zero", ("bank", 0, 8), "MemoryBank size: expected an integer >= 1, got 0"),
     ("bank-dim-zero", ("bank", 10, 0), "MemoryBank dim"),

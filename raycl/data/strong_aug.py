@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from raycl.data.views import _rand, _randint
+from raycl.data.views import draw_int, draw_uniform
 
 OPS = (
     "shear_x",
@@ -169,15 +169,15 @@ def magnitudes(name: str, n: int, g: torch.Generator, device) -> torch.Tensor:
         return torch.zeros(n, device=device)
     lo, hi = RANGES[name]
     if name == "posterize":
-        return _randint(g, int(hi + 1 - lo), n, device) + lo
-    return _rand(g, n, device) * (hi - lo) + lo
+        return draw_int(g, int(hi + 1 - lo), n, device) + lo
+    return draw_uniform(g, n, device) * (hi - lo) + lo
 
 
 def strong_augment(x: torch.Tensor, g: torch.Generator, n_ops: int = 5, p: float = 0.5) -> torch.Tensor:
     n = len(x)
     for _ in range(n_ops):
-        op = _randint(g, len(OPS), n, x.device)
-        on = _rand(g, n, x.device) < p
+        op = draw_int(g, len(OPS), n, x.device)
+        on = draw_uniform(g, n, x.device) < p
         out = x.clone()
         for i, name in enumerate(OPS):
             v = magnitudes(name, n, g, x.device)  # drawn for every op: same stream whatever is picked

@@ -38,21 +38,21 @@ class SampleStream:
         self.g, self.total, self.offset = g, total, offset
 
 
-def _rand(g, n: int, device) -> torch.Tensor:
+def draw_uniform(g, n: int, device) -> torch.Tensor:
     """n uniform draws in [0, 1) from a ``torch.Generator`` or this worker's slice of a ``SampleStream``."""
     if isinstance(g, SampleStream):
         return torch.rand(g.total, generator=g.g, device=device)[g.offset : g.offset + n]
     return torch.rand(n, generator=g, device=device)
 
 
-def _randint(g, high: int, n: int, device) -> torch.Tensor:
+def draw_int(g, high: int, n: int, device) -> torch.Tensor:
     if isinstance(g, SampleStream):
         return torch.randint(high, (g.total,), generator=g.g, device=device)[g.offset : g.offset + n]
     return torch.randint(high, (n,), generator=g, device=device)
 
 
 def _u(n, lo, hi, g, device):
-    return _rand(g, n, device) * (hi - lo) + lo
+    return draw_uniform(g, n, device) * (hi - lo) + lo
 
 
 def random_resized_crop_flip(x, size, scale, ratio, flip_p, g):
@@ -64,7 +64,7 @@ def random_resized_crop_flip(x, size, scale, ratio, flip_p, g):
     h = torch.sqrt(area / r).clamp(max=1.0)
     cx = _u(n, -1.0, 1.0, g, device) * (1 - w)
     cy = _u(n, -1.0, 1.0, g, device) * (1 - h)
-    flip = torch.where(_rand(g, n, device) < flip_p, -1.0, 1.0)
+    flip = torch.where(draw_uniform(g, n, device) < flip_p, -1.0, 1.0)
     theta = torch.zeros(n, 2, 3, device=device)
     theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
     theta[:, 1, 1], theta[:, 1, 2] = h, cy
@@ -81,7 +81,7 @@ def _gray(x):
 def color_jitter(x, strength, p, g):
     b, c, s, hue = strength
     n, device = x.shape[0], x.device
-    on = (_rand(g, n, device) < p).view(n, 1, 1, 1)
+    on = (draw_uniform(g, n, device) < p).view(n, 1, 1, 1)
     fb = _u(n, 1 - b, 1 + b, g, device).view(n, 1, 1, 1)
     fc = _u(n, 1 - c, 1 + c, g, device).view(n, 1, 1, 1)
     y = (x * fb).clamp(0, 1)
@@ -106,7 +106,7 @@ def color_jitter(x, strength, p, g):
 def random_grayscale(x, p, g):
     if x.shape[1] == 1:
         return x
-    on = (_rand(g, x.shape[0], x.device) < p).view(-1, 1, 1, 1)
+    on = (draw_uniform(g, x.shape[0], x.device) < p).view(-1, 1, 1, 1)
     return torch.where(on, _gray(x).expand_as(x), x)
 
 
@@ -120,7 +120,7 @@ def gaussian_blur(x, p, g, sigma=(0.1, 2.0)):
     y = x.reshape(1, n * c, hgt, -1)
     y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), ker.view(n * c, 1, 1, k), groups=n * c)
     y = F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), ker.view(n * c, 1, k, 1), groups=n * c)
-    on = (_rand(g, n, x.device) < p).view(n, 1, 1, 1)
+    on = (draw_uniform(g, n, x.device) < p).view(n, 1, 1, 1)
     return torch.where(on, y.view_as(x), x)
 
 
@@ -197,7 +197,7 @@ class AutoAugmentViews:
     def __call__(self, images: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
         views = []
         for _ in range(self.n_views):
-            seeds = _randint(g, 2**62, len(images), images.device).tolist()  # one per sample
+            seeds = draw_int(g, 2**62, len(images), images.device).tolist()  # one per sample
             with torch.random.fork_rng(devices=[]):
                 x = torch.stack([self._policy(im, s) for im, s in zip(images, seeds)])
             views.append(self.base.view(to_float(x), g))
@@ -207,3 +207,18 @@ class AutoAugmentViews:
 def eval_view(images: torch.Tensor) -> torch.Tensor:
     """The un-augmented, normalised image used for kNN and linear evaluation."""
     return normalize(to_float(images))
+
+
+def views_for(cfg, method):
+    """``method.n_views`` views, SimCLR-augmented, CLSA weak + strong, supervised, or the plain images."""
+    kind = getattr(method, "augmentation", "simclr")
+    if kind == "none":
+        return lambda images, g: [eval_view(images)] * method.n_views
+    if kind == "clsa":
+        return CLSAViews(cfg.data.image_size, method.strong_sizes)
+    if kind == "supervised":  # the usual supervised recipe: crop and flip only
+        views = SimCLRViews(
+            cfg.data.image_size, n_views=method.n_views, scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0, blur_p=0.0
+        )
+        return AutoAugmentViews(views) if getattr(method, "autoaugment", False) else views
+    return SimCLRViews(cfg.data.image_size, n_views=method.n_views)

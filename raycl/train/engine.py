@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from raycl import collectives as dist
-from raycl.data.views import AutoAugmentViews, CLSAViews, SampleStream, SimCLRViews, eval_view
+from raycl.data.views import SampleStream, views_for
 from raycl.methods import MethodBatch, build_method
 from raycl.optim import build_optimizer, build_schedule
 
@@ -73,32 +73,17 @@ def attach_lars(engine, optimizer) -> None:
 
 
 def make_views(cfg, method):
-    """The views a method asks for (see ``_views``), NHWC when ``distributed.channels_last``.
+    """The views a method asks for (see ``raycl.data.views.views_for``), NHWC when ``distributed.channels_last``.
 
     channels_last goes on the inputs, never the parameters: DeepSpeed's ZeRO keeps each parameter
     as a view into its flat buffers, and ``model.to(memory_format=channels_last)`` after
     ``initialize`` re-allocates them (ZeRO-2 then steps buffers the model no longer reads), while
     converting before ``initialize`` fails. A channels_last input is enough for cuDNN to choose NHWC
     kernels; the outputs and gradients follow it."""
-    views = _views(cfg, method)
+    views = views_for(cfg, method)
     if not cfg.distributed.channels_last:
         return views
     return lambda images, g: [v.contiguous(memory_format=torch.channels_last) for v in views(images, g)]
-
-
-def _views(cfg, method):
-    """``method.n_views`` views, SimCLR-augmented, CLSA weak + strong, supervised, or the plain images."""
-    kind = getattr(method, "augmentation", "simclr")
-    if kind == "none":
-        return lambda images, g: [eval_view(images)] * method.n_views
-    if kind == "clsa":
-        return CLSAViews(cfg.data.image_size, method.strong_sizes)
-    if kind == "supervised":  # the usual supervised recipe: crop and flip only
-        views = SimCLRViews(
-            cfg.data.image_size, n_views=method.n_views, scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0, blur_p=0.0
-        )
-        return AutoAugmentViews(views) if getattr(method, "autoaugment", False) else views
-    return SimCLRViews(cfg.data.image_size, n_views=method.n_views)
 
 
 def train_step(

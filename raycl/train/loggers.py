@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import pathlib
 import secrets
 import time
 import warnings
@@ -35,7 +34,9 @@ def check(names: list[str]) -> None:
                 f"run.loggers: {name} needs the {PACKAGES[name]!r} package, which is not installed "
                 f"(pip install {INSTALL[name]}), or leave {name} out of run.loggers"
             )
-        local_store = ["sqlalchemy", "alembic"] if name == "mlflow" and not os.environ.get("MLFLOW_TRACKING_URI") else []
+        local_store = (
+            ["sqlalchemy", "alembic"] if name == "mlflow" and not os.environ.get("MLFLOW_TRACKING_URI") else []
+        )
         missing = [m for m in local_store if importlib.util.find_spec(m) is None]
         if missing:
             raise ConfigError(
@@ -97,7 +98,9 @@ class MLflow:
         from mlflow import MlflowClient
 
         # MLflow 3 refuses new file stores ("maintenance mode"); its local store is SQLite
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///" + os.path.abspath(os.path.join(log_dir, "mlflow.db"))
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///" + os.path.abspath(
+            os.path.join(log_dir, "mlflow.db")
+        )
         self.client = MlflowClient(tracking_uri=uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "raycl")
         exp = self.client.get_experiment_by_name(name)
