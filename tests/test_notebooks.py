@@ -36,7 +36,7 @@ def figures(nb):
 
 def test_quickstart_notebook_runs_and_plots(tmp_path):
     nb = execute("quickstart.ipynb", tmp_path)
-    assert figures(nb) >= 4          # live curves + cluster sizes, churn, evaluation, neighbours
+    assert figures(nb) >= 5          # views, live curves + cluster sizes, churn, evaluation, neighbours
 
 
 def test_sweep_notebook_asha_stops_a_trial_and_the_best_config_trains(tmp_path):
