@@ -289,7 +289,10 @@ def sweep(
                 ),
                 run_config=tune.RunConfig(name=name, storage_path=root, verbose=1),
             )
-        grid = tuner.fit()
+        from raycl.train.console import attached
+
+        with attached(progress=False):  # Tune's table shows the trials; each trial's own lines still show
+            grid = tuner.fit()
         rows = []
         for r in (grid[i] for i in range(len(grid))):
             df = r.metrics_dataframe
