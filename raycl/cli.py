@@ -139,7 +139,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--channels", type=int, default=1, choices=[1, 3])
     c.add_argument("--threads", type=int, default=1, help="decode threads per worker")
     c.add_argument("--no-ray-data", action="store_true", help="skip the Ray Data anchor")
-    c.add_argument("--no-train", action="store_true", help="skip the two training epochs")
+    c.add_argument("--no-train", action="store_true", help="skip the training epochs")
+    c.add_argument(
+        "--train-rounds",
+        type=int,
+        default=2,
+        help="one-epoch runs from the shards and from memory, each, in ABBA order (default 2)",
+    )
     _overrides(c)
     return ap
 
@@ -224,8 +230,8 @@ def run(args) -> int:
         if args.bench_cmd == "data":
             from raycl.bench import data as bench_data
 
-            if args.workers < 1 or args.batch < 1 or args.threads < 1:
-                raise ConfigError("--workers, --batch and --threads: expected integers >= 1")
+            if args.workers < 1 or args.batch < 1 or args.threads < 1 or args.train_rounds < 1:
+                raise ConfigError("--workers, --batch, --threads and --train-rounds: expected integers >= 1")
             from raycl.data.parquet import list_shards
 
             list_shards(args.url)  # one clear line when there are no shards
@@ -239,6 +245,7 @@ def run(args) -> int:
                 ray_data_anchor=not args.no_ray_data,
                 train=not args.no_train,
                 train_overrides=args.overrides,
+                train_rounds=args.train_rounds,
                 say=lambda m: print(m, flush=True),
             )
             print(json.dumps(out))
