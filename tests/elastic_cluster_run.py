@@ -46,7 +46,7 @@ def main(root):
     cluster.wait_for_nodes()
     cfg = load_config(None, [
         "data.num_samples=256", "data.batch_size=48", "model.width=8", "model.proj_hidden_dim=32",
-        "model.proj_out_dim=16", "run.epochs=14", "run.log_every=100", "eval.every_epochs=100",
+        "model.proj_out_dim=16", "run.epochs=20", "run.log_every=100", "eval.every_epochs=100",
         "distributed.torch_threads=1", "optim.warmup_epochs=0", "optim.name=lars", "distributed.zero_stage=2",
         "distributed.workers=[2, 3]", "distributed.resize_check_s=2", "run.checkpoint_every_steps=2",
         "run.max_failures=4", "run.keep_checkpoints=3", f"run.storage_path={root}", "run.name=elastic",

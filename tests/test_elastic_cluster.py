@@ -23,15 +23,16 @@ def test_an_elastic_run_shrinks_when_a_node_dies_and_grows_when_one_returns(tmp_
     assert p.returncode == 0, p.stderr[-4000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["error"] is None and not out["alive"], out
-    # 256 samples, global batch 48: 6 steps an epoch (the last padded), 14 epochs
-    assert out["global_step"] == 14 * 6, out
+    # 256 samples, global batch 48: 6 steps an epoch (the last padded), 20 epochs (at 14 a fast machine
+    # once finished on 2 workers before the returned node was up: CI, session 9)
+    assert out["global_step"] == 20 * 6, out
     causes = [(r["cause"], r["from_workers"], r["to_workers"]) for r in out["restarts"]]
     assert ("shrink", 3, 2) in causes and ("grow", 2, 3) in causes, causes
     shrink = next(r for r in out["restarts"] if r["cause"] == "shrink")
     grow = next(r for r in out["restarts"] if r["cause"] == "grow")
     assert shrink["global_step"] < grow["global_step"]
     # every epoch is in the history once, with the count that finished it
-    assert len(out["workers_by_epoch"]) == 14 and set(out["workers_by_epoch"]) <= {2, 3}
+    assert len(out["workers_by_epoch"]) == 20 and set(out["workers_by_epoch"]) <= {2, 3}
     assert out["workers_by_epoch"][-1] == 3
     bank = out["bank"]
     assert bank["rows"] == bank["labels"] == 256 and bank["finite"] and bank["unit_norm"], bank
