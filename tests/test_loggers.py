@@ -126,3 +126,23 @@ def test_summary_table_lists_every_epoch():
     assert rows[0].split() == ["epoch", "loss", "knn_top1", "images/s", "time"]
     assert rows[1].split() == ["1", "6.1254", "0.6940", "447", "0m09s"]
     assert rows[2].split() == ["2", "5.6121", "-", "549", "0m07s"] and rows[3] == "linear_top1: 0.9080"
+
+
+def test_a_bar_only_on_a_terminal_that_has_a_width():
+    import fcntl
+    import os
+    import struct
+    import termios
+
+    from raycl.train.console import terminal_width
+
+    assert terminal_width(io.StringIO()) == 0 and Console(io.StringIO(), io.StringIO()).tty is False
+    main, side = os.openpty()
+    try:
+        with open(side, "w", closefd=False) as tty:
+            assert terminal_width(tty) == 0  # a pty nobody sized: tqdm would draw nothing there
+            fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            assert terminal_width(tty) == 120 and Console(io.StringIO(), tty).tty is True
+    finally:
+        os.close(main)
+        os.close(side)

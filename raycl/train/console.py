@@ -48,6 +48,15 @@ def verbose() -> bool:
     return os.environ.get("RAYCL_VERBOSE", "").strip().lower() not in ("", "0", "false", "no")
 
 
+def terminal_width(stream: IO[str]) -> int:
+    """Columns of the terminal ``stream`` writes to; 0 when it is not one (a pipe, a file, CI) or one
+    without a size (a pty nobody sized draws no bar: plain lines then)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns if stream.isatty() else 0
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 def is_noise(line: str) -> bool:
     return bool(_NOISE.search(line))
 
@@ -64,7 +73,7 @@ class Console:
         progress: bool = True,
     ):
         self.out, self.err = out or sys.stdout, err or sys.stderr
-        self.tty = self.err.isatty() if tty is None else tty
+        self.tty = terminal_width(self.err) > 0 if tty is None else tty
         self.show_all, self.show_progress = show_all, progress
         self.dropped = 0
         self.bar: Any = None
