@@ -321,7 +321,8 @@ class ParquetSource(Source):
         path = self.paths[k]
         try:
             with self.fs.open(path, "rb") as fh:
-                t = pq.ParquetFile(fh).read_row_group(g, columns=["index", "image", "label"])
+                # use_threads=False: pyarrow's pool is sized for the machine, a worker has its own CPUs
+                t = pq.ParquetFile(fh).read_row_group(g, columns=["index", "image", "label"], use_threads=False)
         except Exception as e:  # deleted, truncated or overwritten since the run started
             if self.on_corrupt == "error":
                 raise DataError(
