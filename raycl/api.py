@@ -51,10 +51,10 @@ def views(cfg: Config | dict, out: str = "views.png", samples: int = 6) -> dict:
     check_data(cfg)
     g = grid(cfg, samples)
     try:
-        g.image.save(path, format="PNG")  # type: ignore[attr-defined]
+        g.image.save(path, format="PNG")
     except OSError as e:
         raise ConfigError(f"--out: cannot write {out!r}: {e.strerror or e}") from None
-    return {"out": path, "columns": g.columns, "samples": len(g.cells), "size": list(g.image.size)}  # type: ignore[attr-defined]
+    return {"out": path, "columns": g.columns, "samples": len(g.cells), "size": list(g.image.size)}
 
 
 def sweep(

@@ -446,11 +446,9 @@ def validate(cfg: Config) -> None:
     check_backbone(cfg.model.backbone)
     if cfg.method.name not in REGISTRY:
         raise ConfigError(f"method.name: unknown method {cfg.method.name!r}; available: {', '.join(sorted(REGISTRY))}")
-    from raycl.train.loggers import PACKAGES
+    from raycl.train.loggers import check_names
 
-    for name in cfg.run.loggers:
-        if name not in PACKAGES:
-            raise ConfigError(f"run.loggers: unknown logger {name!r}; available: {', '.join(PACKAGES)}")
+    check_names(cfg.run.loggers)
     m = cfg.method
     if m.name == "tcl" and (m.k1 < 1 or m.k2 < 1):
         bad = "k1" if m.k1 < 1 else "k2"

@@ -10,6 +10,7 @@ generator seeded by ``run.seed`` exactly as a training step draws them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ PAD, HEADER = 4, 14  # pixels between cells, and for the column titles
 
 @dataclass
 class Grid:
-    image: object  # PIL.Image
+    image: Any  # PIL.Image.Image
     columns: list[str]
     cells: list[list[tuple[int, int, int, int]]]  # [row][column] -> (left, top, right, bottom)
 

@@ -169,15 +169,20 @@ def attached(progress: bool = True):
         console.close()
 
 
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not is_noise(record.getMessage())
+
+
+_DRIVER_FILTER = _DropNoise()
+
+
 def quiet_driver_logs() -> None:
-    """The driver's own Ray loggers: a routine token-auth warning at every ray.init (kept with
-    RAYCL_VERBOSE=1)."""
+    """The driver's own Ray logger that warns at every ray.init that token auth is on (kept with
+    RAYCL_VERBOSE=1). A logger's filter sees only its own records, so it goes on that logger; once."""
     if verbose():
         return
-    flt = logging.Filter()
-    flt.filter = lambda record: not is_noise(record.getMessage())  # type: ignore[method-assign]
-    for name in ("ray", "ray._private.authentication.authentication_token_setup"):
-        logging.getLogger(name).addFilter(flt)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_DRIVER_FILTER)
 
 
 def summary(history: list[dict], extra: dict | None = None) -> str:

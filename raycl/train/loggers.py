@@ -24,11 +24,17 @@ PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 INSTALL = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
-def check(names: list[str]) -> None:
-    """Before a run starts: every logger is known and its package importable (one ConfigError)."""
+def check_names(names: list[str]) -> None:
+    """At config load: every logger name is one raycl knows (its package may live only on the workers)."""
     for name in names:
         if name not in PACKAGES:
             raise ConfigError(f"run.loggers: unknown logger {name!r}; available: {', '.join(PACKAGES)}")
+
+
+def check(names: list[str]) -> None:
+    """Before a run starts: every logger is known and its package importable (one ConfigError)."""
+    check_names(names)
+    for name in names:
         if importlib.util.find_spec(PACKAGES[name]) is None:
             raise ConfigError(
                 f"run.loggers: {name} needs the {PACKAGES[name]!r} package, which is not installed "
