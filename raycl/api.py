@@ -97,6 +97,7 @@ def neighbours(checkpoint: str, queries: int = 5, k: int = 5, seed: int = 0) -> 
     from raycl.eval import extract
 
     cfg, method = load_checkpoint_model(checkpoint)
+    check_stored_data(cfg)
     e = cfg.eval
     train_src, eval_src = build_sources(cfg)
     train_src, eval_src = (
@@ -139,55 +140,92 @@ def bank_server(run_name: str, address: str | None = None):
     return get(run_name)
 
 
-def _features(cfg: Config, backbone: torch.nn.Module):
+def _features(cfg: Config, backbone: torch.nn.Module, what: str = "encoder", quiet: bool = False):
     from raycl.data import build_sources
     from raycl.eval import extract
+    from raycl.eval.features import rows_per_forward
+    from raycl.eval.report import Ticker
 
     train_src, eval_src = build_sources(cfg)
-    from raycl.eval.features import rows_per_forward
-
     e, seed, bs = cfg.eval, cfg.run.seed, rows_per_forward(cfg.data.channels, cfg.data.image_size)
-    tr, tr_y = extract(backbone, train_src, batch_size=bs, max_rows=e.max_train_samples, seed=seed)
-    te, te_y = extract(backbone, eval_src, batch_size=bs, max_rows=e.max_eval_samples, seed=seed)
-    return tr, tr_y, te, te_y
+    out = []
+    for split, src, most in (("training", train_src, e.max_train_samples), ("held-out", eval_src, e.max_eval_samples)):
+        ticker = None if quiet else Ticker(f"{what} features of {split} rows", "rows")
+        out += list(extract(backbone, src, batch_size=bs, max_rows=most, seed=seed, progress=ticker))
+    return tuple(out)
 
 
-def evaluate_backbone(cfg: Config, backbone: torch.nn.Module, linear: bool = True) -> dict:
-    """kNN monitor (cosine, k, T from cfg.eval) and a linear probe on frozen features."""
-    import sys
-
+def evaluate_backbone(
+    cfg: Config, backbone: torch.nn.Module, linear: bool = True, what: str = "encoder", quiet: bool = False
+) -> dict:
+    """kNN monitor (cosine, k, T from cfg.eval) and a linear probe on frozen features; progress lines
+    on stderr unless ``quiet``."""
     from raycl.data import build_sources, eval_ready
     from raycl.eval import knn_top1, linear_probe
+    from raycl.eval.report import Ticker, to_stderr
 
     skip = eval_ready(*build_sources(cfg))
     if skip:
-        print(f"[raycl] {skip}", file=sys.stderr, flush=True)
+        to_stderr(f"[raycl] {skip}")
         return {"knn_top1": None, **({"linear_top1": None} if linear else {}), "skipped": skip}
-    tr, tr_y, te, te_y = _features(cfg, backbone)
+    tr, tr_y, te, te_y = _features(cfg, backbone, what, quiet)
     out = {"knn_top1": knn_top1(tr, tr_y, te, te_y, cfg.eval.knn_k, cfg.eval.knn_temperature)}
     if linear:
+        ticker = None if quiet else Ticker(f"{what} linear probe", "epochs", every_s=10.0)
         out["linear_top1"] = linear_probe(
-            tr, tr_y, te, te_y, cfg.eval.linear_epochs, cfg.eval.linear_lr, seed=cfg.run.seed
+            tr, tr_y, te, te_y, cfg.eval.linear_epochs, cfg.eval.linear_lr, seed=cfg.run.seed, progress=ticker
         )
     return out
 
 
+# Raw pixels as features cost rows x C x H x W floats; past this the floor is skipped and said so.
+PIXEL_FLOOR_BYTES = 4 << 30
+
+
+def floors(cfg: Config, linear: bool = True, quiet: bool = False) -> dict:
+    """What a trained encoder must beat, on the same rows and protocol: the same encoder at random
+    init (seed ``run.seed``) and the raw pixels, flattened (``random_init_*``, ``pixels_*``)."""
+    from raycl.eval.report import to_stderr
+
+    init = random_init_eval(cfg, linear=linear, quiet=quiet)
+    out = {f"random_init_{k}": v for k, v in init.items() if k != "skipped"}
+    rows = (cfg.eval.max_train_samples or 0) + (cfg.eval.max_eval_samples or 0)
+    pixel_bytes = 4 * cfg.data.channels * cfg.data.image_size**2 * rows
+    if not rows or pixel_bytes > PIXEL_FLOOR_BYTES:
+        to_stderr(
+            f"[raycl] raw-pixel floor skipped: {rows or 'every'} rows of {cfg.data.image_size} px would need more "
+            f"than {PIXEL_FLOOR_BYTES >> 30} GiB (lower eval.max_train_samples)"
+        )
+        return out
+    pixels = evaluate_backbone(cfg, torch.nn.Flatten(), linear, what="raw-pixel", quiet=quiet)
+    return out | {f"pixels_{k}": v for k, v in pixels.items() if k != "skipped"}
+
+
 def load_checkpoint_model(path: str):
     """(config, method) from a raycl checkpoint directory, on CPU, without Ray or DeepSpeed."""
-    from raycl.config import from_dict
+    from raycl.config import from_dict, resolve_paths
     from raycl.errors import CheckpointError, ConfigError
     from raycl.methods import build_method
     from raycl.train.checkpoint import check_state_dict, load_model_file
 
     payload = load_model_file(os.path.expanduser(path))
-    try:
-        cfg = from_dict(payload["config"])
+    try:  # a checkpoint of an older raycl may hold relative paths: they are read from here
+        cfg = from_dict(resolve_paths(payload["config"]) if isinstance(payload["config"], dict) else payload["config"])
     except ConfigError as e:
         raise CheckpointError(f"{path}: the config stored in model.pt is not valid: {e}") from None
     method = build_method(cfg, cfg.data.channels)
     check_state_dict(payload["state_dict"], method, cfg.method.name, path)
     method.load_state_dict(payload["state_dict"])
     return cfg, method
+
+
+def check_stored_data(cfg: Config) -> None:
+    """The data a checkpoint's run names still exists and passes the checks ``train`` runs."""
+    from raycl.config import check_paths
+    from raycl.data import check_data
+
+    check_paths(cfg)
+    check_data(cfg)
 
 
 def history(checkpoint: str) -> list[dict]:
@@ -197,38 +235,88 @@ def history(checkpoint: str) -> list[dict]:
     return read_state(os.path.expanduser(checkpoint)).get("history", [])
 
 
-def evaluate(checkpoint: str, linear: bool = True) -> dict:
+def evaluate(checkpoint: str, linear: bool = True, with_floors: bool = True) -> dict:
+    """kNN and linear top-1 of a checkpoint's encoder on its run's held-out rows, and (``with_floors``)
+    the random-init and raw-pixel floors measured the same way. Data is checked before any is read."""
     cfg, method = load_checkpoint_model(checkpoint)
-    return evaluate_backbone(cfg, method.encoder(), linear)
+    check_stored_data(cfg)
+    out = evaluate_backbone(cfg, method.encoder(), linear)
+    if with_floors and not out.get("skipped"):
+        out |= floors(cfg, linear)
+    return out
 
 
-def random_init_eval(cfg: Config, linear: bool = False) -> dict:
+def random_init_eval(cfg: Config, linear: bool = False, quiet: bool = False) -> dict:
     """``evaluate_backbone`` of the config's method encoder at random init (seed ``run.seed``): the
     floor a trained encoder must beat."""
     from raycl.methods import build_method
 
     torch.manual_seed(cfg.run.seed)
-    return evaluate_backbone(cfg, build_method(cfg, cfg.data.channels).encoder(), linear=linear)
+    encoder = build_method(cfg, cfg.data.channels).encoder()
+    return evaluate_backbone(cfg, encoder, linear=linear, what="random-init", quiet=quiet)
 
 
 def random_init_knn(cfg: Config) -> float:
-    return random_init_eval(cfg)["knn_top1"]
+    return random_init_eval(cfg, quiet=True)["knn_top1"]
 
 
-def demo(overrides: list[str] | None = None, address: str | None = None) -> dict:
-    """SimCLR on the built-in digits with 2 workers, then kNN + linear evaluation against a
-    random-init encoder of the same architecture."""
+def demo(overrides: list[str] | None = None, address: str | None = None, resume: bool = False) -> dict:
+    """SimCLR on the built-in digits with 2 workers, then kNN + linear evaluation against the
+    random-init and raw-pixel floors. Each call trains a new run (``demo-<time>``) unless ``resume``
+    (the newest demo run continues) or ``run.name`` is among the overrides (that run, resumed if it
+    has a checkpoint, as ``train`` does)."""
+    from raycl.eval.report import to_stderr
+
+    overrides = list(overrides or [])
     cfg = load_config(demo_config_path(), overrides)
+    if not any(o.split("=", 1)[0].strip() == "run.name" for o in overrides):
+        name, line = demo_run_name(cfg, resume)
+        cfg = load_config(demo_config_path(), overrides + [f"run.name={name}"])
+        to_stderr(line)
     metrics = train(cfg, address)
     ev = evaluate(metrics["checkpoint"])
     return {
         "method": cfg.method.name,
         "epochs": cfg.run.epochs,
         "workers": cfg.distributed.workers,
-        "knn_top1": ev["knn_top1"],
-        "linear_top1": ev["linear_top1"],
-        "random_init_knn_top1": random_init_knn(cfg),
+        **ev,
         "images_per_s": metrics.get("images_per_s"),
         "run_dir": metrics["run_dir"],
         "checkpoint": metrics["checkpoint"],
     }
+
+
+def demo_run_name(cfg: Config, resume: bool) -> tuple[str, str]:
+    """(run name, the line that says which): the newest ``demo-*`` run with a checkpoint when
+    ``resume``, else a new ``demo-<time>`` whose folder this call creates, so two demos started at
+    once never share one."""
+    import time
+
+    from raycl.errors import ConfigError
+    from raycl.train.checkpoint import registered_checkpoints
+
+    from raycl.train.trainer import run_dir
+
+    root = os.path.dirname(run_dir(cfg) or "") or None
+    if resume:
+        runs = sorted(
+            (n for n in (os.listdir(root) if root and os.path.isdir(root) else []) if n.startswith("demo-")),
+            key=lambda n: os.path.getmtime(os.path.join(root, n)),
+        )
+        runs = [n for n in runs if registered_checkpoints(os.path.join(root, n))]
+        if not runs:
+            raise ConfigError(f"--resume: no demo run with a checkpoint under run.storage_path {cfg.run.storage_path!r}")
+        return runs[-1], f"[raycl] demo: resuming run {runs[-1]!r} in {root}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        name = f"demo-{stamp}" + (f"-{n}" if n > 1 else "")
+        if root is None:
+            break
+        try:
+            os.makedirs(os.path.join(root, name))
+            break
+        except FileExistsError:
+            continue
+    where = root or cfg.run.storage_path
+    return name, f"[raycl] demo: new run {name!r} in {where} (continue it later with: raycl demo --resume)"
+

@@ -39,6 +39,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="SimCLR on the built-in digits with 2 CPU workers, then evaluation")
     _overrides(p)
+    p.add_argument("--resume", action="store_true", help="continue the newest demo run instead of starting a new one")
     _address(p)
 
     p = sub.add_parser("sweep", help="Ray Tune sweep over the config's 'sweep:' space, ASHA early stopping")
@@ -57,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="kNN and linear probe of a checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("--no-linear", action="store_true", help="kNN only")
+    p.add_argument(
+        "--no-floors", action="store_true", help="skip the random-init and raw-pixel floors (one extraction less)"
+    )
 
     p = sub.add_parser("config", help="config tools")
     csub = p.add_subparsers(dest="config_cmd", required=True)
@@ -152,14 +156,16 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from raycl import api
-    from raycl.config import load_config
+    from raycl.config import load_config, local_path
+    from raycl.eval.report import floors_table
     from raycl.train.console import summary
 
     if args.cmd == "config":
         print(load_config(args.config, args.overrides).to_yaml(), end="")
     elif args.cmd == "train":
         out = api.train(load_config(args.config, args.overrides), args.address)
-        print(summary(api.history(out["checkpoint"]) if out.get("checkpoint") else [], {"run_dir": out["run_dir"]}))
+        ends = {"run_dir": out["run_dir"], "checkpoint": out["checkpoint"]}
+        print(summary(api.history(out["checkpoint"]) if out.get("checkpoint") else [], ends))
         print(json.dumps(out))
     elif args.cmd == "sweep":
         from raycl.tune import format_table
@@ -170,14 +176,16 @@ def run(args) -> int:
         print(format_table(out))
         print(json.dumps(out))
     elif args.cmd == "demo":
-        out = api.demo(args.overrides, args.address)
-        keys = ("knn_top1", "linear_top1", "random_init_knn_top1", "checkpoint")
-        print(summary(api.history(out["checkpoint"]), {k: out[k] for k in keys}))
+        out = api.demo(args.overrides, args.address, resume=args.resume)
+        print(summary(api.history(out["checkpoint"]), {"checkpoint": out["checkpoint"]}))
+        print(floors_table(out))
         print(json.dumps(out))
     elif args.cmd == "views":
         print(json.dumps(api.views(load_config(args.config, args.overrides), args.out, args.samples)))
     elif args.cmd == "eval":
-        print(json.dumps(api.evaluate(args.checkpoint, linear=not args.no_linear)))
+        out = api.evaluate(args.checkpoint, linear=not args.no_linear, with_floors=not args.no_floors)
+        print(floors_table(out))
+        print(json.dumps(out))
     elif args.cmd == "data":
         from raycl.data.parquet import convert_image_folder
         from raycl.data.torchvision_source import convert_torchvision, is_torchvision
@@ -232,11 +240,13 @@ def run(args) -> int:
 
             if args.workers < 1 or args.batch < 1 or args.threads < 1 or args.train_rounds < 1:
                 raise ConfigError("--workers, --batch, --threads and --train-rounds: expected integers >= 1")
-            from raycl.data.parquet import list_shards
+            from raycl.data.parquet import ParquetSource, list_shards
 
-            list_shards(args.url)  # one clear line when there are no shards
+            url = local_path(args.url)  # Ray Data's readers run in other working directories
+            list_shards(url)  # one clear line when there are no shards
+            ParquetSource(url, args.size, args.channels).scan()  # labels, indices: as train checks them
             out = bench_data.run(
-                args.url,
+                url,
                 args.workers,
                 args.batch,
                 args.size,
@@ -293,7 +303,14 @@ def main(argv=None) -> int:
         return run(args)
     except RayclError as e:
         # One line whatever the message holds (a YAML error, a path with a newline).
-        print("raycl: error: " + " ".join(str(e).split()), file=sys.stderr)
+        more = f" (the workers' full output: {e.details})" if e.details else ""
+        print("raycl: error: " + " ".join(str(e).split()) + more, file=sys.stderr)
+        from raycl.train.console import verbose
+
+        if verbose() and e.__traceback__ is not None:
+            import traceback
+
+            traceback.print_exception(e, file=sys.stderr)
         return 2
 
 

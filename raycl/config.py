@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -410,8 +411,8 @@ def read_yaml(path: str, what: str = "config file"):
         raise ConfigError(f"{what} {path!r} is not valid YAML: {_yaml_problem(e)}") from None
     except OSError as e:
         raise ConfigError(f"{what} {path!r} cannot be read: {e}") from None
-    if raw is None:
-        return {}
+    if raw is None:  # an empty file is far more often a slip (a truncated write, the wrong file) than a wish
+        raise ConfigError(f"{what} {path!r} is empty; write {{}} in it to mean every default")
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{what} {path!r}: expected a mapping of sections ({', '.join(SECTIONS)}), got a {type(raw).__name__}"
@@ -421,7 +422,46 @@ def read_yaml(path: str, what: str = "config file"):
 
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
     raw = read_yaml(path) if path is not None else {}
-    return from_dict(apply_overrides(raw, overrides or []))
+    return from_user(apply_overrides(raw, overrides or []))
+
+
+# Fields that name a place. A person types them relative to the shell they are in; Ray Train workers
+# run in a directory of their own, so the driver makes them absolute before anything is sent on.
+PATH_FIELDS = (("data", "path"), ("data", "eval_path"), ("run", "storage_path"), ("run", "log_dir"))
+
+
+def local_path(url: str) -> str:
+    """``url`` made absolute against this process's working directory, ``~`` expanded; a URL with a
+    scheme (``s3://``, ``memory://``, ``file://``) is left as it is."""
+    if "://" in url:
+        return url
+    return os.path.abspath(os.path.expanduser(url))
+
+
+def resolve_paths(raw: dict) -> dict:
+    """A copy of the raw sections with every path field (``PATH_FIELDS``) made absolute."""
+    out = copy.deepcopy(raw)
+    for section, key in PATH_FIELDS:
+        node = out.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), str) and node[key]:
+            node[key] = local_path(node[key])
+    return out
+
+
+def from_user(raw: dict | None) -> Config:
+    """A config given on the driver (a file, overrides, a dict): its local paths resolved against the
+    working directory and the data paths checked to exist. Workers and trials rebuild the resolved
+    config with ``from_dict``, which touches no filesystem."""
+    cfg = from_dict(resolve_paths(raw) if isinstance(raw, dict) else raw)
+    check_paths(cfg)
+    return cfg
+
+
+def check_paths(cfg: Config) -> None:
+    if cfg.data.dataset == "parquet" and cfg.data.path:
+        _require_exists("data.path", cfg.data.path)
+    if cfg.data.eval_path:
+        _require_exists("data.eval_path", cfg.data.eval_path)
 
 
 def ensure_config(cfg) -> Config:
@@ -432,9 +472,9 @@ def ensure_config(cfg) -> Config:
             raw = cfg.to_dict()
         except Exception as e:
             raise ConfigError(f"config: cannot be read back ({type(e).__name__}: {e})") from None
-        return from_dict(raw)
+        return from_user(raw)
     if isinstance(cfg, dict):
-        return from_dict(cfg)
+        return from_user(cfg)
     raise ConfigError(f"config: expected a raycl Config or a dict of sections, got {type(cfg).__name__}")
 
 
@@ -449,6 +489,12 @@ def validate(cfg: Config) -> None:
     from raycl.train.loggers import check_names
 
     check_names(cfg.run.loggers)
+    name = cfg.run.name
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0\n"):
+        raise ConfigError(
+            f"run.name: {name!r} must be one folder name under run.storage_path (no '/', '\\', "
+            "'..' or line breaks); put the runs elsewhere with run.storage_path"
+        )
     m = cfg.method
     if m.name == "tcl" and (m.k1 < 1 or m.k2 < 1):
         bad = "k1" if m.k1 < 1 else "k2"
@@ -516,7 +562,6 @@ def validate(cfg: Config) -> None:
     if cfg.data.dataset == "parquet":
         if not cfg.data.path:
             raise ConfigError("data.path: required when data.dataset is 'parquet' (an fsspec URL of Parquet shards)")
-        _require_exists("data.path", cfg.data.path)
     elif cfg.data.path:
         raise ConfigError("data.path: only used with data.dataset: parquet; the demo dataset is built in")
     if cfg.data.preload and (cfg.data.dataset != "parquet" or cfg.data.decode == "gpu"):
@@ -538,8 +583,6 @@ def validate(cfg: Config) -> None:
             "distributed.zero_stage: 0 with bf16 makes DeepSpeed partition fp32 master weights in a way "
             "LARS cannot see layers through; use distributed.zero_stage: 1 or 2 with optim.name: lars"
         )
-    if cfg.data.eval_path:
-        _require_exists("data.eval_path", cfg.data.eval_path)
     if cfg.run.checkpoint_every > cfg.run.epochs:
         raise ConfigError(
             f"run.checkpoint_every: {cfg.run.checkpoint_every} is more than run.epochs={cfg.run.epochs}; "

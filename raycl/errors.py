@@ -2,7 +2,10 @@
 
 
 class RayclError(Exception):
-    """Base class: the CLI prints these as one line and exits 2, without a traceback."""
+    """Base class: the CLI prints these as one line and exits 2, without a traceback. ``details``:
+    where the full story is (the console log of a run that failed in its workers), when there is one."""
+
+    details: str | None = None
 
 
 class ConfigError(RayclError, ValueError):

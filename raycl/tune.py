@@ -27,7 +27,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from raycl.config import SECTIONS, apply_overrides, from_dict, read_yaml
+from raycl.config import SECTIONS, apply_overrides, from_dict, from_user, read_yaml, resolve_paths
 from raycl.errors import ConfigError
 
 KINDS = ("grid", "choice", "uniform", "loguniform")
@@ -158,8 +158,8 @@ def load_sweep(path: str, overrides: list[str] | None = None) -> tuple[dict, Swe
     if "sweep" not in raw:
         raise ConfigError(f"{path}: no 'sweep' section; add one with a 'space' (see raycl/tune.py)")
     sweep_raw = raw.pop("sweep")
-    base = apply_overrides(raw, overrides or [])
-    from_dict(base)
+    base = resolve_paths(apply_overrides(raw, overrides or []))  # trials run in directories of their own
+    from_user(base)
     return base, parse_sweep(sweep_raw, base)
 
 

@@ -106,6 +106,22 @@ ROWS = [
                                  "method.num_negatives=4"], "method.bank_size: 10 rows"),
     ("classifier-label-over-classes", ["train", DEMO, "data.dataset=parquet", "data.path={tmp}/d_labeled",
                                        "method.name=supervised_ce", "method.num_classes=3"], "outside 0..2"),
+    # -- every command that reads Parquet checks it first (here: shards a checkpoint's run names) ------
+    ("eval-label-huge", ["eval", "{tmp}/ck_d_label_1e9"], "label 1000000000 at row 2 (index 2) is outside"),
+    ("eval-label-below-minus-one", ["eval", "{tmp}/ck_d_label_neg"], "label -5 at row 2"),
+    ("eval-index-all-zero", ["eval", "{tmp}/ck_d_index_zero"], "index 0 appears 8 times"),
+    ("eval-index-negative-range", ["eval", "{tmp}/ck_d_index_range"], "row group 0: negative index -10 at row 0"),
+    ("eval-label-null", ["eval", "{tmp}/ck_d_label_null"], "column 'label' is null at row 2"),
+    ("eval-shards-gone", ["eval", "{tmp}/ck_d_gone"], "data.path: '{tmp}/d_gone' does not exist"),
+    ("views-label-huge", ["views", DEMO, "data.dataset=parquet", "data.path={tmp}/d_label_1e9", "data.num_samples=null",
+                          "--out", "{tmp}/v.png"], "label 1000000000 at row 2"),
+    ("bench-data-index-duplicate", ["bench", "data", "{tmp}/d_dup"], "index 3 appears 2 times"),
+    ("neighbours-label-null", ("neighbours", "{tmp}/ck_d_label_null"), "column 'label' is null at row 2"),
+    # -- runs -------------------------------------------------------------------------------------
+    ("run-name-escapes", cs("run.name=../../../../tmp/escaped"), "run.name: '../../../../tmp/escaped' must be one"),
+    ("run-name-dotdot", cs("run.name=.."), "run.name: '..' must be one folder name"),
+    ("run-name-empty", cs("run.name=' '"), "must be one folder name"),
+    ("config-empty-file", ["config", "show", "{tmp}/empty.yaml"], "is empty; write {{}} in it to mean every default"),
     # -- sweeps ---------------------------------------------------------------------------------
     ("sweep-uniform-int", ["sweep", "{tmp}/sw_uniform_int.yaml"], "model.width is not a real-valued field"),
     ("sweep-grid-indivisible", ["sweep", "{tmp}/sw_grid.yaml"], "not divisible by distributed.workers"),
@@ -152,6 +168,8 @@ ROWS = [
     ("bank-fetch-negative", ("fetch", -1), "sample index -1 is outside"),
     ("bank-fetch-past-end", ("fetch", 10), "sample index 10 is outside"),
     ("kmeans-labels-negative", ("labels_of", -1), "sample index -1 is outside"),
+    ("kmeans-step-past-end", ("kmeans_step", 10), "sample index 10 is outside"),
+    ("kmeans-step-negative", ("kmeans_step", -2), "sample index -2 is outside"),
     # -- the Python API -------------------------------------------------------------------------
     ("api-train-dict-bad", ("train", {"data": {"batch_size": "x"}}), "data.batch_size: expected an integer"),
     ("api-train-edited-config", ("train_edited",), "optim.base_lr: must be >= 0"),
@@ -166,7 +184,7 @@ def bad(tmp_path_factory):
     from PIL import Image
 
     from raycl.api import demo_config_path
-    from raycl.config import load_config
+    from raycl.config import from_dict, load_config
     from raycl.data.parquet import SCHEMA, encode_png
     from raycl.methods import build_method
 
@@ -177,6 +195,7 @@ def bad(tmp_path_factory):
     (t / "malformed.yaml").write_text("run: {name: [unclosed\n")
     (t / "mixed_keys.yaml").write_text("1: {}\nfoo: {}\n")
     (t / "section_scalar.yaml").write_text("data: 5\n")
+    (t / "empty.yaml").write_text("# nothing yet\n")
 
     cfg = load_config(demo_config_path(), ["model.width=8"])
     method = build_method(cfg, 1)
@@ -221,6 +240,19 @@ def bad(tmp_path_factory):
     shard("d_label_neg", rows(list(range(n)), [0, 1, -5, 0, 0, 0, 0, 0]))
     shard("d_label_huge", rows(list(range(n)), [0, 1, 10**10, 0, 0, 0, 0, 0]))
     shard("d_label_null", rows(list(range(n)), [0, 1, None, 0, 0, 0, 0, 0]))
+    shard("d_label_1e9", rows(list(range(n)), [0, 1, 10**9, 0, 0, 0, 0, 0]))
+    shard("d_index_zero", rows([0] * n, [i % 2 for i in range(n)]))
+    shard("d_index_range", rows(list(range(-10, 54)), [i % 2 for i in range(64)]))
+    shard("d_gone", rows(list(range(n)), [0] * n))
+    for name in ("d_label_1e9", "d_label_neg", "d_index_zero", "d_index_range", "d_label_null", "d_gone"):
+        # a run trained on these shards (its model.pt), evaluated later
+        (t / f"ck_{name}").mkdir()
+        run = from_dict({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "dataset": "parquet",
+                                                    "path": str(t / name), "num_samples": None}})
+        torch.save({"config": run.to_dict(), "state_dict": method.state_dict()}, t / f"ck_{name}" / "model.pt")
+    import shutil
+
+    shutil.rmtree(t / "d_gone")
     shard("d_unlabeled", rows(list(range(64)), [-1] * 64))
     shard("d_labeled", rows(list(range(64)), [i % 5 for i in range(64)]))
     shard("d_nolabel", pa.table({"index": np.arange(n), "image": [png] * n}))
@@ -258,6 +290,8 @@ def call(what, t):
     kind, *args = what
     if kind == "history":
         return api.history(args[0].format(tmp=t))
+    if kind == "neighbours":
+        return api.neighbours(args[0].format(tmp=t))
     if kind == "bank":
         return MemoryBank(*args)
     if kind == "bank_momentum":
@@ -269,6 +303,10 @@ def call(what, t):
         return OnlineKMeans(args[0], bank)
     if kind == "fetch":
         return bank.fetch(torch.tensor([0, args[0]]))
+    if kind == "kmeans_step":
+        with pytest.raises(IndexError):  # BankIndexError is an IndexError too, as every bank index error
+            OnlineKMeans(2, bank).step(torch.tensor([0, args[0]]))
+        return OnlineKMeans(2, bank).step(torch.tensor([0, args[0]]))
     if kind == "labels_of":
         return OnlineKMeans(2, bank).labels_of(torch.tensor([args[0]]))
     if kind == "train":
@@ -297,11 +335,11 @@ def test_bad_input_gets_one_clear_line(bad, capsys, row_id, what, phrase):
         assert rc == 2, err
         assert "Traceback" not in err
         assert len(lines) == 1 and lines[0].startswith("raycl: error: "), err
-        assert phrase in lines[0], lines[0]
+        assert phrase.format(tmp=bad) in lines[0], lines[0]
     else:
         with pytest.raises(RayclError) as e:
             call(what, bad)
-        assert phrase in str(e.value) and "\n" not in str(e.value), str(e.value)
+        assert phrase.format(tmp=bad) in str(e.value) and "\n" not in str(e.value), str(e.value)
     assert ray.is_initialized() == ray_was_up, "Ray was started for input that could be refused before"
     assert not (bad / "PWNED").exists(), "a checkpoint's pickle ran code"
 

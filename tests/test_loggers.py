@@ -146,3 +146,38 @@ def test_a_bar_only_on_a_terminal_that_has_a_width():
     finally:
         os.close(main)
         os.close(side)
+
+
+@pytest.mark.parametrize("line", ["RuntimeError: CUDA error: an illegal memory access was encountered",
+                                  "ValueError: loss is nan at step 12", "Traceback (most recent call last):",
+                                  "torch.distributed.DistBackendError: NCCL Error 3: internal error"])
+def test_a_real_error_line_from_a_worker_reaches_the_console(line):
+    out, err = io.StringIO(), io.StringIO()
+    con = Console(out, err, tty=False)
+    con.handle(batch(NOISY + [line], is_err=True))
+    assert err.getvalue() == f"(RayTrainWorker pid=7) {line}\n" and con.dropped == len(NOISY)
+
+
+def test_after_a_worker_stops_on_a_raycl_error_its_echoes_go_to_the_failure_log(tmp_path):
+    """The worker announces the error; Ray Train's traceback of it and the controller's report that
+    follow are kept in the failure log, not shown; raycl's own lines still show."""
+    from raycl.train.console import FAILED
+
+    out, err = io.StringIO(), io.StringIO()
+    log = tmp_path / "run" / "failure.log"
+    con = Console(out, err, tty=False, failure_log=str(log))
+    con.handle(batch(["[raycl] epoch 1/2 done | loss 6.1"]))
+    con.handle(batch([FAILED + json.dumps({"error": "DataError", "message": "corrupt image bytes at row 25"})],
+                     is_err=True))
+    echo = ["Error in training function:", "Traceback (most recent call last):", "raycl.errors.DataError: corrupt"]
+    con.handle(batch(echo, is_err=True))
+    con.handle(batch(["[FailurePolicy] RAISE", "ray.train.WorkerGroupError: Training failed"], is_err=True,
+                     actor="TrainController", pid=9))
+    con.handle(batch(["[raycl] a line of raycl's own"]))
+    assert out.getvalue().splitlines() == ["[raycl] epoch 1/2 done | loss 6.1", "[raycl] a line of raycl's own"]
+    assert err.getvalue() == "" and con.failure_lines == 5
+    assert log.read_text().splitlines() == [f"(RayTrainWorker pid=7) {e}" for e in echo] + [
+        "(TrainController pid=9) [FailurePolicy] RAISE", "(TrainController pid=9) ray.train.WorkerGroupError: Training failed"]
+    shown = Console(io.StringIO(), io.StringIO(), tty=False, show_all=True)  # --verbose: everything shows
+    shown.handle(batch([FAILED + "{}"] + echo, is_err=True))
+    assert shown.err.getvalue().splitlines() == [f"(RayTrainWorker pid=7) {e}" for e in echo]

@@ -127,3 +127,22 @@ def test_backbone_errors():
         build_backbone(from_dict({"model": {"backbone": "vgg16"}, "data": {"image_size": 28}}), 1)
     with pytest.raises(ConfigError, match="6n"):
         build_backbone(from_dict({"model": {"backbone": "wrn12_2"}}), 1)
+
+
+def test_every_epoch_draws_new_augmentations_and_a_replayed_step_the_same():
+    """Augmentation randomness is a function of (seed, epoch, step): the same step of another epoch
+    crops differently (else every epoch trains on the same views), a resumed step replays exactly."""
+    from raycl.data.demo import demo_sources
+    from raycl.train.worker import aug_generator
+
+    images = torch.from_numpy(demo_sources(0.2, num_samples=64)[0].read_positions(torch.arange(16).numpy()).images)
+    views = SimCLRViews(28)
+
+    def draw(seed, epoch, step):
+        return torch.stack(views(images, aug_generator(seed, epoch, step, "cpu")))
+
+    first = draw(0, 0, 3)
+    assert torch.equal(first, draw(0, 0, 3))
+    for other in (draw(0, 1, 3), draw(0, 2, 3), draw(0, 0, 4), draw(1, 0, 3)):
+        changed = (first - other).abs().flatten(2).amax(2) > 1e-3   # per view and sample
+        assert changed.float().mean() > 0.9, changed

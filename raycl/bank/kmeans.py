@@ -111,6 +111,7 @@ class OnlineKMeans(nn.Module):
         """Re-assign the global batch ``index`` (the same on every worker), recompute centroids,
         re-seed empty clusters. Returns churn (fraction of the batch's samples whose cluster
         changed), clusters re-seeded and still empty."""
+        self.bank[0].check(index)
         uniq = torch.unique(index)
         mine, slots = self.bank[0].owned(uniq)
         new = assign(self.rows[slots], self.centroids)

@@ -59,7 +59,8 @@ def check_data(cfg) -> dict:
     out = {}
     for key, url in (("train", d.path), ("eval", d.eval_path)):
         if url:
-            out[key] = ParquetSource(url, d.image_size, d.channels, d.on_corrupt).scan(max_label)
+            source = ParquetSource(url, d.image_size, d.channels, d.on_corrupt)
+            out[key] = {**source.scan(max_label), "note": conversion_note(source, d, key)}
     tr = out["train"]
     if needs_every_label(cfg) and tr["labeled"] < tr["rows"]:
         raise DataError(
@@ -77,6 +78,30 @@ def check_data(cfg) -> dict:
             f"set method.bank_size >= {tr['max_index'] + 1}"
         )
     return out
+
+
+def conversion_note(source, d, key: str) -> str | None:
+    """A line saying how the shards' images are converted to what the model takes (colour to grey,
+    grey to RGB, another size), printed once on the driver: a silent conversion hides a wrong path
+    or a wrong data.channels. None when the first image already fits."""
+    import sys
+
+    first = source.peek()
+    if first is None:
+        return None
+    w, h, bands = first
+    field = "data.path" if key == "train" else "data.eval_path"
+    changes = []
+    if (bands >= 3) != (d.channels == 3):
+        what = "colour" if bands >= 3 else "grey"
+        changes.append(f"{what} images become {'grey' if d.channels == 1 else 'RGB'} (data.channels: {d.channels})")
+    if (w, h) != (d.image_size, d.image_size):
+        changes.append(f"{w}x{h} px images are resized to {d.image_size} px (data.image_size)")
+    if not changes:
+        return None
+    note = f"[raycl] {field}: {'; '.join(changes)}"
+    print(note, file=sys.stderr, flush=True)
+    return note
 
 
 def eval_ready(train: Source, held_out: Source) -> str | None:

@@ -311,6 +311,20 @@ class ParquetSource(Source):
             return max(m for m in self.label_max if m is not None) >= 0
         return self.scan()["labeled"] > 0
 
+    def peek(self) -> tuple[int, int, int] | None:
+        """(width, height, bands) of the first row's image, read from its header; None if it does not
+        open (the loader then reports the row)."""
+        from PIL import Image
+
+        k, g = self.blocks[0]
+        with self.fs.open(self.paths[k], "rb") as fh:
+            column = pq.ParquetFile(fh).read_row_group(g, columns=["image"]).column("image")
+        try:
+            with Image.open(io.BytesIO(column[0].as_py())) as im:
+                return im.size[0], im.size[1], len(im.getbands())
+        except Exception:
+            return None
+
     def labels_of(self, i: int) -> np.ndarray:
         k, g = self.blocks[i]
         with self.fs.open(self.paths[k], "rb") as fh:

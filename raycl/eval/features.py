@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -23,11 +25,12 @@ def extract(
     device="cpu",
     max_rows: int | None = None,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features and labels of a seeded random sample of ``max_rows`` rows (all rows when None),
     corrupt rows left out. ``part=(rank, world)``: this worker's contiguous share of those rows, so
     the shares gathered in rank order are the single-process result. Only ``batch_size`` decoded
-    rows are held at a time."""
+    rows are held at a time; ``progress(rows done, rows)`` is called after each batch."""
     was_training = backbone.training
     backbone.eval()
     src = subset(source, max_rows, seed)
@@ -40,6 +43,8 @@ def extract(
         if len(x):
             feats.append(backbone(eval_view(x)).float().cpu())
         labels.append(blk.labels[blk.valid])
+        if progress is not None:
+            progress(min(s + batch_size, hi) - lo, hi - lo)
     backbone.train(was_training)
     dim = getattr(backbone, "out_dim", 0)
     out = torch.cat(feats) if feats else torch.zeros(0, dim)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -18,10 +20,11 @@ def linear_probe(
     batch_size: int = 256,
     weight_decay: float = 0.0,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> float | None:
     """Standardise features with training statistics, train softmax regression with SGD + cosine
     lr, return top-1 on the test features. Only labeled rows (label >= 0) are used; None when
-    either side has none."""
+    either side has none. ``progress(epochs done, epochs)`` is called after each epoch."""
     if unlabeled_reason(train_labels, test_labels):
         return None
     train_feats, train_labels = labeled(train_feats, train_labels)
@@ -36,7 +39,7 @@ def linear_probe(
     opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     steps = epochs * ((len(xtr) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(epochs):
+    for epoch in range(epochs):
         perm = torch.randperm(len(xtr), generator=g)
         for s in range(0, len(xtr), batch_size):
             i = perm[s : s + batch_size]
@@ -45,5 +48,7 @@ def linear_probe(
             loss.backward()
             opt.step()
             sched.step()
+        if progress is not None:
+            progress(epoch + 1, epochs)
     with torch.no_grad():
         return (clf(xte).argmax(1) == test_labels).float().mean().item()

@@ -22,6 +22,7 @@ from typing import IO, Any
 from raycl.train.progress import fmt_duration
 
 PROGRESS = "[raycl:progress] "
+FAILED = "[raycl:failed] "  # a worker stopping on a RayclError: JSON {"error", "message"}; what follows is its echo
 HANDLER = "ray_print_logs"  # the name Ray gives its own printing handler (ray/_private/worker.py)
 
 # Routine messages of Ray, Ray Train, DeepSpeed and torch, each seen in a plain `raycl demo` on CPU.
@@ -40,6 +41,11 @@ NOISE = [
     r"^Using network interface",
     r"Token authentication is enabled for this Ray cluster",
     r" INFO mlflow\.store\.db\.utils: ",  # MLflow creating its local SQLite tables
+    # Ray Train's 4-line notice on resuming a run; raycl says "resuming" itself
+    r"^A run snapshot was found in storage folder at",
+    r"^This snapshot contains a list of checkpoints reported via",
+    r"^If you meant to start a brand new training job without any",
+    r"^please configure a new, unique `RunConfig\(name\)` or delete the",
 ]
 _NOISE = re.compile("|".join(f"(?:{p})" for p in NOISE))
 
@@ -71,11 +77,16 @@ class Console:
         tty: bool | None = None,
         show_all: bool = False,
         progress: bool = True,
+        failure_log: str | None = None,
     ):
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.tty = terminal_width(self.err) > 0 if tty is None else tty
         self.show_all, self.show_progress = show_all, progress
         self.dropped = 0
+        # Once a worker has said it stops on a raycl error, every other line (its traceback as Ray
+        # Train logs it, the controller's failure report) repeats it: kept in failure_log, not shown.
+        self.failure: dict | None = None
+        self.failure_log, self.failure_lines = failure_log, 0
         self.bar: Any = None
         self.last: dict | None = None
         self._lock = threading.Lock()
@@ -102,12 +113,29 @@ class Console:
             if isinstance(event, dict):
                 self.progress(event)
                 return
+        if line.startswith(FAILED):
+            self.failure = self.failure or {"message": line[len(FAILED) :]}
+            return
+        if self.failure is not None and not self.show_all and not line.startswith("[raycl]"):
+            self.keep_failure_line(prefix + line)
+            return
         if line.startswith("[raycl]"):
             self.write(line)
         elif self.show_all or not is_noise(line):
             self.write(prefix + line, self.err if is_err else self.out)
         else:
             self.dropped += 1
+
+    def keep_failure_line(self, line: str) -> None:
+        self.failure_lines += 1
+        if self.failure_log is None:
+            return
+        try:
+            os.makedirs(os.path.dirname(self.failure_log) or ".", exist_ok=True)
+            with open(self.failure_log, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        except OSError:
+            self.failure_log = None  # an unwritable log folder must not hide the error itself
 
     # -- the display ---------------------------------------------------------------------------------
     def write(self, text: str, stream: IO[str] | None = None) -> None:
@@ -149,12 +177,12 @@ class Console:
 
 
 @contextlib.contextmanager
-def attached(progress: bool = True):
+def attached(progress: bool = True, failure_log: str | None = None):
     """Route forwarded worker output through a Console while the block runs (then Ray's own printing
     again). Without Ray's handler in place (``ray.init(log_to_driver=False)``) nothing changes."""
     from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
 
-    console = Console(show_all=verbose(), progress=progress)
+    console = Console(show_all=verbose(), progress=progress, failure_log=failure_log)
     with dispatcher._lock:
         saved = [h for h in dispatcher.handlers if h[0] == HANDLER]
     if saved:

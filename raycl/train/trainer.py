@@ -3,6 +3,7 @@ and turn a worker's failure into the one clear error that caused it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -185,14 +186,19 @@ def fit(cfg, address: str | None = None):
     # A local instance gets at least the CPUs the run asks for: a laptop oversubscribes its cores
     # rather than waiting forever for resources that will never appear.
     owned = init_ray(address, num_cpus=max(os.cpu_count() or 1, math.ceil(d.workers * d.cpus_per_worker)))
-    try:
-        return _fit(cfg)
-    finally:
-        if owned:
-            ray.shutdown()  # flushes worker logs before the caller prints its result
+    failure_log = os.path.join(log_dir(cfg), "failure.log")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(failure_log)  # an earlier attempt's; this one writes its own
+    # Attached until Ray is shut down: worker lines still in flight when fit() returns go through it too.
+    with console.attached(failure_log=failure_log):
+        try:
+            return _fit(cfg, failure_log)
+        finally:
+            if owned:
+                ray.shutdown()  # flushes worker logs before the caller prints its result
 
 
-def _fit(cfg):
+def _fit(cfg, failure_log: str):
     loggers.check(cfg.run.loggers)
     check_resources(cfg)
     resumed_from = check_resume(cfg)
@@ -227,10 +233,11 @@ def _fit(cfg):
         ),
     )
     try:
-        with console.attached():
-            return trainer.fit()
+        return trainer.fit()
     except ray.train.TrainingFailedError as e:
         err = worker_error(e)
         if err is e:
             raise
+        if os.path.exists(failure_log):
+            err.details = failure_log
         raise err from None

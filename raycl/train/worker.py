@@ -11,19 +11,21 @@ import time
 import warnings
 
 import numpy as np
+import ray
 import ray.train
 import ray.train.torch
 import torch
 
 from raycl import collectives as dist
-from raycl.config import from_dict
+from raycl.config import check_paths, from_dict
 from raycl.data import EpochLoader, build_sources, eval_ready, rounds
 from raycl.data.decode import decode_batch
 from raycl.eval import extract, knn_top1
 from raycl.eval.features import rows_per_forward
 from raycl.train import checkpoint as ck
 from raycl.train import zero_state
-from raycl.train.console import PROGRESS
+from raycl.errors import ConfigError, RayclError
+from raycl.train.console import FAILED, PROGRESS
 from raycl.train.engine import build_engine, make_views, train_step
 from raycl.train.progress import Progress, fmt_duration
 
@@ -188,7 +190,32 @@ def resume(engine, rank: int, world: int) -> dict:
 
 
 def train_loop(config: dict) -> None:
-    cfg = from_dict(config)
+    """Train; a raycl error is announced to the driver's console first (``FAILED``), which then shows
+    it as one line instead of the traceback Ray Train and its controller print after it."""
+    try:
+        cfg = from_dict(config)
+        check_paths_here(cfg)
+        _train_loop(cfg)
+    except RayclError as e:
+        sys.stderr.write(FAILED + json.dumps({"error": type(e).__name__, "message": str(e)}) + "\n")
+        sys.stderr.flush()
+        raise
+
+
+def check_paths_here(cfg) -> None:
+    """The driver found the data; a worker on another node may not (a local path that is not on
+    storage every node shares)."""
+    try:
+        check_paths(cfg)
+    except ConfigError as e:
+        node = ray.util.get_node_ip_address()
+        raise ConfigError(
+            f"{e} on the node of this worker ({node}), though the driver found it: local paths must be on "
+            "storage every node mounts at the same place, or use a URL (s3://, gs://, ...)"
+        ) from None
+
+
+def _train_loop(cfg) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     # DeepSpeed's ZeRO calls torch's all_gather_into_tensor, deprecated in torch 2.14 (not raycl's call)
     warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.* is deprecated", category=FutureWarning)

@@ -1,0 +1,53 @@
+"""What evaluation in this process prints: progress lines (feature extraction, linear epochs) and the
+table of an encoder against its floors."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from raycl.train.progress import fmt_duration
+
+
+def to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Ticker:
+    """A ``progress(done, total)`` callback that prints ``[raycl] eval: <what> done/total <unit> |
+    rate | ETA`` at most every ``every_s`` seconds, and once at the end."""
+
+    def __init__(self, what: str, unit: str, every_s: float = 5.0, say: Callable[[str], None] = to_stderr):
+        self.what, self.unit, self.every_s, self.say = what, unit, every_s, say
+        self.t0 = self.last = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done < total and now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (total - done) / rate if rate > 0 else 0.0
+        self.say(
+            f"[raycl] eval: {self.what} {done:,}/{total:,} {self.unit} | {rate:,.0f} {self.unit}/s | "
+            f"{'done in ' + fmt_duration(now - self.t0) if done >= total else 'ETA ' + fmt_duration(eta)}"
+        )
+
+
+ROWS = (("encoder", ""), ("random init", "random_init_"), ("raw pixels", "pixels_"))
+
+
+def floors_table(result: dict) -> str:
+    """kNN / linear top-1 of the encoder and of the floors it is compared with, one row each."""
+    lines = [f"{'':<12} {'kNN top-1':>10} {'linear top-1':>13}"]
+    for label, prefix in ROWS:
+        knn, lin = result.get(prefix + "knn_top1"), result.get(prefix + "linear_top1")
+        if knn is None and lin is None:
+            continue
+        lines.append(f"{label:<12} {_fmt(knn):>10} {_fmt(lin):>13}")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
