@@ -294,7 +294,6 @@ def demo_run_name(cfg: Config, resume: bool) -> tuple[str, str]:
 
     from raycl.errors import ConfigError
     from raycl.train.checkpoint import registered_checkpoints
-
     from raycl.train.trainer import run_dir
 
     root = os.path.dirname(run_dir(cfg) or "") or None
@@ -305,7 +304,8 @@ def demo_run_name(cfg: Config, resume: bool) -> tuple[str, str]:
         )
         runs = [n for n in runs if registered_checkpoints(os.path.join(root, n))]
         if not runs:
-            raise ConfigError(f"--resume: no demo run with a checkpoint under run.storage_path {cfg.run.storage_path!r}")
+            where = cfg.run.storage_path
+            raise ConfigError(f"--resume: no demo run with a checkpoint under run.storage_path {where!r}")
         return runs[-1], f"[raycl] demo: resuming run {runs[-1]!r} in {root}"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1, 1000):
@@ -319,4 +319,3 @@ def demo_run_name(cfg: Config, resume: bool) -> tuple[str, str]:
             continue
     where = root or cfg.run.storage_path
     return name, f"[raycl] demo: new run {name!r} in {where} (continue it later with: raycl demo --resume)"
-

@@ -20,11 +20,11 @@ from raycl import collectives as dist
 from raycl.config import check_paths, from_dict
 from raycl.data import EpochLoader, build_sources, eval_ready, rounds
 from raycl.data.decode import decode_batch
+from raycl.errors import ConfigError, RayclError
 from raycl.eval import extract, knn_top1
 from raycl.eval.features import rows_per_forward
 from raycl.train import checkpoint as ck
 from raycl.train import zero_state
-from raycl.errors import ConfigError, RayclError
 from raycl.train.console import FAILED, PROGRESS
 from raycl.train.engine import build_engine, make_views, train_step
 from raycl.train.progress import Progress, fmt_duration
