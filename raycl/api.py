@@ -298,11 +298,12 @@ def demo_run_name(cfg: Config, resume: bool) -> tuple[str, str]:
 
     root = os.path.dirname(run_dir(cfg) or "") or None
     if resume:
+        folder = root or ""
+        names = os.listdir(folder) if folder and os.path.isdir(folder) else []
         runs = sorted(
-            (n for n in (os.listdir(root) if root and os.path.isdir(root) else []) if n.startswith("demo-")),
-            key=lambda n: os.path.getmtime(os.path.join(root, n)),
+            (n for n in names if n.startswith("demo-") and registered_checkpoints(os.path.join(folder, n))),
+            key=lambda n: os.path.getmtime(os.path.join(folder, n)),
         )
-        runs = [n for n in runs if registered_checkpoints(os.path.join(root, n))]
         if not runs:
             where = cfg.run.storage_path
             raise ConfigError(f"--resume: no demo run with a checkpoint under run.storage_path {where!r}")

@@ -198,7 +198,7 @@ def fit(cfg, address: str | None = None):
                 ray.shutdown()  # flushes worker logs before the caller prints its result
 
 
-def _fit(cfg, failure_log: str):
+def _fit(cfg, failure_log):
     loggers.check(cfg.run.loggers)
     check_resources(cfg)
     resumed_from = check_resume(cfg)
