@@ -28,7 +28,7 @@ import ray
 from ray import tune
 
 from raycl.config import SECTIONS, apply_overrides, from_dict, from_user, read_yaml, resolve_paths
-from raycl.errors import ConfigError
+from raycl.errors import ConfigError, RayclError
 
 KINDS = ("grid", "choice", "uniform", "loguniform")
 
@@ -214,18 +214,44 @@ def _overrides(trial_config: dict) -> list[str]:
     return [f"{k}={json.dumps(v)}" for k, v in sorted(trial_config.items())]
 
 
+def raycl_error(error: BaseException | None) -> RayclError | None:
+    """The raycl error a trial failed with (Ray wraps it: ``RayTaskError(DataError)`` is both), else None."""
+    if isinstance(error, RayclError):
+        cause = getattr(error, "cause", None)
+        return cause if isinstance(cause, RayclError) else error
+    return None
+
+
+def error_line(error: BaseException) -> str:
+    err = raycl_error(error)
+    return " ".join(str(err).split()) if err is not None else str(error).splitlines()[0]
+
+
+def no_trial_finished(grid, metric: str) -> RayclError:
+    """Every trial failed before reporting ``metric``: the first raycl error among them (the same bad
+    data or config usually stops them all), else one line naming the first failure."""
+    errors = [grid[i].error for i in range(len(grid)) if grid[i].error is not None]
+    for error in errors:
+        err = raycl_error(error)
+        if err is not None:
+            return err
+    first = error_line(errors[0]) if errors else "none of them reported it"
+    return RayclError(f"sweep: no trial reported {metric}; first failure: {first}")
+
+
 def _trial(trial_config: dict, base: dict, storage_path: str) -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from raycl.train.trainer import worker_error
     from raycl.train.worker import train_loop
 
     trial = f"trial-{tune.get_context().get_trial_id()}"
     # each trial its own run name: its own logged run (run.log_dir) and its own BankServer
     cfg = from_dict(apply_overrides(base, _overrides(trial_config) + [f"run.name={trial}"]))
     d = cfg.distributed
-    TorchTrainer(
+    trainer = TorchTrainer(
         train_loop,
         train_loop_config=cfg.to_dict(),
         scaling_config=ScalingConfig(
@@ -236,7 +262,14 @@ def _trial(trial_config: dict, base: dict, storage_path: str) -> None:
             storage_path=storage_path,
             callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # Ray stubs type it as a Tune callback
         ),
-    ).fit()
+    )
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        err = worker_error(e)
+        if err is e:
+            raise
+        raise err from None  # Tune records the raycl error itself: one line in the sweep's table
 
 
 def sweep(
@@ -289,9 +322,10 @@ def sweep(
                 ),
                 run_config=tune.RunConfig(name=name, storage_path=root, verbose=1),
             )
-        from raycl.train.console import attached
+        from raycl.train.console import attached, quiet_trial_errors
 
-        with attached(progress=False):  # Tune's table shows the trials; each trial's own lines still show
+        with attached(progress=False, failure_scope="process"), quiet_trial_errors():
+            # Tune's table shows the trials; each trial's own lines still show
             grid = tuner.fit()
         rows = []
         for r in (grid[i] for i in range(len(grid))):
@@ -312,9 +346,11 @@ def sweep(
                     "best_" + spec.metric: best,
                     "epochs": epochs,
                     "stopped_early": r.error is None and epochs < cfg.run.epochs,
-                    "error": None if r.error is None else str(r.error).splitlines()[0],
+                    "error": None if r.error is None else error_line(r.error),
                 }
             )
+        if not any(row["best_" + spec.metric] is not None for row in rows):
+            raise no_trial_finished(grid, spec.metric)
         best = grid.get_best_result(metric=spec.metric, mode=spec.mode, scope="all")
         best_raw = apply_overrides(base, _overrides({k: (best.config or {})[k] for k in spec.space}))
         best_raw.setdefault("run", {})["name"] = f"{name}-best"

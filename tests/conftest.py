@@ -9,6 +9,30 @@ os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def unrelated_ray_instance():
+    """RAYCL_TEST_BESIDE_RAY=1 (.ci/run sets it): the whole suite runs while another Ray instance, a
+    user's own local cluster say, runs on the machine. A test or a raycl call that finds "the" local
+    Ray by itself (address "auto", the State API without an address) then fails."""
+    if os.environ.get("RAYCL_TEST_BESIDE_RAY") != "1":
+        yield None
+        return
+    import shutil
+    import tempfile
+
+    from ray_heads import start_head, stop_head
+
+    temp_dir = tempfile.mkdtemp(prefix="ro", dir="/tmp")  # short: Ray's socket paths are length-limited
+    env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    start_head(temp_dir, 1, env)
+    try:
+        yield temp_dir
+    finally:
+        stop_head(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One real local Ray instance shared by the tests that need it (ray.init costs ~7 s)."""
@@ -19,7 +43,8 @@ def ray_cluster():
     path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
     from raycl.train.trainer import local_ray_options
 
-    ray.init(**local_ray_options(4, {"PYTHONPATH": path}))
+    ctx = ray.init(**local_ray_options(4, {"PYTHONPATH": path}))
+    ray.state_api_address = "http://" + ctx.dashboard_url  # for ray.util.state calls: this cluster, no other
     yield ray
     ray.shutdown()
 
@@ -43,8 +68,8 @@ def tiny_cfg(tmp_path):
 # trains through Ray Train: a test that takes the shared Ray instance is slow by definition; tests
 # that start Ray themselves (a CLI in a subprocess, a `ray start` cluster, a notebook) say so with
 # @pytest.mark.slow or sit in a module listed here.
-SLOW_MODULES = {"test_demo", "test_jobs", "test_sweep", "test_notebooks", "test_elastic_cluster", "test_methods_ray",
-                "test_train_ray", "test_elastic"}
+SLOW_MODULES = {"test_demo", "test_jobs", "test_notebooks", "test_elastic_cluster", "test_methods_ray",
+                "test_train_ray", "test_walkthrough"}
 
 
 def pytest_collection_modifyitems(config, items):

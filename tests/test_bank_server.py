@@ -134,7 +134,8 @@ def test_killed_worker_restarts_from_checkpoint_with_the_bank_restored(ray_clust
     t.start()
     run_dir = os.path.join(cfg.run.storage_path, "bank-crash")
     wait_for(lambda: _registered_checkpoints(run_dir), every=0.05, thread=t)
-    workers = [a for a in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])]
+    alive = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
+    workers = list_actors(address=ray_cluster.state_api_address, filters=alive)
     os.kill(workers[0]["pid"], signal.SIGKILL)
     t.join(timeout=600)
     res = out["res"]

@@ -8,45 +8,16 @@ import pathlib
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import pytest
+from ray_heads import start_head, stop_head
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_head(temp_dir: str) -> None:
-    """Kill every process of the head started with ``--temp-dir temp_dir`` (not `ray stop`, which
-    would stop all Ray instances on the machine)."""
-    import psutil
-
-    procs = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if temp_dir in " ".join(p.info["cmdline"] or []):
-                procs.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    for p in procs:
-        try:
-            p.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=15)
-    for p in alive:
-        p.kill()
 
 
 @pytest.fixture
@@ -58,17 +29,7 @@ def head():
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token, "RAY_DISABLE_USAGE_STATS": "1",
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("RAY_ADDRESS", None)
-    port, dash = free_port(), free_port()
-    # every port of its own: the suite's Ray instance already holds the defaults (the dashboard
-    # agent's 52365 among them), and a head whose agent cannot bind accepts no jobs
-    ports = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                                  "metrics-export-port", "runtime-env-agent-port",
-                                                  "node-manager-port", "object-manager-port",
-                                                  "ray-client-server-port")]
-    subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--num-cpus=2", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", *ports,
-                    f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True, timeout=120)
+    dash = start_head(temp_dir, 2, env)
     try:
         yield {"env": env, "address": f"http://127.0.0.1:{dash}", "temp_dir": temp_dir}
     finally:

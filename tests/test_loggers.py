@@ -181,3 +181,15 @@ def test_after_a_worker_stops_on_a_raycl_error_its_echoes_go_to_the_failure_log(
     shown = Console(io.StringIO(), io.StringIO(), tty=False, show_all=True)  # --verbose: everything shows
     shown.handle(batch([FAILED + "{}"] + echo, is_err=True))
     assert shown.err.getvalue().splitlines() == [f"(RayTrainWorker pid=7) {e}" for e in echo]
+
+
+def test_in_a_sweep_only_the_failed_workers_and_the_controllers_echoes_are_kept_out_of_sight():
+    from raycl.train.console import FAILED
+
+    out, err = io.StringIO(), io.StringIO()
+    con = Console(out, err, tty=False, failure_scope="process")
+    con.handle(batch([FAILED + "{}", "Traceback (most recent call last):"], is_err=True, pid=7))
+    con.handle(batch(["[FailurePolicy] RAISE"], is_err=True, actor="TrainController", pid=9))
+    con.handle(batch(["UserWarning: another trial goes on"], is_err=True, pid=8))
+    assert err.getvalue() == "(RayTrainWorker pid=8) UserWarning: another trial goes on\n"
+    assert con.failure_lines == 2

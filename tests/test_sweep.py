@@ -100,3 +100,36 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_clus
     for d in logged:
         steps = [s for s, _ in tensorboard_scalars(d)["loss"]]   # one point per epoch, at its last step
         assert len(steps) == 2 and 0 < steps[0] < steps[1] == 2 * steps[0], (d, steps)
+
+
+def test_a_sweep_whose_trials_all_stop_on_a_corrupt_shard_is_one_error(ray_cluster, tmp_path):
+    """Every trial meets the same corrupt image: the sweep raises that DataError itself (the CLI's one
+    line), its table says so per trial, and Tune's traceback of each trial is not logged."""
+    import logging
+
+    from test_train_ray import write_digit_shards
+
+    from raycl.api import sweep
+    from raycl.errors import DataError
+
+    url = str(tmp_path / "shards")
+    write_digit_shards(url, 128, bad_rows=(3,))
+    path = write(tmp_path, {"space": {"optim.base_lr": {"grid": [0.1, 0.3]}}},
+                 data={"dataset": "parquet", "path": url, "batch_size": 64})
+    class Seen(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.ERROR)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    seen = Seen()
+    logging.getLogger("ray").addHandler(seen)   # Ray's loggers do not propagate to the root
+    try:
+        with pytest.raises(DataError, match=r"corrupt image bytes at row index 3 "):
+            sweep(path)
+    finally:
+        logging.getLogger("ray").removeHandler(seen)
+    assert any("Trials did not complete" in m for m in seen.messages)   # Tune's one-line summary still shows
+    assert not [m for m in seen.messages if "Trial task failed" in m]

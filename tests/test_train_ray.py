@@ -1,5 +1,6 @@
 """End-to-end training on a real local Ray cluster with real DeepSpeed engines (gloo, CPU)."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -178,10 +179,49 @@ def test_corrupt_parquet_rows_through_ray(ray_cluster, tiny_cfg, tmp_path):
     url = str(tmp_path / "shards")
     write_digit_shards(url, 256, bad_rows=(5, 200))
     base = ["data.dataset=parquet", f"data.path={url}", "data.num_samples=null", "run.epochs=1"]
-    with pytest.raises(DataError, match=r"row index (5|200) .*part-0000[01]\.parquet"):
+    with pytest.raises(DataError, match=r"row index (5|200) .*part-0000[01]\.parquet") as e:
         fit(tiny_cfg(*base, "run.name=corrupt-error"))
+    # what the console kept out of sight: the worker's traceback and the controller's report of it
+    assert e.value.details and "Traceback (most recent call last)" in open(e.value.details).read()
     res = fit(tiny_cfg(*base, "data.on_corrupt=skip", "run.name=corrupt-skip"))
     assert res.metrics["corrupt_skipped"] == 2 and np.isfinite(res.metrics["loss"])
+
+
+def test_a_corrupt_shard_run_through_the_cli_prints_one_error_line(tmp_path):
+    """A new user's view: the error as one line (with where the full output is), not 70 lines of
+    tracebacks from the worker and the controller."""
+    import subprocess
+    import sys
+
+    from raycl.api import demo_config_path
+
+    url = str(tmp_path / "shards")
+    write_digit_shards(url, 256, bad_rows=(5, 200))
+    p = subprocess.run([sys.executable, "-m", "raycl", "train", demo_config_path(), "data.dataset=parquet",
+                        f"data.path={url}", "data.num_samples=null", "data.batch_size=64", "model.width=8",
+                        "run.epochs=1", "run.checkpoint_every=1", f"run.storage_path={tmp_path / 'runs'}"],
+                       capture_output=True, text=True, timeout=600)
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("raycl: error: ")]
+    assert p.returncode == 2 and len(errors) == 1 and len(lines) < 10, "\n".join(lines)
+    assert re.search(r"corrupt image bytes at row index (5|200) .*\(the workers' full output: .*failure\.log\)",
+                     errors[0])
+    assert "Traceback" not in p.stdout + p.stderr
+
+
+def test_data_the_driver_sees_but_a_worker_cannot_is_one_error_naming_its_node(ray_cluster, tiny_cfg):
+    """memory:// lives in one process: the driver finds the shards, the workers do not (as a local path
+    on a node that does not mount it). The workers' ConfigError reaches the caller as itself."""
+    from raycl import api
+    from raycl.errors import ConfigError
+
+    url = "memory://raycl-worker-check/shards"
+    write_digit_shards(url, 128)
+    cfg = tiny_cfg("data.dataset=parquet", f"data.path={url}", "data.num_samples=null", "run.epochs=1",
+                   "run.name=memory-path")
+    with pytest.raises(ConfigError, match=r"data.path: 'memory://raycl-worker-check/shards' does not exist on the "
+                                          r"node of this worker \([0-9.]+\), though the driver found it"):
+        api.train(cfg)
 
 
 def test_a_row_group_unreadable_on_one_worker_fails_the_run_naming_it_without_a_hang(ray_cluster, tiny_cfg, tmp_path):

@@ -151,13 +151,25 @@ def check_signature(saved: dict, current: dict, where: str) -> None:
         )
 
 
+def latest_checkpoint(run_dir: str) -> str | None:
+    """The registered checkpoint of a run directory with the most steps, None when it has none."""
+    best, best_step = None, -1
+    for c in registered_checkpoints(run_dir):
+        step = read_state(c)["global_step"]
+        if step > best_step:
+            best, best_step = c, step
+    return best
+
+
 def load_model_file(path: str) -> dict:
-    """Read ``model.pt`` of a checkpoint directory (or the file itself): {"config", "state_dict"},
-    loaded with weights_only=True."""
+    """Read ``model.pt`` of a checkpoint directory, of the newest checkpoint of a run directory, or
+    the file itself: {"config", "state_dict"}, loaded with weights_only=True."""
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, MODEL_FILE)):
+        path = latest_checkpoint(path) or path
     if os.path.isdir(path):
         path = os.path.join(path, MODEL_FILE)
     if not os.path.exists(path):
-        raise CheckpointError(f"no {MODEL_FILE} at {path!r}: pass a raycl checkpoint directory")
+        raise CheckpointError(f"no {MODEL_FILE} at {path!r}: pass a raycl checkpoint or run directory")
     payload = safe_load(path, "model file")
     if (
         not isinstance(payload, dict)

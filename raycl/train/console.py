@@ -78,6 +78,7 @@ class Console:
         show_all: bool = False,
         progress: bool = True,
         failure_log: str | None = None,
+        failure_scope: str = "run",
     ):
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.tty = terminal_width(self.err) > 0 if tty is None else tty
@@ -87,6 +88,7 @@ class Console:
         # Train logs it, the controller's failure report) repeats it: kept in failure_log, not shown.
         self.failure: dict | None = None
         self.failure_log, self.failure_lines = failure_log, 0
+        self.failure_scope, self.failed_pids = failure_scope, set[object]()
         self.bar: Any = None
         self.last: dict | None = None
         self._lock = threading.Lock()
@@ -102,9 +104,9 @@ class Console:
             lines, prefix = list(filter_autoscaler_events(lines)), "(autoscaler) "
         with self._lock:
             for line in lines:
-                self._line(line, prefix, bool(data.get("is_err")))
+                self._line(line, prefix, bool(data.get("is_err")), (who, data.get("pid")))
 
-    def _line(self, line: str, prefix: str, is_err: bool) -> None:
+    def _line(self, line: str, prefix: str, is_err: bool, source: tuple = ("", None)) -> None:
         if line.startswith(PROGRESS):
             try:
                 event = json.loads(line[len(PROGRESS) :])
@@ -115,8 +117,9 @@ class Console:
                 return
         if line.startswith(FAILED):
             self.failure = self.failure or {"message": line[len(FAILED) :]}
+            self.failed_pids.add(source[1])
             return
-        if self.failure is not None and not self.show_all and not line.startswith("[raycl]"):
+        if self.hiding(source) and not line.startswith("[raycl]"):
             self.keep_failure_line(prefix + line)
             return
         if line.startswith("[raycl]"):
@@ -125,6 +128,15 @@ class Console:
             self.write(prefix + line, self.err if is_err else self.out)
         else:
             self.dropped += 1
+
+    def hiding(self, source: tuple) -> bool:
+        """Whether a line from ``source`` (actor name, pid) echoes a raycl error already announced: in a
+        run, every line after it; in a sweep (``failure_scope`` "process"), where other trials go
+        on, the lines of the workers that announced one and of Ray Train controllers (which report
+        their group's failure)."""
+        if self.failure is None or self.show_all:
+            return False
+        return self.failure_scope == "run" or source[1] in self.failed_pids or source[0] == "TrainController"
 
     def keep_failure_line(self, line: str) -> None:
         self.failure_lines += 1
@@ -177,12 +189,12 @@ class Console:
 
 
 @contextlib.contextmanager
-def attached(progress: bool = True, failure_log: str | None = None):
+def attached(progress: bool = True, failure_log: str | None = None, failure_scope: str = "run"):
     """Route forwarded worker output through a Console while the block runs (then Ray's own printing
     again). Without Ray's handler in place (``ray.init(log_to_driver=False)``) nothing changes."""
     from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
 
-    console = Console(show_all=verbose(), progress=progress, failure_log=failure_log)
+    console = Console(show_all=verbose(), progress=progress, failure_log=failure_log, failure_scope=failure_scope)
     with dispatcher._lock:
         saved = [h for h in dispatcher.handlers if h[0] == HANDLER]
     if saved:
@@ -211,6 +223,32 @@ def quiet_driver_logs() -> None:
     if verbose():
         return
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_DRIVER_FILTER)
+
+
+class _DropRayclTrialErrors(logging.Filter):
+    """Tune logs a failed trial's whole traceback; for a raycl error the sweep's table and its final
+    line already say it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from raycl.errors import RayclError
+
+        return not (record.exc_info and isinstance(record.exc_info[1], RayclError))
+
+
+TUNE_CONTROLLER = "ray.tune.execution.tune_controller"  # the logger of "Trial task failed for trial ..."
+
+
+@contextlib.contextmanager
+def quiet_trial_errors():
+    if verbose():
+        yield
+        return
+    log, trial_filter = logging.getLogger(TUNE_CONTROLLER), _DropRayclTrialErrors()
+    log.addFilter(trial_filter)
+    try:
+        yield
+    finally:
+        log.removeFilter(trial_filter)
 
 
 def summary(history: list[dict], extra: dict | None = None) -> str:

@@ -90,14 +90,7 @@ def log_dir(cfg) -> str:
 
 def latest_local_checkpoint(cfg) -> str | None:
     d = run_dir(cfg)
-    if d is None:
-        return None
-    best, best_step = None, -1
-    for c in ck.registered_checkpoints(d):
-        step = ck.read_state(c)["global_step"]
-        if step > best_step:
-            best, best_step = c, step
-    return best
+    return None if d is None else ck.latest_checkpoint(d)
 
 
 def check_resume(cfg) -> str | None:
