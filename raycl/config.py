@@ -452,7 +452,11 @@ def from_user(raw: dict | None) -> Config:
     """A config given on the driver (a file, overrides, a dict): its local paths resolved against the
     working directory and the data paths checked to exist. Workers and trials rebuild the resolved
     config with ``from_dict``, which touches no filesystem."""
-    cfg = from_dict(resolve_paths(raw) if isinstance(raw, dict) else raw)
+    cfg = from_dict(raw)
+    for section, key in PATH_FIELDS:  # defaults included (run.storage_path: ~/raycl_runs)
+        value = getattr(getattr(cfg, section), key)
+        if value:
+            setattr(getattr(cfg, section), key, local_path(value))
     check_paths(cfg)
     return cfg
 

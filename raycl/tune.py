@@ -324,7 +324,8 @@ def sweep(
             )
         from raycl.train.console import attached, quiet_trial_errors
 
-        with attached(progress=False, failure_scope="process"), quiet_trial_errors():
+        dumps = os.path.join(sweep_dir, "worker_output.log")  # what the console keeps out of sight
+        with attached(progress=False, failure_log=dumps, failure_scope="process"), quiet_trial_errors():
             # Tune's table shows the trials; each trial's own lines still show
             grid = tuner.fit()
         rows = []

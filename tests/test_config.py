@@ -50,8 +50,28 @@ def test_unknown_section_and_missing_dataset_path(tmp_path):
     assert "allowed sections" in err({"trainer": {}})
     assert "data.path" in err(overrides=["data.dataset=parquet"])
     missing = tmp_path / "nope"
-    msg = err(overrides=["data.dataset=parquet", f"data.path={missing}"])
-    assert "data.path" in msg and "does not exist" in msg and str(missing) in msg
+    with pytest.raises(ConfigError) as e:   # checked where the user gave it, on the driver
+        load_config(None, ["data.dataset=parquet", f"data.path={missing}"])
+    assert "data.path" in str(e.value) and "does not exist" in str(e.value) and str(missing) in str(e.value)
+    # a worker rebuilds the driver's config without touching any filesystem
+    assert from_dict(apply_overrides({}, ["data.dataset=parquet", f"data.path={missing}"])).data.path == str(missing)
+
+
+def test_paths_are_made_absolute_against_the_working_directory_and_urls_left_alone(tmp_path, monkeypatch):
+    import os
+
+    (tmp_path / "shards" / "train").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["data.dataset=parquet", "data.path=shards/train", "data.eval_path=./shards/../shards/train",
+                             "run.storage_path=runs", "run.log_dir=logs/tb"])
+    assert cfg.data.path == cfg.data.eval_path == str(tmp_path / "shards" / "train")
+    assert (cfg.run.storage_path, cfg.run.log_dir) == (str(tmp_path / "runs"), str(tmp_path / "logs" / "tb"))
+    home = load_config(None, ["run.storage_path=~/raycl_runs"]).run.storage_path
+    assert home == os.path.join(os.path.expanduser("~"), "raycl_runs")
+    for url in ("s3://bucket/runs", "memory://runs", "file:///tmp/runs"):
+        assert load_config(None, [f"run.storage_path={url}"]).run.storage_path == url
+    assert load_config(None, []).run.log_dir is None
+    assert load_config(None, []).run.storage_path == home   # the default too
 
 
 def test_lars_zero_stage_combinations():

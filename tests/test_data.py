@@ -152,3 +152,28 @@ def test_demo_subset_covers_every_class():
     train, _ = demo_sources(0.2, num_samples=500)
     counts = np.bincount(train.read_all().labels, minlength=10)
     assert len(train) == 500 and counts.min() >= 30
+
+
+@pytest.mark.parametrize("stored, channels, size, says", [
+    ((3, 32), 1, 28, ["colour images become grey (data.channels: 1)", "32x32 px images are resized to 28 px"]),
+    ((1, 28), 3, 28, ["grey images become RGB (data.channels: 3)"]),
+    ((3, 32), 3, 32, []),
+])
+def test_the_driver_says_how_shard_images_are_converted_for_the_model(tmp_path, capsys, stored, channels, size, says):
+    """An RGB 32 px dataset read by a 1-channel 28 px model is converted: said once, on the driver."""
+    from raycl.config import load_config
+    from raycl.data import check_data
+
+    bands, px = stored
+    rng = np.random.default_rng(0)
+    data = [encode_png(rng.integers(0, 255, (bands, px, px), dtype=np.uint8)) for _ in range(8)]
+    write_shards(str(tmp_path / "s"), np.arange(8), data, np.arange(8) % 2)
+    cfg = load_config(None, ["data.dataset=parquet", f"data.path={tmp_path / 's'}", f"data.channels={channels}",
+                             f"data.image_size={size}"])
+    note = check_data(cfg)["train"]["note"]
+    err = capsys.readouterr().err
+    if not says:
+        assert note is None and err == ""
+        return
+    assert note.startswith("[raycl] data.path: ") and all(s in note for s in says), note
+    assert err == note + "\n"

@@ -193,3 +193,19 @@ def test_in_a_sweep_only_the_failed_workers_and_the_controllers_echoes_are_kept_
     con.handle(batch(["UserWarning: another trial goes on"], is_err=True, pid=8))
     assert err.getvalue() == "(RayTrainWorker pid=8) UserWarning: another trial goes on\n"
     assert con.failure_lines == 2
+
+
+def test_a_workers_crash_dump_is_one_line_and_the_dump_goes_to_the_log(tmp_path):
+    """A sweep trial that ASHA stops loses its workers mid-step; Ray's C++ core prints a ~100-line
+    dump for each. One line says so (naming the file); the dump itself is kept there."""
+    out, err = io.StringIO(), io.StringIO()
+    log = tmp_path / "worker_output.log"
+    con = Console(out, err, tty=False, failure_log=str(log), failure_scope="process")
+    dump = ["[2026-11-30 18:11:27,427 E 29661 29840] logging.cc:125: Stack trace: ",
+            " /x/ray/_raylet.so(+0x1812b9a) [0x7f5339612b9a] ray::operator<<()", "Fatal Python error: Aborted"]
+    con.handle(batch(dump, is_err=True, pid=11))
+    con.handle(batch(["RuntimeError: another worker's real error"], is_err=True, pid=12))
+    assert err.getvalue().splitlines() == [
+        f"(RayTrainWorker pid=11) [raycl] this process ended mid-step (a stopped sweep trial ends so); its dump: {log}",
+        "(RayTrainWorker pid=12) RuntimeError: another worker's real error"]
+    assert log.read_text().splitlines() == [f"(RayTrainWorker pid=11) {d}" for d in dump]

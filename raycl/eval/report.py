@@ -16,7 +16,7 @@ def to_stderr(line: str) -> None:
 
 class Ticker:
     """A ``progress(done, total)`` callback that prints ``[raycl] eval: <what> done/total <unit> |
-    rate | ETA`` at most every ``every_s`` seconds, and once at the end."""
+    rate | ETA`` at most every ``every_s`` seconds, and once at the end of work that took longer."""
 
     def __init__(self, what: str, unit: str, every_s: float = 5.0, say: Callable[[str], None] = to_stderr):
         self.what, self.unit, self.every_s, self.say = what, unit, every_s, say
@@ -24,8 +24,8 @@ class Ticker:
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
-        if done < total and now - self.last < self.every_s:
-            return
+        if now - self.last < self.every_s and (done < total or now - self.t0 < self.every_s):
+            return  # work shorter than one interval prints nothing
         self.last = now
         rate = done / max(now - self.t0, 1e-9)
         eta = (total - done) / rate if rate > 0 else 0.0

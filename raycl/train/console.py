@@ -41,6 +41,7 @@ NOISE = [
     r"^Using network interface",
     r"Token authentication is enabled for this Ray cluster",
     r" INFO mlflow\.store\.db\.utils: ",  # MLflow creating its local SQLite tables
+    r"^Detected that the Ray Train controller actor \(\w+\) is dead\. Cleaning up placement group",  # a run ended
     # Ray Train's 4-line notice on resuming a run; raycl says "resuming" itself
     r"^A run snapshot was found in storage folder at",
     r"^This snapshot contains a list of checkpoints reported via",
@@ -48,6 +49,9 @@ NOISE = [
     r"^please configure a new, unique `RunConfig\(name\)` or delete the",
 ]
 _NOISE = re.compile("|".join(f"(?:{p})" for p in NOISE))
+# The first line of the dump Ray's C++ core prints when a worker process aborts (a signal, or its
+# training thread ended from outside: how a sweep trial that ASHA stops loses its workers mid-step).
+CRASH_DUMP = re.compile(r"logging\.cc:\d+: (?:Stack trace:|\*\*\* SIG[A-Z]+ received)")
 
 
 def verbose() -> bool:
@@ -89,6 +93,7 @@ class Console:
         self.failure: dict | None = None
         self.failure_log, self.failure_lines = failure_log, 0
         self.failure_scope, self.failed_pids = failure_scope, set[object]()
+        self.dumping = set[object]()  # workers whose crash dump is going to failure_log
         self.bar: Any = None
         self.last: dict | None = None
         self._lock = threading.Lock()
@@ -119,7 +124,11 @@ class Console:
             self.failure = self.failure or {"message": line[len(FAILED) :]}
             self.failed_pids.add(source[1])
             return
-        if self.hiding(source) and not line.startswith("[raycl]"):
+        if source[1] not in self.dumping and not self.show_all and CRASH_DUMP.search(line):
+            self.dumping.add(source[1])
+            where = f"; its dump: {self.failure_log}" if self.failure_log else ""
+            self.write(f"{prefix}[raycl] this process ended mid-step (a stopped sweep trial ends so){where}", self.err)
+        if (self.hiding(source) or source[1] in self.dumping) and not line.startswith("[raycl]"):
             self.keep_failure_line(prefix + line)
             return
         if line.startswith("[raycl]"):
