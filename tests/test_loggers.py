@@ -209,3 +209,29 @@ def test_a_workers_crash_dump_is_one_line_and_the_dump_goes_to_the_log(tmp_path)
         f"(RayTrainWorker pid=11) [raycl] this process ended mid-step (a stopped sweep trial ends so); its dump: {log}",
         "(RayTrainWorker pid=12) RuntimeError: another worker's real error"]
     assert log.read_text().splitlines() == [f"(RayTrainWorker pid=11) {d}" for d in dump]
+
+
+def test_between_runs_rays_own_printer_drops_the_routine_lines():
+    """Ray's printer shows forwarded lines while no run is attached; raycl wraps it to drop the
+    routine ones (a placement-group cleaner's notice seconds after a run ended) and keep the rest."""
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    from raycl.train.console import HANDLER, drop_forwarded_noise
+
+    printed = []
+    with dispatcher._lock:
+        saved = [h for h in dispatcher.handlers if h[0] == HANDLER]
+    dispatcher.remove_handler(HANDLER)
+    dispatcher.add_handler(HANDLER, lambda data: printed.append(data["lines"]))
+    try:
+        drop_forwarded_noise()
+        drop_forwarded_noise()   # once: a second call does not wrap the wrapper
+        cleaner = ("Detected that the Ray Train controller actor (1e557b167fd1529330a82cca01000000) is dead. "
+                   "Cleaning up placement group = [PlacementGroupID(9c68)] created by this run.")
+        dispatcher.emit({"pid": 5, "lines": [cleaner], "is_err": True, "actor_name": "PlacementGroupCleaner"})
+        dispatcher.emit({"pid": 6, "lines": [cleaner, "a user's print"], "is_err": False})
+        assert printed == [["a user's print"]]
+    finally:
+        dispatcher.remove_handler(HANDLER)
+        for h in saved:
+            dispatcher.add_handler(*h)

@@ -218,6 +218,30 @@ def attached(progress: bool = True, failure_log: str | None = None, failure_scop
         console.close()
 
 
+def drop_forwarded_noise() -> None:
+    """Between runs (a notebook plotting, a sweep's table printed) Ray's own printer shows forwarded
+    lines, e.g. Ray Train's placement-group cleaner a few seconds after a run ends. Once Ray is up,
+    its printer is wrapped to drop the same routine lines the console drops (not with --verbose)."""
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    if verbose():
+        return
+    with dispatcher._lock:
+        found = [h for h in dispatcher.handlers if h[0] == HANDLER]
+    if not found or getattr(found[0][1], "drops_noise", False):
+        return
+    ray_print = found[0][1]
+
+    def print_without_noise(data: dict) -> None:
+        lines = [line for line in data.get("lines", []) if not is_noise(line)]
+        if lines:
+            ray_print({**data, "lines": lines})
+
+    print_without_noise.drops_noise = True  # type: ignore[attr-defined]
+    dispatcher.remove_handler(HANDLER)
+    dispatcher.add_handler(HANDLER, print_without_noise)
+
+
 class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not is_noise(record.getMessage())

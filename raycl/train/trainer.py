@@ -29,6 +29,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
         ray.init(**local_ray_options(num_cpus or os.cpu_count()))
+    console.drop_forwarded_noise()
     return True
 
 
