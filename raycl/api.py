@@ -294,7 +294,7 @@ def demo_run_name(cfg: Config, resume: bool) -> tuple[str, str]:
 
     from raycl.errors import ConfigError
     from raycl.train.checkpoint import registered_checkpoints
-    from raycl.train.trainer import run_dir
+    from raycl.train.storage import run_dir
 
     root = os.path.dirname(run_dir(cfg) or "") or None
     if resume:

@@ -484,10 +484,12 @@ def ensure_config(cfg) -> Config:
 
 def validate(cfg: Config) -> None:
     """Cross-field checks; per-field types and ranges were checked when the sections were built."""
-    from raycl.methods import REGISTRY
+    from raycl.methods import BROKEN, REGISTRY
     from raycl.models import check_backbone
 
     check_backbone(cfg.model.backbone)
+    if cfg.method.name in BROKEN:
+        raise ConfigError(f"method.name: {cfg.method.name!r}: {BROKEN[cfg.method.name]}")
     if cfg.method.name not in REGISTRY:
         raise ConfigError(f"method.name: unknown method {cfg.method.name!r}; available: {', '.join(sorted(REGISTRY))}")
     from raycl.train.loggers import check_names
@@ -499,46 +501,16 @@ def validate(cfg: Config) -> None:
             f"run.name: {name!r} must be one folder name under run.storage_path (no '/', '\\', "
             "'..' or line breaks); put the runs elsewhere with run.storage_path"
         )
-    m = cfg.method
-    if m.name == "tcl" and (m.k1 < 1 or m.k2 < 1):
-        bad = "k1" if m.k1 < 1 else "k2"
-        raise ConfigError(
-            f"method.{bad}: TCL needs k1, k2 >= 1 (paper: supervised k1 4000-5000, k2 1; "
-            f"self-supervised k1 1, k2 1.5), got {getattr(m, bad)}"
-        )
-    if m.name == "interclr":
-        if m.bank_size is None:
-            raise ConfigError(
-                "method.bank_size: interclr's memory bank needs the number of training samples (4000 for the demo)"
-            )
-        if m.num_clusters > m.bank_size:
-            raise ConfigError(f"method.num_clusters: {m.num_clusters} clusters > method.bank_size {m.bank_size} rows")
-        if m.num_negatives >= m.bank_size:
-            raise ConfigError(f"method.num_negatives: K={m.num_negatives} must be < method.bank_size {m.bank_size}")
-    if m.name == "clsa" and (not m.strong_sizes or min(m.strong_sizes) < 8):
-        raise ConfigError(
-            f"method.strong_sizes: CLSA needs at least one strong view of >= 8 px, got {m.strong_sizes}; "
-            "CLSA-Single uses [96], CLSA-Multi [224, 192, 160, 128, 96]"
-        )
-    if m.bank_sync_every and m.name != "interclr":
-        raise ConfigError(f"method.bank_sync_every: only interclr has a memory bank to serve, not {m.name}")
-    if m.symmetric and m.name not in ("moco_v2", "clsa"):
-        raise ConfigError(f"method.symmetric: only moco_v2 and clsa have a query/key pair to swap, not {m.name}")
-    if m.shuffle_bn and m.name not in ("moco_v2", "clsa"):
-        raise ConfigError(f"method.shuffle_bn: only moco_v2 and clsa have a key encoder, not {m.name}")
+    m, method = cfg.method, REGISTRY[cfg.method.name]
+    method.check_config(cfg)
+    if m.bank_sync_every and not method.serves_bank:
+        raise ConfigError(f"method.bank_sync_every: only a method with a memory bank has one to serve, not {m.name}")
+    for key in ("symmetric", "shuffle_bn"):
+        if getattr(m, key) and not method.has_key_encoder:
+            raise ConfigError(f"method.{key}: only a method with a key encoder (moco_v2, clsa) has one, not {m.name}")
     if m.shuffle_bn and cfg.model.sync_bn:
         raise ConfigError(
             "method.shuffle_bn: with model.sync_bn every BN already sees the global batch; pick one of the two"
-        )
-    if m.name in ("imclr", "supervised_ce") and m.labeled_fraction < 1 and m.pi_weight == 0:
-        raise ConfigError(
-            "method.labeled_fraction: unlabelled samples are only used by the Pi-model; "
-            "set method.pi_weight (the paper uses 20) or leave labeled_fraction at 1"
-        )
-    if m.name == "simclic" and m.perturbation == "history" and m.bank_size is None:
-        raise ConfigError(
-            "method.bank_size: simclic's history perturbation keeps each sample's last z; "
-            "set it to the number of training samples (4000 for the demo)"
         )
     d, G = cfg.distributed, cfg.data.batch_size
     if d.min_workers is not None and d.min_workers > d.workers:

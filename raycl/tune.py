@@ -282,7 +282,8 @@ def sweep(
     """Run the sweep; returns the results table and the path of the best config's YAML."""
     from ray.tune.schedulers import ASHAScheduler
 
-    from raycl.train.trainer import init_ray, storage
+    from raycl.train.storage import storage
+    from raycl.train.trainer import init_ray
 
     base, spec = load_sweep(path, overrides)
     check_sweep_data(base, spec)

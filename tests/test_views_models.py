@@ -38,7 +38,8 @@ def test_views_are_random_per_sample_and_reproducible():
 def test_a_samples_views_do_not_depend_on_how_many_workers_share_the_batch(kind):
     """Each worker draws for the whole global batch from the same seed and keeps its rows: the views
     of 3 workers' slices, put together, are the views one worker makes of the whole batch."""
-    from raycl.data.views import AutoAugmentViews, CLSAViews, SampleStream
+    from raycl.data.draws import SampleStream
+    from raycl.data.views import AutoAugmentViews, CLSAViews
 
     views = {"simclr": SimCLRViews(16), "clsa": CLSAViews(16, [8]),
              "autoaugment": AutoAugmentViews(SimCLRViews(16, scale=(0.5, 1.0)))}[kind]

@@ -31,14 +31,15 @@ def build_sources(cfg) -> tuple[Source, Source]:
     return train, RowSubset(train, held)  # positions only: rows are read when the monitor asks
 
 
+def method_class(cfg):
+    from raycl.methods import REGISTRY  # here, not at the top: the methods import raycl.data.views
+
+    return REGISTRY[cfg.method.name]
+
+
 def needs_every_label(cfg) -> bool:
-    """Methods whose loss reads class labels on every row (an unlabeled row would be a class of its own)."""
-    m = cfg.method
-    return (
-        m.name in ("supcon", "supervised_ce")
-        or (m.name == "tcl" and m.supervised)
-        or (m.name == "imclr" and m.pi_weight == 0)
-    )
+    """The method's loss reads class labels on every row (an unlabeled row would be a class of its own)."""
+    return method_class(cfg).needs_every_label(cfg.method)
 
 
 def check_data(cfg) -> dict:
@@ -54,8 +55,9 @@ def check_data(cfg) -> dict:
     from raycl.config import MAX_CLASSES
     from raycl.data.parquet import ParquetSource
 
-    classifier = m.name in ("imclr", "supervised_ce")
-    max_label = m.num_classes - 1 if classifier else MAX_CLASSES - 1
+    method = method_class(cfg)
+    largest = method.largest_label(m)
+    max_label = MAX_CLASSES - 1 if largest is None else largest
     out = {}
     for key, url in (("train", d.path), ("eval", d.eval_path)):
         if url:
@@ -68,13 +70,10 @@ def check_data(cfg) -> dict:
             f"of {tr['rows']} rows are unlabeled (label -1); use a self-supervised method "
             "(simclr, moco_v2, ...) or label every row"
         )
-    if (
-        m.bank_size is not None
-        and tr["max_index"] >= m.bank_size
-        and (m.name == "interclr" or (m.name == "simclic" and m.perturbation == "history"))
-    ):
+    store = method.sample_store_size(m)
+    if store is not None and tr["max_index"] >= store:
         raise DataError(
-            f"method.bank_size: {m.bank_size} rows, but the shards hold sample index {tr['max_index']}; "
+            f"method.bank_size: {store} rows, but the shards hold sample index {tr['max_index']}; "
             f"set method.bank_size >= {tr['max_index'] + 1}"
         )
     return out

@@ -33,7 +33,7 @@ def view_columns(cfg, method, images: torch.Tensor, g: torch.Generator) -> list[
 
     views = views_for(cfg, method)(images, g)
     shown = [v.float() * STD + MEAN for v in views]
-    kind = getattr(method, "augmentation", "simclr")
+    kind = method.augmentation
     if kind == "none":
         titles = ["input to the network"]
         shown = shown[:1]
@@ -42,11 +42,8 @@ def view_columns(cfg, method, images: torch.Tensor, g: torch.Generator) -> list[
     else:
         titles = [f"view {i + 1}" for i in range(len(shown))]
     cols = [("input", images.float() / 255.0)] + list(zip(titles, shown))
-    if hasattr(method, "compose") and getattr(method, "k", 1) > 1:  # ImCLR: k images side by side
-        perms = method.partners(len(images), images.device)
-        composed, _ = method.compose(shown[0], torch.zeros(len(images), 1), perms)
-        cols.append((f"view 1, k={method.k} concat", composed))
-    return cols
+    composed = method.composed_view(shown[0])
+    return cols + ([composed] if composed is not None else [])
 
 
 def grid(cfg, samples: int = 6, zoom: int | None = None) -> Grid:

@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from raycl.data.views import draw_int, draw_uniform
+from raycl.data.draws import draw_int, draw_uniform
 
 OPS = (
     "shear_x",

@@ -17,6 +17,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from raycl.data.draws import draw_int, draw_uniform
+from raycl.data.strong_aug import strong_augment
+
 MEAN, STD = 0.5, 0.25
 
 
@@ -26,29 +29,6 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - MEAN) / STD
-
-
-class SampleStream:
-    """Randomness for a global (micro-)batch of ``total`` samples of which this worker holds rows
-    ``offset:offset + n``. Every draw is made for all ``total`` samples, from a generator seeded the
-    same on every worker, and sliced: a sample's augmentation does not depend on how many workers
-    share the batch (what lets a run resumed on another worker count train exactly as before)."""
-
-    def __init__(self, g: torch.Generator, total: int, offset: int):
-        self.g, self.total, self.offset = g, total, offset
-
-
-def draw_uniform(g, n: int, device) -> torch.Tensor:
-    """n uniform draws in [0, 1) from a ``torch.Generator`` or this worker's slice of a ``SampleStream``."""
-    if isinstance(g, SampleStream):
-        return torch.rand(g.total, generator=g.g, device=device)[g.offset : g.offset + n]
-    return torch.rand(n, generator=g, device=device)
-
-
-def draw_int(g, high: int, n: int, device) -> torch.Tensor:
-    if isinstance(g, SampleStream):
-        return torch.randint(high, (g.total,), generator=g.g, device=device)[g.offset : g.offset + n]
-    return torch.randint(high, (n,), generator=g, device=device)
 
 
 def _u(n, lo, hi, g, device):
@@ -167,7 +147,6 @@ class CLSAViews:
     cropped to that size followed by the 14-op strong augmentation."""
 
     def __init__(self, size: int, strong_sizes: list[int], n_ops: int = 5):
-        from raycl.data.strong_aug import strong_augment
 
         self.weak = SimCLRViews(size, n_views=2)
         self.strong = [SimCLRViews(s, n_views=1) for s in strong_sizes]
@@ -211,7 +190,7 @@ def eval_view(images: torch.Tensor) -> torch.Tensor:
 
 def views_for(cfg, method):
     """``method.n_views`` views, SimCLR-augmented, CLSA weak + strong, supervised, or the plain images."""
-    kind = getattr(method, "augmentation", "simclr")
+    kind = method.augmentation
     if kind == "none":
         return lambda images, g: [eval_view(images)] * method.n_views
     if kind == "clsa":
@@ -220,5 +199,5 @@ def views_for(cfg, method):
         views = SimCLRViews(
             cfg.data.image_size, n_views=method.n_views, scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0, blur_p=0.0
         )
-        return AutoAugmentViews(views) if getattr(method, "autoaugment", False) else views
+        return AutoAugmentViews(views) if method.autoaugment else views
     return SimCLRViews(cfg.data.image_size, n_views=method.n_views)

@@ -1,4 +1,11 @@
-"""Methods by name: a config's ``method.name`` picks one from ``REGISTRY``."""
+"""Methods by name: a config's ``method.name`` picks one from ``REGISTRY``.
+
+raycl's own methods are listed here; a method in another package joins by an entry point in the
+``raycl.methods`` group (``name = "package.module:Class"``, a ``Method`` subclass whose ``name`` is
+that name), found when this module is first imported in a process, driver and workers alike.
+"""
+
+from importlib.metadata import entry_points
 
 from raycl.methods.base import Method, MethodBatch
 from raycl.methods.clsa import CLSA
@@ -10,13 +17,36 @@ from raycl.methods.simclr import SimCLR
 from raycl.methods.supcon import SupCon
 from raycl.methods.tcl import TCL
 
+ENTRY_POINTS = "raycl.methods"
+
 REGISTRY: dict[str, type[Method]] = {
     m.name: m for m in (SimCLR, MoCoV2, SupCon, TCL, SimCLIC, InterCLR, ImCLR, SupervisedCE, CLSA)
 }
+# Entry points that did not give a usable method: name -> why (said when a config asks for it).
+BROKEN: dict[str, str] = {}
+
+
+def _load_entry_points() -> None:
+    for ep in entry_points(group=ENTRY_POINTS):
+        if ep.name in REGISTRY:
+            BROKEN.setdefault(ep.name, f"entry point {ep.value!r} repeats the name of a method raycl already has")
+            continue
+        try:
+            cls = ep.load()
+        except Exception as e:  # a user's package: its import error must not break raycl's own methods
+            BROKEN[ep.name] = f"entry point {ep.value!r} does not import ({type(e).__name__}: {e})"
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Method)) or cls.name != ep.name:
+            BROKEN[ep.name] = f"entry point {ep.value!r} is not a raycl Method subclass named {ep.name!r}"
+            continue
+        REGISTRY[ep.name] = cls
+
+
+_load_entry_points()
 
 
 def build_method(cfg, channels: int) -> Method:
     return REGISTRY[cfg.method.name](cfg, channels)
 
 
-__all__ = ["REGISTRY", "Method", "MethodBatch", "build_method"]
+__all__ = ["BROKEN", "ENTRY_POINTS", "REGISTRY", "Method", "MethodBatch", "build_method"]

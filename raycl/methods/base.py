@@ -20,11 +20,59 @@ class Method(nn.Module):
 
     ``backbone`` must be the encoder whose pooled features evaluation uses; ``n_views`` and
     ``augmentation`` tell the data pipeline how many views per sample the method wants, and how made.
+    What else a method needs from the rest of raycl it declares here (the defaults suit a plain
+    two-view contrastive method): the data, config and training loop ask, never test its name.
     """
 
+    name = "method"
     n_views = 2
     augmentation = "simclr"  # "none": the views are the normalised images themselves
+    autoaugment = False  # AutoAugment per image before the views (ImCLR's option)
+    has_key_encoder = False  # a momentum key encoder: method.symmetric and method.shuffle_bn apply
+    serves_bank = False  # a memory bank the BankServer can serve (method.bank_sync_every)
     backbone: nn.Module
+
+    # -- what it needs of the data and the config (asked on the driver, before any worker starts) --
+    @classmethod
+    def needs_every_label(cls, method_cfg) -> bool:
+        """The loss reads a class label on every row (an unlabeled row would be a class of its own)."""
+        return False
+
+    @classmethod
+    def largest_label(cls, method_cfg) -> int | None:
+        """The largest class id the method can take (a classifier's outputs); None: any class id."""
+        return None
+
+    @classmethod
+    def sample_store_size(cls, method_cfg) -> int | None:
+        """Rows of a per-sample store keyed on the ``index`` column (a memory bank); None: none."""
+        return None
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Raise ConfigError for values that are fine one by one but not together, for this method."""
+
+    # -- what the training loop calls; the defaults do nothing ------------------------------------
+    def init_from_features(self, chunks, device="cpu") -> bool:
+        """Fill per-sample state from the initial network's features of every row (``chunks``: this
+        worker's share); returns whether it did (InterCLR's bank, paper section 3.2)."""
+        return False
+
+    def gather_state(self) -> dict | None:
+        """State a checkpoint keeps beyond the parameters and buffers (a collective when sharded)."""
+        return None
+
+    def load_gathered_state(self, state: dict) -> None:
+        """Restore what ``gather_state`` returned."""
+
+    def bank_stats(self) -> dict:
+        """Per-epoch figures of per-sample state (logged as ``bank/*``)."""
+        return {}
+
+    def composed_view(self, view: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+        """(title, images) of what the network really sees when the method combines views further
+        (ImCLR: k views side by side), for ``raycl views``; None when it does not."""
+        return None
 
     def forward(self, batch: MethodBatch) -> tuple[torch.Tensor, dict[str, float]]:  # pragma: no cover
         raise NotImplementedError

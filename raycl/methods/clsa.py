@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from raycl import collectives as dist
+from raycl.errors import ConfigError
 from raycl.losses import ddm_loss
 from raycl.methods.base import MethodBatch
 from raycl.methods.moco_v2 import MoCoV2
@@ -26,6 +27,15 @@ from raycl.methods.moco_v2 import MoCoV2
 class CLSA(MoCoV2):
     name = "clsa"
     augmentation = "clsa"
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        m = cfg.method
+        if not m.strong_sizes or min(m.strong_sizes) < 8:
+            raise ConfigError(
+                f"method.strong_sizes: CLSA needs at least one strong view of >= 8 px, got {m.strong_sizes}; "
+                "CLSA-Single uses [96], CLSA-Multi [224, 192, 160, 128, 96]"
+            )
 
     def __init__(self, cfg, channels: int):
         super().__init__(cfg, channels)

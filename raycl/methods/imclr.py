@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raycl.errors import DataError
+from raycl.errors import ConfigError, DataError
 from raycl.methods.base import Method, MethodBatch
 from raycl.models import build_backbone
 
@@ -79,6 +79,23 @@ class ImCLR(Method):
     name = "imclr"
     augmentation = "supervised"
 
+    @classmethod
+    def needs_every_label(cls, method_cfg) -> bool:
+        return method_cfg.pi_weight == 0  # the Pi-model alone learns from unlabeled rows
+
+    @classmethod
+    def largest_label(cls, method_cfg) -> int | None:
+        return method_cfg.num_classes - 1
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        m = cfg.method
+        if m.labeled_fraction < 1 and m.pi_weight == 0:
+            raise ConfigError(
+                "method.labeled_fraction: unlabelled samples are only used by the Pi-model; "
+                "set method.pi_weight (the paper uses 20) or leave labeled_fraction at 1"
+            )
+
     def __init__(self, cfg, channels: int):
         super().__init__()
         m = cfg.method
@@ -112,6 +129,12 @@ class ImCLR(Method):
         """k-image training samples and their multi-hot targets."""
         return concat_width([x[p] for p in perms]), sum(target[p] for p in perms) / self.k
 
+    def composed_view(self, view: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+        if self.k == 1:
+            return None
+        composed, _ = self.compose(view, torch.zeros(len(view), 1), self.partners(len(view), view.device))
+        return f"view 1, k={self.k} concat", composed
+
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.encoder()(x))
 
@@ -140,6 +163,10 @@ class SupervisedCE(ImCLR):
     """The cross-entropy baseline ImCLR, SupCon and TCL are compared against (ImCLR with k = 1)."""
 
     name = "supervised_ce"
+
+    @classmethod
+    def needs_every_label(cls, method_cfg) -> bool:
+        return True
 
     @staticmethod
     def concat_k(cfg) -> int:

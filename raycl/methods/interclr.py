@@ -41,6 +41,7 @@ from raycl.bank import (
     intra_negatives,
 )
 from raycl.data.views import eval_view
+from raycl.errors import ConfigError
 from raycl.losses import margin_nce_lse
 from raycl.methods.base import Method, MethodBatch
 from raycl.models import build_backbone, mlp
@@ -50,12 +51,30 @@ from raycl.models.bn import batch_statistics
 class InterCLR(Method):
     name = "interclr"
     n_views = 1
+    serves_bank = True
+
+    @classmethod
+    def sample_store_size(cls, method_cfg) -> int | None:
+        return method_cfg.bank_size
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        m = cfg.method
+        if m.bank_size is None:
+            raise ConfigError(
+                "method.bank_size: interclr's memory bank needs the number of training samples (4000 for the demo)"
+            )
+        if m.num_clusters > m.bank_size:
+            raise ConfigError(f"method.num_clusters: {m.num_clusters} clusters > method.bank_size {m.bank_size} rows")
+        if m.num_negatives >= m.bank_size:
+            raise ConfigError(f"method.num_negatives: K={m.num_negatives} must be < method.bank_size {m.bank_size}")
 
     def __init__(self, cfg, channels: int):
         super().__init__()
         m = cfg.method
         self.tau, self.lam, self.k, self.strategy = m.temperature, m.lam, m.num_negatives, m.strategy
         self.m_intra, self.m_inter, self.seed = m.intra_margin, m.inter_margin, cfg.run.seed
+        self.bank_init = m.bank_init
         self.backbone = build_backbone(cfg, channels)
         self.projector = mlp(self.backbone.out_dim, cfg.model.proj_hidden_dim, cfg.model.proj_out_dim)
         shard = Shard(dist.rank(), dist.world_size()) if m.bank_layout == "sharded" else Shard()
@@ -90,7 +109,7 @@ class InterCLR(Method):
         return loss, {"l_intra": l_intra.detach(), "l_inter": l_inter.detach(), **stats}
 
     @torch.no_grad()
-    def init_from_features(self, chunks, device="cpu") -> None:
+    def init_from_features(self, chunks, device="cpu") -> bool:
         """Bank rows <- normalize(g(f(x))) of every training sample under the current (initial)
         network, then global k-means. ``chunks`` yields this worker's (index, images uint8) per round
         (``raycl.data.rounds``); every worker must run the same number of rounds (collectives).
@@ -99,7 +118,10 @@ class InterCLR(Method):
         statistics are 0 / 1, and eval-mode embeddings of the digits were all within a few degrees
         of each other (mean pairwise cosine 0.997, vs 0.33 in training), so k-means on them churned
         and every negative looked like the positive. A chunk is the same rows on any worker count,
-        so the bank still does not depend on the layout."""
+        so the bank still does not depend on the layout. ``method.bank_init: random`` keeps the random
+        unit rows the bank was built with."""
+        if self.bank_init != "features":
+            return False
         with batch_statistics(self):
             for index, images in chunks:
                 idx = torch.as_tensor(index, dtype=torch.long, device=device)
@@ -110,6 +132,7 @@ class InterCLR(Method):
                     v = F.normalize(self.projector(self.backbone(x)).float(), dim=1)
                 self.bank.write(idx, v)
         self.kmeans.initialize()
+        return True
 
     def gather_state(self) -> dict:
         """Bank rows and cluster labels of the whole bank (a collective when sharded)."""

@@ -32,6 +32,7 @@ from raycl.models import build_backbone, mlp
 
 class MoCoV2(Method):
     name = "moco_v2"
+    has_key_encoder = True
     queue: torch.Tensor  # buffers, declared for type checkers
     queue_ptr: torch.Tensor
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from raycl import collectives as dist
+from raycl.errors import ConfigError
 from raycl.losses import negative_cosine
 from raycl.methods.base import Method, MethodBatch
 from raycl.models import build_backbone, mlp
@@ -43,6 +44,18 @@ class SimCLIC(Method):
     augmentation = "none"
     history: torch.Tensor  # buffers, declared for type checkers
     seen: torch.Tensor
+
+    @classmethod
+    def sample_store_size(cls, method_cfg) -> int | None:
+        return method_cfg.bank_size if method_cfg.perturbation == "history" else None
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if cfg.method.perturbation == "history" and cfg.method.bank_size is None:
+            raise ConfigError(
+                "method.bank_size: simclic's history perturbation keeps each sample's last z; "
+                "set it to the number of training samples (4000 for the demo)"
+            )
 
     def __init__(self, cfg, channels: int):
         super().__init__()

@@ -21,6 +21,10 @@ from raycl.models import build_backbone, mlp
 class SupCon(Method):
     name = "supcon"
 
+    @classmethod
+    def needs_every_label(cls, method_cfg) -> bool:
+        return True
+
     def __init__(self, cfg, channels: int):
         super().__init__()
         self.temperature = cfg.method.temperature

@@ -14,12 +14,27 @@ from __future__ import annotations
 
 import torch
 
+from raycl.errors import ConfigError
 from raycl.methods.base import MethodBatch
 from raycl.methods.supcon import SupCon
 
 
 class TCL(SupCon):
     name = "tcl"
+
+    @classmethod
+    def needs_every_label(cls, method_cfg) -> bool:
+        return method_cfg.supervised
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        m = cfg.method
+        if m.k1 < 1 or m.k2 < 1:
+            bad = "k1" if m.k1 < 1 else "k2"
+            raise ConfigError(
+                f"method.{bad}: TCL needs k1, k2 >= 1 (paper: supervised k1 4000-5000, k2 1; "
+                f"self-supervised k1 1, k2 1.5), got {getattr(m, bad)}"
+            )
 
     def __init__(self, cfg, channels: int):
         super().__init__(cfg, channels)

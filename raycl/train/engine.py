@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from raycl import collectives as dist
-from raycl.data.views import SampleStream, views_for
+from raycl.data.draws import SampleStream
+from raycl.data.views import views_for
 from raycl.methods import MethodBatch, build_method
 from raycl.optim import build_optimizer, build_schedule
 

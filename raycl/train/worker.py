@@ -28,6 +28,7 @@ from raycl.train import zero_state
 from raycl.train.console import FAILED, PROGRESS
 from raycl.train.engine import build_engine, make_views, train_step
 from raycl.train.progress import Progress, fmt_duration
+from raycl.train.storage import log_dir
 
 INIT_CHUNK = 256  # rows per forward when the bank is initialised from features (fixed: layout-independent)
 
@@ -105,7 +106,7 @@ def aug_generator(seed: int, epoch: int, step: int, device) -> torch.Generator:
 def save_checkpoint(engine, cfg, progress: dict, metrics: dict, rank: int) -> None:
     """``progress``: epoch (the last one finished), global_step, step_in_epoch (0 at an epoch's end),
     epoch_segments (the worker counts that ran the unfinished epoch), history, resumes, restarts."""
-    extra = engine.module.gather_state() if hasattr(engine.module, "gather_state") else None  # a collective
+    extra = engine.module.gather_state()  # a collective when the method's state is sharded
     zero = zero_state.gather(engine) if zero_state.is_partitioned(engine) else None  # a collective
     with tempfile.TemporaryDirectory(prefix="raycl-ckpt-") as tmp:
         engine.save_checkpoint(os.path.join(tmp, ck.DS_DIR), tag=ck.DS_TAG)
@@ -261,9 +262,8 @@ def _train_loop(cfg) -> None:
                 else ""
             )
         )
-    if global_step == 0 and cfg.method.bank_init == "features" and hasattr(engine.module, "init_from_features"):
-        t0 = time.perf_counter()
-        engine.module.init_from_features(rounds(train_src, INIT_CHUNK, rank, world), device)
+    t0 = time.perf_counter()
+    if global_step == 0 and engine.module.init_from_features(rounds(train_src, INIT_CHUNK, rank, world), device):
         if rank == 0:
             say(
                 f"[raycl] bank initialised from the initial network's features of {len(train_src)} samples, "
@@ -271,7 +271,7 @@ def _train_loop(cfg) -> None:
             )
 
     pusher = None
-    if cfg.method.bank_sync_every and hasattr(engine.module, "bank"):
+    if cfg.method.bank_sync_every and engine.module.serves_bank:
         from raycl.train.bank_server import Pusher
 
         pusher = Pusher(cfg.run.name, cfg.method.bank_sync_every)
@@ -279,7 +279,6 @@ def _train_loop(cfg) -> None:
     curves = None
     if rank == 0 and r.loggers:
         from raycl.train.loggers import Loggers
-        from raycl.train.trainer import log_dir
 
         curves = Loggers(r.loggers, log_dir(cfg), r.name, cfg.to_dict(), global_step if st["restarts"] else None)
     progress = Progress(epochs * spe, spe, epochs, cfg.data.batch_size, global_step)
@@ -356,8 +355,7 @@ def _train_loop(cfg) -> None:
             "corrupt_skipped": skipped_all,
             **{f"method/{key}": v / done for key, v in log_sums.items()},
         }
-        if hasattr(engine.module, "bank_stats"):
-            metrics.update({f"bank/{key}": v for key, v in engine.module.bank_stats().items()})
+        metrics.update({f"bank/{key}": v for key, v in engine.module.bank_stats().items()})
         if not no_eval and ((epoch + 1) % cfg.eval.every_epochs == 0 or last):
             knn = knn_monitor(engine.module.encoder(), train_src, eval_src, cfg, device)
             if knn is not None:  # None: the rows the monitor took hold no label on one side
