@@ -19,11 +19,11 @@ import sys
 import threading
 from typing import IO, Any
 
+from raycl.train import ray_logs
 from raycl.train.progress import fmt_duration
 
 PROGRESS = "[raycl:progress] "
 FAILED = "[raycl:failed] "  # a worker stopping on a RayclError: JSON {"error", "message"}; what follows is its echo
-HANDLER = "ray_print_logs"  # the name Ray gives its own printing handler (ray/_private/worker.py)
 
 # Routine messages of Ray, Ray Train, DeepSpeed and torch, each seen in a plain `raycl demo` on CPU.
 NOISE = [
@@ -104,9 +104,7 @@ class Console:
         prefix = f"({who + ' ' if who else ''}pid={data.get('pid')}) "
         lines = data.get("lines", [])
         if data.get("pid") == "autoscaler":  # its status dumps every 5 s; Ray itself shows only events
-            from ray._private.worker import filter_autoscaler_events
-
-            lines, prefix = list(filter_autoscaler_events(lines)), "(autoscaler) "
+            lines, prefix = ray_logs.autoscaler_events(lines), "(autoscaler) "
         with self._lock:
             for line in lines:
                 self._line(line, prefix, bool(data.get("is_err")), (who, data.get("pid")))
@@ -201,20 +199,13 @@ class Console:
 def attached(progress: bool = True, failure_log: str | None = None, failure_scope: str = "run"):
     """Route forwarded worker output through a Console while the block runs (then Ray's own printing
     again). Without Ray's handler in place (``ray.init(log_to_driver=False)``) nothing changes."""
-    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
-
     console = Console(show_all=verbose(), progress=progress, failure_log=failure_log, failure_scope=failure_scope)
-    with dispatcher._lock:
-        saved = [h for h in dispatcher.handlers if h[0] == HANDLER]
-    if saved:
-        dispatcher.remove_handler(HANDLER)
-        dispatcher.add_handler("raycl_console", console.handle)
+    replaced = ray_logs.replace_printer(console.handle)
     try:
         yield console
     finally:
-        if saved:
-            dispatcher.remove_handler("raycl_console")
-            dispatcher.add_handler(*saved[0])
+        if replaced is not None:
+            ray_logs.replace_printer(replaced)
         console.close()
 
 
@@ -222,15 +213,9 @@ def drop_forwarded_noise() -> None:
     """Between runs (a notebook plotting, a sweep's table printed) Ray's own printer shows forwarded
     lines, e.g. Ray Train's placement-group cleaner a few seconds after a run ends. Once Ray is up,
     its printer is wrapped to drop the same routine lines the console drops (not with --verbose)."""
-    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
-
-    if verbose():
+    ray_print = ray_logs.printer()
+    if verbose() or ray_print is None or getattr(ray_print, "drops_noise", False):
         return
-    with dispatcher._lock:
-        found = [h for h in dispatcher.handlers if h[0] == HANDLER]
-    if not found or getattr(found[0][1], "drops_noise", False):
-        return
-    ray_print = found[0][1]
 
     def print_without_noise(data: dict) -> None:
         lines = [line for line in data.get("lines", []) if not is_noise(line)]
@@ -238,8 +223,7 @@ def drop_forwarded_noise() -> None:
             ray_print({**data, "lines": lines})
 
     print_without_noise.drops_noise = True  # type: ignore[attr-defined]
-    dispatcher.remove_handler(HANDLER)
-    dispatcher.add_handler(HANDLER, print_without_noise)
+    ray_logs.replace_printer(print_without_noise)
 
 
 class _DropNoise(logging.Filter):
