@@ -1,0 +1,32 @@
+"""What evaluation in one process prints: progress lines for long work (none for short work) and the
+encoder against its floors."""
+import time
+
+from raycl.eval.report import Ticker, floors_table
+
+
+def test_long_work_shows_progress_with_rate_and_eta_and_short_work_prints_nothing():
+    lines = []
+    tick = Ticker("encoder features of training rows", "rows", every_s=0.05, say=lines.append)
+    for done in (1000, 2000, 3000, 4000):
+        time.sleep(0.06)
+        tick(done, 4000)
+    assert len(lines) == 4
+    assert lines[0].startswith("[raycl] eval: encoder features of training rows 1,000/4,000 rows | ")
+    assert " rows/s | ETA 0m00s" in lines[0] and lines[-1].split(" | ")[-1].startswith("done in ")
+    quiet = []
+    short = Ticker("linear probe", "epochs", every_s=60.0, say=quiet.append)
+    for done in range(1, 31):
+        short(done, 30)
+    assert quiet == []
+
+
+def test_the_floors_table_lists_the_encoder_and_each_floor_measured():
+    result = {"knn_top1": 0.8095, "linear_top1": 0.8613, "random_init_knn_top1": 0.7569,
+              "random_init_linear_top1": 0.7967, "pixels_knn_top1": 0.812}
+    assert floors_table(result).splitlines() == [
+        "              kNN top-1  linear top-1",
+        "encoder          0.8095        0.8613",
+        "random init      0.7569        0.7967",
+        "raw pixels       0.8120             -"]
+    assert len(floors_table({"knn_top1": 0.5}).splitlines()) == 2   # no floors measured: no floor rows
