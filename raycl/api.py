@@ -140,13 +140,12 @@ def bank_server(run_name: str, address: str | None = None):
     return get(run_name)
 
 
-def _features(cfg: Config, backbone: torch.nn.Module, what: str = "encoder", quiet: bool = False):
-    from raycl.data import build_sources
+def _features(cfg: Config, backbone: torch.nn.Module, sources, what: str = "encoder", quiet: bool = False):
     from raycl.eval import extract
     from raycl.eval.features import rows_per_forward
     from raycl.eval.report import Ticker
 
-    train_src, eval_src = build_sources(cfg)
+    train_src, eval_src = sources
     e, seed, bs = cfg.eval, cfg.run.seed, rows_per_forward(cfg.data.channels, cfg.data.image_size)
     out = []
     for split, src, most in (("training", train_src, e.max_train_samples), ("held-out", eval_src, e.max_eval_samples)):
@@ -164,11 +163,12 @@ def evaluate_backbone(
     from raycl.eval import knn_top1, linear_probe
     from raycl.eval.report import Ticker, to_stderr
 
-    skip = eval_ready(*build_sources(cfg))
+    sources = build_sources(cfg)  # once: opening Parquet shards reads every footer
+    skip = eval_ready(*sources)
     if skip:
         to_stderr(f"[raycl] {skip}")
         return {"knn_top1": None, **({"linear_top1": None} if linear else {}), "skipped": skip}
-    tr, tr_y, te, te_y = _features(cfg, backbone, what, quiet)
+    tr, tr_y, te, te_y = _features(cfg, backbone, sources, what, quiet)
     out = {"knn_top1": knn_top1(tr, tr_y, te, te_y, cfg.eval.knn_k, cfg.eval.knn_temperature)}
     if linear:
         ticker = None if quiet else Ticker(f"{what} linear probe", "epochs", every_s=10.0)
@@ -309,14 +309,13 @@ def demo_run_name(cfg: Config, resume: bool) -> tuple[str, str]:
             raise ConfigError(f"--resume: no demo run with a checkpoint under run.storage_path {where!r}")
         return runs[-1], f"[raycl] demo: resuming run {runs[-1]!r} in {root}"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        name = f"demo-{stamp}" + (f"-{n}" if n > 1 else "")
-        if root is None:
-            break
-        try:
-            os.makedirs(os.path.join(root, name))
-            break
-        except FileExistsError:
-            continue
+    name = f"demo-{stamp}"
+    if root is not None:  # local storage: reserve the folder; a demo started in the same second takes -2, -3, ...
+        for n in range(2, 1000):
+            try:
+                os.makedirs(os.path.join(root, name))
+                break
+            except FileExistsError:
+                name = f"demo-{stamp}-{n}"
     where = root or cfg.run.storage_path
     return name, f"[raycl] demo: new run {name!r} in {where} (continue it later with: raycl demo --resume)"

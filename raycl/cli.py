@@ -240,11 +240,11 @@ def run(args) -> int:
 
             if args.workers < 1 or args.batch < 1 or args.threads < 1 or args.train_rounds < 1:
                 raise ConfigError("--workers, --batch, --threads and --train-rounds: expected integers >= 1")
-            from raycl.data.parquet import ParquetSource, list_shards
+            from raycl.data.parquet import ParquetSource
 
             url = local_path(args.url)  # Ray Data's readers run in other working directories
-            list_shards(url)  # one clear line when there are no shards
-            ParquetSource(url, args.size, args.channels).scan()  # labels, indices: as train checks them
+            # one clear line when there are no shards, or when labels or indices are bad (as train checks)
+            ParquetSource(url, args.size, args.channels).scan()
             out = bench_data.run(
                 url,
                 args.workers,
