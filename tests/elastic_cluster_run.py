@@ -2,7 +2,9 @@
 without CPUs and three 1-CPU nodes, each holding one worker), with ``distributed.workers: [2, 3]``.
 Once it has checkpointed on 3 workers one node is removed (the run goes on with 2 from its last
 checkpoint), and once it has checkpointed on 2 a node is added (it grows back to 3 at the next resize
-check). The method is InterCLR, so a memory bank and its k-means labels are re-sharded at every resize.
+check). The method is InterCLR (``interclr_paced``: tests/elastic_pace/, each step on 2 workers waits 0.5 s so the
+grow is seen before the run ends on any machine), so a memory bank and its k-means labels are
+re-sharded at every resize.
 Prints one JSON line: the run's restarts, per-epoch worker counts, final step and a summary of the
 final bank. Run by tests/test_elastic_cluster.py in a process of its own, with TMPDIR pointing at a
 private directory: ``Cluster`` writes its address to $TMPDIR/ray/ray_current_cluster, where a plain
@@ -50,7 +52,7 @@ def main(root):
         "distributed.torch_threads=1", "optim.warmup_epochs=0", "optim.name=lars", "distributed.zero_stage=2",
         "distributed.workers=[2, 3]", "distributed.resize_check_s=2", "run.checkpoint_every_steps=2",
         "run.max_failures=4", "run.keep_checkpoints=3", f"run.storage_path={root}", "run.name=elastic",
-        "method.name=interclr", "method.bank_size=256", "method.num_clusters=8", "method.num_negatives=32"])
+        "method.name=interclr_paced", "method.bank_size=256", "method.num_clusters=8", "method.num_negatives=32"])
     run_dir = os.path.join(root, "elastic")
     out = {}
 
