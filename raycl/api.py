@@ -9,6 +9,7 @@ import os
 import torch
 
 from raycl.config import Config, load_config
+from raycl.errors import DataError
 
 
 def demo_config_path() -> str:
@@ -30,6 +31,31 @@ def train(cfg: Config | dict, address: str | None = None) -> dict:
     out["run_dir"] = result.path
     out["checkpoint"] = result.checkpoint.path if result.checkpoint else None
     return out
+
+
+def convert(
+    source: str,
+    dest: str,
+    *,
+    root: str | None = None,
+    split: str = "train",
+    download: bool = False,
+    rows_per_shard: int = 10_000,
+    on_corrupt: str = "error",
+    shuffle: bool = True,
+    seed: int = 0,
+    log=print,
+) -> dict:
+    """Write Parquet shards (index, image, label) from an image folder (``class/image.png``) or
+    ``torchvision:NAME`` (read from ``root``); returns what was written."""
+    from raycl.data.parquet import convert_image_folder
+    from raycl.data.torchvision_source import convert_torchvision, is_torchvision
+
+    if not is_torchvision(source):
+        return convert_image_folder(source, dest, rows_per_shard, on_corrupt, log=log, shuffle=shuffle, seed=seed)
+    if not root:
+        raise DataError(f"--root: {source} needs the folder torchvision reads it from")
+    return convert_torchvision(source, dest, root, split, download, rows_per_shard, shuffle=shuffle, seed=seed, log=log)
 
 
 def views(cfg: Config | dict, out: str = "views.png", samples: int = 6) -> dict:

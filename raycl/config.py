@@ -1,190 +1,244 @@
 """Typed, validated configuration.
 
-A config is seven sections of plain dataclasses.  ``load_config`` reads YAML, applies ``key.sub=value``
+A config is seven sections, each a strict pydantic model (``raycl.fields.Section``); the ``method``
+section is the model of the method it names (``Method.Config``, in the method's own file), so a key
+of another method is refused as unknown. ``load_config`` reads YAML, applies ``key.sub=value``
 overrides and validates everything on the driver, before any Ray worker starts, so a typo costs one
-clear error instead of a cluster allocation.
+clear error instead of a cluster allocation. ``schema()`` is the JSON Schema of the whole file.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
 import os
 import re
-import types
-import typing
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
+from pydantic import BaseModel, Field, SerializeAsAny, create_model, field_validator, model_validator
 
 from raycl.errors import ConfigError
+from raycl.fields import MAX_CLASSES, NotBool, Number, Section, build
+from raycl.methods import BROKEN, REGISTRY, MethodConfig
+from raycl.models import check_backbone
 
-# Labels are class ids 0..C-1 (-1: unknown). More classes than this is an id column, not a label.
-MAX_CLASSES = 1_000_000
+__all__ = ["MAX_CLASSES", "Config", "load_config", "from_dict", "from_user", "apply_overrides", "schema"]
+
+LOGGERS = ("tensorboard", "mlflow", "wandb")
 
 
-def _f(default, *, ge=None, gt=None, le=None, help=""):
-    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "help": help})
-
-
-@dataclass
-class DataConfig:
-    dataset: Literal["demo", "parquet"] = "demo"
-    path: str | None = None  # fsspec URL of a folder of Parquet shards (dataset: parquet)
-    eval_path: str | None = None  # held-out shards; default: hold out eval_fraction of path
-    eval_fraction: float = _f(0.2, gt=0.0, le=0.9)
-    num_samples: int | None = _f(None, ge=1, help="use only the first N training samples")
-    image_size: int = _f(28, ge=8, le=4096)
-    channels: Literal[1, 3] = 1
-    batch_size: int = _f(256, ge=1, le=1 << 20, help="global batch per optimizer step")
-    on_corrupt: Literal["error", "skip"] = "error"
-    drop_last: bool = False
-    shuffle_window: int = _f(65536, ge=1, le=1 << 30, help="in-memory data: rows a worker shuffles together")
-    mix_row_groups: int = _f(16, ge=1, le=1 << 16, help="Parquet: row groups a worker mixes into its batches at once")
-    prefetch: int = _f(4, ge=1, le=1024, help="batches decoded ahead of the training step")
-    decode_workers: int | None = _f(None, ge=1, le=256, help="decode threads per worker; default: its CPUs")
-    decode: Literal["cpu", "gpu"] = "cpu"  # gpu: image bytes decoded in batches on the training device
-    preload: bool = _f(
+class DataConfig(Section):
+    dataset: Literal["demo", "parquet"] = Field("demo", description="demo: the built-in digits; parquet: shards")
+    path: str | None = Field(None, description="fsspec URL of a folder of Parquet shards (dataset: parquet)")
+    eval_path: str | None = Field(None, description="held-out shards; default: hold out eval_fraction of path")
+    eval_fraction: Number = Field(0.2, gt=0.0, le=0.9, description="share of path held out when eval_path is unset")
+    num_samples: int | None = Field(None, ge=1, description="demo: use only the first N training samples")
+    image_size: int = Field(28, ge=8, le=4096, description="side of the square images the model sees")
+    channels: Annotated[Literal[1, 3], NotBool] = Field(1, description="1: grey, 3: colour")
+    batch_size: int = Field(256, ge=1, le=1 << 20, description="global batch per optimizer step")
+    on_corrupt: Literal["error", "skip"] = Field("error", description="an image that does not decode")
+    drop_last: bool = Field(False, description="drop the last partial batch of an epoch (else padded)")
+    shuffle_window: int = Field(65536, ge=1, le=1 << 30, description="in-memory data: rows a worker shuffles together")
+    mix_row_groups: int = Field(16, ge=1, le=1 << 16, description="Parquet: row groups a worker mixes at once")
+    prefetch: int = Field(4, ge=1, le=1024, description="batches decoded ahead of the training step")
+    decode_workers: int | None = Field(None, ge=1, le=256, description="decode threads per worker; default: its CPUs")
+    decode: Literal["cpu", "gpu"] = Field("cpu", description="gpu: image bytes decoded in batches on the device")
+    preload: bool = Field(
         False,
-        help="Parquet: each worker decodes every training row once at start and trains "
-        "from memory (datasets whose decoded size fits a worker: Fashion-MNIST 47 MB)",
+        description="Parquet: each worker decodes every training row once at start and "
+        "trains from memory (datasets whose decoded size fits a worker: Fashion-MNIST 47 MB)",
     )
 
+    @model_validator(mode="after")
+    def _sources(self) -> DataConfig:
+        if self.dataset == "parquet" and not self.path:
+            raise ConfigError("data.path: required when data.dataset is 'parquet' (an fsspec URL of Parquet shards)")
+        if self.dataset != "parquet" and self.path:
+            raise ConfigError("data.path: only used with data.dataset: parquet; the demo dataset is built in")
+        if self.num_samples is not None and self.dataset != "demo":
+            raise ConfigError("data.num_samples: only applies to the demo dataset; write a smaller shard set instead")
+        return self
 
-@dataclass
-class ModelConfig:
-    backbone: str = _f("resnet18", help="resnet18, resnet50, vgg16, preact_resnet18 or wrn<depth>_<k>")
-    stem: Literal["small", "imagenet"] = "small"
-    width: int = _f(64, ge=4, le=4096, help="channels of the first stage (64 in torchvision)")
-    proj_hidden_dim: int = _f(512, ge=1, le=1 << 16)
-    proj_out_dim: int = _f(128, ge=1, le=1 << 16)
-    sync_bn: bool = False
-    pool: Literal["global", "avg8"] = "global"  # wrn: global average, or ImCLR's 8x8 average + flatten
-
-
-@dataclass
-class MethodConfig:
-    name: str = "simclr"
-    temperature: float = _f(0.5, gt=0.0)
-    views: int | None = _f(None, ge=2, le=64, help="augmented views per sample; default: the method's own")
-    supervised: bool = False  # tcl: positives are same-label samples (else views of one image)
-    k1: float = _f(1.0, ge=0.0)  # tcl: weight of the positives' exp(-z_i.z_p) term
-    k2: float = _f(1.0, ge=0.0)  # tcl: weight of the negatives
-    queue_size: int = _f(65536, ge=1, le=1 << 24)  # moco_v2: negatives kept from past batches
-    key_momentum: float = _f(0.999, ge=0.0, le=1.0)  # moco_v2: EMA of the key encoder
-    perturbation: Literal["history", "dropout", "noise"] = "dropout"  # simclic
-    dropout_p: float = _f(0.2, ge=0.0, le=1.0)  # simclic dropout
-    noise_eps: float = _f(0.5, ge=0.0)  # simclic noise: ||delta||_2
-    history_tau: float = _f(0.3, ge=0.0, le=1.0)  # simclic history
-    bank_size: int | None = _f(None, ge=1, le=1 << 31, help="per-sample store size (>= largest sample index + 1)")
-    bank_momentum: float = _f(0.5, gt=0.0, le=1.0)  # interclr: w in v <- (1 - w) v + w v_new
-    num_clusters: int = _f(10000, ge=1, le=1 << 24)  # interclr: k of the online k-means
-    num_negatives: int = _f(16384, ge=1, le=1 << 24)  # interclr: K per anchor and branch
-    strategy: Literal["semi_hard", "hard", "random", "semi_easy"] = "semi_hard"  # interclr inter negatives
-    bank_init: Literal["features", "random"] = (
-        "features"  # interclr: initial network's embeddings (paper 3.2) or random unit rows
-    )
-    bank_layout: Literal["sharded", "replicated"] = "sharded"  # interclr: rows split over workers, or on each
-    bank_sync_every: int = _f(0, ge=0, help="steps between pushes of the bank to the BankServer actor; 0 = no server")
-    intra_margin: float = 0.0  # interclr MarginNCE margins
-    inter_margin: float = -0.5
-    lam: float = _f(0.75, ge=0.0, le=1.0)  # interclr: lambda L_intra + (1 - lambda) L_inter
-    concat_k: int = _f(2, ge=1, le=16)  # imclr: images concatenated along the width
-    num_classes: int = _f(10, ge=2, le=MAX_CLASSES)  # imclr, supervised_ce: classifier outputs
-    cutmix_p: float = _f(0.0, ge=0.0, le=1.0)  # imclr: CutMix probability per image, before concat
-    autoaugment: bool = False  # imclr: AutoAugment (CIFAR-10 policy) per image
-    pi_weight: float = _f(0.0, ge=0.0)  # imclr: Pi-model consistency weight (paper: 20); 0 = off
-    labeled_fraction: float = _f(1.0, gt=0.0, le=1.0)  # imclr Pi-model: share of samples whose label is used
-    symmetric: bool = False  # moco_v2, clsa: also contrast q(view 2) with k(view 1)
-    shuffle_bn: bool = False  # moco_v2, clsa: key encoder's BN over a shuffled batch
-    strong_sizes: list[int] = field(default_factory=lambda: [96])  # clsa: one strong view per size
-    ddm_weight: float = _f(1.0, ge=0.0)  # clsa: beta in L_C + beta L_D
+    @model_validator(mode="after")
+    def _decoding(self) -> DataConfig:
+        if self.preload and (self.dataset != "parquet" or self.decode == "gpu"):
+            raise ConfigError(
+                "data.preload: decodes Parquet shards into memory on the CPU; it needs data.dataset: "
+                "parquet and data.decode: cpu"
+            )
+        if self.decode == "gpu" and self.dataset != "parquet":
+            raise ConfigError(
+                "data.decode: gpu decodes image bytes from Parquet shards; the demo data is already pixels"
+            )
+        if self.decode == "gpu" and self.on_corrupt == "skip":
+            raise ConfigError(
+                "data.on_corrupt: skip needs data.decode: cpu (a batch decoded on the device fails as a "
+                "whole); run `raycl data convert`, which leaves out files that do not decode"
+            )
+        return self
 
 
-@dataclass
-class OptimConfig:
-    name: Literal["sgd", "lars"] = "sgd"
-    base_lr: float = _f(0.3, ge=0.0, help="lr at batch 256 (linear scaling rule)")
-    lr_scaling: Literal["linear", "none"] = "linear"
-    momentum: float = _f(0.9, ge=0.0, le=1.0)
-    weight_decay: float = _f(1e-6, ge=0.0)
+class ModelConfig(Section):
+    backbone: str = Field("resnet18", description="resnet18, resnet50, vgg16, preact_resnet18 or wrn<depth>_<k>")
+    stem: Literal["small", "imagenet"] = Field("small", description="small: 3x3 conv, no max-pool (28-32 px images)")
+    width: int = Field(64, ge=4, le=4096, description="channels of the first stage (64 in torchvision)")
+    proj_hidden_dim: int = Field(512, ge=1, le=1 << 16, description="projector's hidden width")
+    proj_out_dim: int = Field(128, ge=1, le=1 << 16, description="projector's output width (the embedding)")
+    sync_bn: bool = Field(False, description="BatchNorm statistics over the global micro-batch")
+    pool: Literal["global", "avg8"] = Field("global", description="wrn: global average, or ImCLR's 8x8 average")
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, name: str) -> str:
+        check_backbone(name)
+        return name
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "lars"] = Field("sgd", description="lars: SGD with layer-wise trust ratios (You et al.)")
+    base_lr: Number = Field(0.3, ge=0.0, description="lr at batch 256 (linear scaling rule)")
+    lr_scaling: Literal["linear", "none"] = Field("linear", description="linear: lr = base_lr x batch / 256")
+    momentum: Number = Field(0.9, ge=0.0, le=1.0)
+    weight_decay: Number = Field(1e-6, ge=0.0)
     schedule: Literal["cosine", "step"] = "cosine"
-    warmup_epochs: float = _f(1.0, ge=0.0)
-    warmup_steps: int | None = _f(None, ge=0, help="overrides warmup_epochs when set")
-    final_lr: float = _f(0.0, ge=0.0, help="cosine: lr at the last step")
-    milestones: list[int] = field(default_factory=list)  # step: epochs where lr is multiplied by gamma
-    gamma: float = _f(0.1, gt=0.0, le=1.0)
-    trust_coefficient: float = _f(0.001, gt=0.0)
-    lars_exclude_bias_and_norm: bool = True
-    lars_exclude: list[str] = field(default_factory=list)  # regexes of parameter names also excluded
-    grad_clip: float | None = _f(None, gt=0.0, help="clip the global gradient norm; null = no clipping")
+    warmup_epochs: Number = Field(1.0, ge=0.0, description="linear warm-up from 0")
+    warmup_steps: int | None = Field(None, ge=0, description="overrides warmup_epochs when set")
+    final_lr: Number = Field(0.0, ge=0.0, description="cosine: lr at the last step")
+    milestones: list[int] = Field([], description="step: epochs where lr is multiplied by gamma")
+    gamma: Number = Field(0.1, gt=0.0, le=1.0, description="step: the factor at each milestone")
+    trust_coefficient: Number = Field(0.001, gt=0.0, description="lars: eta in the trust ratio")
+    lars_exclude_bias_and_norm: bool = Field(True, description="lars: biases and norm weights take plain SGD")
+    lars_exclude: list[str] = Field([], description="lars: regexes of parameter names also excluded")
+    grad_clip: Number | None = Field(None, gt=0.0, description="clip the global gradient norm; null = no clipping")
+
+    @model_validator(mode="after")
+    def _schedule(self) -> OptimConfig:
+        if self.schedule == "step" and not self.milestones:
+            raise ConfigError("optim.milestones: the step schedule needs epochs to decay at, e.g. [150, 225]")
+        for pattern in self.lars_exclude:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ConfigError(f"optim.lars_exclude: {pattern!r} is not a valid regular expression: {e}") from None
+        return self
 
 
-@dataclass
-class DistributedConfig:
-    workers: int = _f(2, ge=1, le=4096, help="workers; [min, max] runs elastically (YAML list)")
-    min_workers: int | None = _f(None, ge=1, le=4096, help="set by workers: [min, max]; null: a fixed count")
-    resize_check_s: float = _f(60.0, gt=0.0, help="elastic runs: seconds between checks for room to grow")
+class DistributedConfig(Section):
+    workers: int = Field(2, ge=1, le=4096, description="workers; [min, max] runs elastically (YAML list)")
+    min_workers: int | None = Field(None, ge=1, le=4096, description="set by workers: [min, max]; null: a fixed count")
+    resize_check_s: Number = Field(60.0, gt=0.0, description="elastic runs: seconds between checks for room to grow")
     use_gpu: bool = False
-    cpus_per_worker: float = _f(1.0, gt=0.0, le=1024)
-    zero_stage: Literal[0, 1, 2] = 1
-    grad_accum: int = _f(1, ge=1, le=4096)
-    precision: Literal["fp32", "bf16"] = "fp32"
-    torch_threads: int | None = _f(None, ge=1, le=1024, help="intra-op threads per CPU worker")
-    channels_last: bool = (
-        False  # NHWC inputs (GPU convolutions run NHWC kernels); parameters stay as DeepSpeed laid them out
+    cpus_per_worker: Number = Field(1.0, gt=0.0, le=1024)
+    zero_stage: Annotated[Literal[0, 1, 2], NotBool] = Field(1, description="DeepSpeed ZeRO stage")
+    grad_accum: int = Field(1, ge=1, le=4096, description="micro-batches per optimizer step")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 needs use_gpu")
+    torch_threads: int | None = Field(None, ge=1, le=1024, description="intra-op threads per CPU worker")
+    channels_last: bool = Field(False, description="NHWC inputs (GPU convolutions run NHWC kernels)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _worker_range(cls, raw: Any) -> Any:
+        """``workers: [min, max]`` -> ``workers: max, min_workers: min``."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("workers"), list):
+            return raw
+        w = raw["workers"]
+        if len(w) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in w):
+            raise ConfigError(f"distributed.workers: expected an integer or [min, max], got {w!r}")
+        if "min_workers" in raw:
+            raise ConfigError("distributed.min_workers: give the range once, as distributed.workers: [min, max]")
+        low, high = w
+        if low < 1:
+            raise ConfigError(f"distributed.workers: the minimum must be >= 1, got {w!r}")
+        if low > high:
+            raise ConfigError(f"distributed.workers: [min, max] has min > max ({w!r}); write [{high}, {low}]")
+        return {**raw, "workers": high, "min_workers": low}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistributedConfig:
+        if self.min_workers is not None and self.min_workers > self.workers:
+            raise ConfigError(
+                f"distributed.min_workers: {self.min_workers} is more than distributed.workers={self.workers}"
+            )
+        if self.precision == "bf16" and not self.use_gpu:
+            raise ConfigError("distributed.precision: bf16 needs distributed.use_gpu: true; use fp32 on CPU")
+        return self
+
+
+class EvalConfig(Section):
+    knn_k: int = Field(200, ge=1, le=1 << 16, description="neighbours of the kNN classifier")
+    knn_temperature: Number = Field(0.1, gt=0.0, description="kNN vote weights exp(sim / T)")
+    every_epochs: int = Field(1, ge=1, description="epochs between kNN monitor evaluations")
+    max_train_samples: int | None = Field(
+        65536, ge=1, description="kNN monitor's bank: a seeded random sample of this many training rows (null: all)"
     )
-
-
-@dataclass
-class EvalConfig:
-    knn_k: int = _f(200, ge=1, le=1 << 16)
-    knn_temperature: float = _f(0.1, gt=0.0)
-    every_epochs: int = _f(1, ge=1)
-    max_train_samples: int | None = _f(
-        65536, ge=1, help="kNN monitor's bank: a seeded random sample of this many training rows (null: all)"
+    max_eval_samples: int | None = Field(
+        10000, ge=1, description="kNN monitor's queries: a seeded random sample of this many held-out rows (null: all)"
     )
-    max_eval_samples: int | None = _f(
-        10000, ge=1, help="kNN monitor's queries: a seeded random sample of this many held-out rows (null: all)"
-    )
-    linear_epochs: int = _f(30, ge=1, le=100_000)
-    linear_lr: float = _f(0.1, gt=0.0)
+    linear_epochs: int = Field(30, ge=1, le=100_000, description="epochs of the linear probe")
+    linear_lr: Number = Field(0.1, gt=0.0, description="lr of the linear probe")
 
 
-@dataclass
-class RunConfig:
-    name: str = "raycl"
-    storage_path: str = "~/raycl_runs"
-    epochs: int = _f(10, ge=1, le=1_000_000)
+class RunConfig(Section):
+    name: str = Field("raycl", description="the run's folder under storage_path")
+    storage_path: str = Field("~/raycl_runs", description="where runs are kept (a folder or fsspec URL)")
+    epochs: int = Field(10, ge=1, le=1_000_000)
     seed: int = 0
-    checkpoint_every: int = _f(1, ge=1)
-    keep_checkpoints: int = _f(2, ge=1)
-    max_failures: int = _f(0, ge=-1, le=1_000_000, help="worker-group restarts; -1 = unlimited")
-    log_every: int = _f(10, ge=1, help="steps between progress events and per-step logged scalars")
-    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # and/or mlflow, wandb; [] = none
-    log_dir: str | None = _f(None, help="where loggers write (default: the run directory on local storage)")
-    stop_after_epochs: int | None = _f(None, ge=1, help="end this invocation early; rerun resumes")
-    stop_after_steps: int | None = _f(
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (the newest)")
+    max_failures: int = Field(0, ge=-1, le=1_000_000, description="worker-group restarts; -1 = unlimited")
+    log_every: int = Field(10, ge=1, description="steps between progress events and per-step logged scalars")
+    loggers: list[str] = Field(["tensorboard"], description="any of tensorboard, mlflow, wandb; [] = none")
+    log_dir: str | None = Field(None, description="where loggers write (default: the run directory on local storage)")
+    stop_after_epochs: int | None = Field(None, ge=1, description="end this invocation early; rerun resumes")
+    stop_after_steps: int | None = Field(
         None,
         ge=1,
-        help="end this invocation after this many steps, checkpointing mid-epoch; rerun resumes at the next step",
+        description="end this invocation after this many steps, "
+        "checkpointing mid-epoch; rerun resumes at the next step",
     )
-    checkpoint_every_steps: int | None = _f(
-        None, ge=1, help="also checkpoint every this many steps inside an epoch (long epochs, preemptible nodes)"
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="also checkpoint every this many steps inside an epoch (long epochs, preemptible nodes)"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, name: str) -> str:
+        if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0\n"):
+            raise ConfigError(
+                f"run.name: {name!r} must be one folder name under run.storage_path (no '/', '\\', "
+                "'..' or line breaks); put the runs elsewhere with run.storage_path"
+            )
+        return name
 
-@dataclass
-class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    distributed: DistributedConfig = field(default_factory=DistributedConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    @field_validator("loggers")
+    @classmethod
+    def _known_loggers(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in LOGGERS:
+                raise ConfigError(f"run.loggers: unknown logger {name!r}; available: {', '.join(LOGGERS)}")
+        return names
+
+    @model_validator(mode="after")
+    def _checkpoints(self) -> RunConfig:
+        if self.checkpoint_every > self.epochs:
+            raise ConfigError(
+                f"run.checkpoint_every: {self.checkpoint_every} is more than run.epochs={self.epochs}; "
+                "no checkpoint would be written"
+            )
+        return self
+
+
+class Config(BaseModel):
+    """A whole config file. Built by ``from_dict`` (each section validated on its own, the method's
+    by the method's model) and checked across sections by ``check_across``."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    method: SerializeAsAny[MethodConfig] = MethodConfig()
+    optim: OptimConfig = OptimConfig()
+    distributed: DistributedConfig = DistributedConfig()
+    eval: EvalConfig = EvalConfig()
+    run: RunConfig = RunConfig()
 
     def worker_counts(self) -> range:
         """The worker counts this run may train with (one for a fixed run)."""
@@ -216,65 +270,25 @@ class Config:
         return self.optim.base_lr * scale
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+SECTIONS: dict[str, type[Section]] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "method": MethodConfig,
+    "optim": OptimConfig,
+    "distributed": DistributedConfig,
+    "eval": EvalConfig,
+    "run": RunConfig,
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading and validation
-
-
-def _describe(tp) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_describe(a) for a in inner) + " or null"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
-
-
-def _coerce(path: str, tp, value):
-    origin = typing.get_origin(tp)
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(
-                f"{path}: expected a list of {_describe(inner).removeprefix('a ').removeprefix('an ')}s, got {value!r}"
-            )
-        return [_coerce(f"{path}[{i}]", inner, v) for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _coerce(path, inner, value)
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value in allowed and type(value) is type(allowed[allowed.index(value)]):
-            return value
-        raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
-    if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; users mean the number
-    ok = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str),
-    }.get(tp)
-    if ok is None:
-        raise ConfigError(f"{path}: unsupported field type {tp!r}")
-    if not ok(value):
-        raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
-    if tp is float:
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
-    return value
-
-
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def keeps_batch(cfg: Config, world: int, batch: int | None = None) -> bool:
@@ -290,74 +304,52 @@ def _fitting_counts(cfg: Config) -> list[int]:
     return [w for w in cfg.worker_counts() if keeps_batch(cfg, w)]
 
 
-def _split_worker_range(raw: dict) -> dict:
-    """``distributed.workers: [min, max]`` -> ``workers: max, min_workers: min``."""
-    w = raw.get("workers")
-    if not isinstance(w, list):
-        return raw
-    if len(w) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in w):
-        raise ConfigError(f"distributed.workers: expected an integer or [min, max], got {w!r}")
-    if "min_workers" in raw:
-        raise ConfigError("distributed.min_workers: give the range once, as distributed.workers: [min, max]")
-    lo, hi = w
-    if lo < 1:
-        raise ConfigError(f"distributed.workers: the minimum must be >= 1, got {w!r}")
-    if lo > hi:
-        raise ConfigError(f"distributed.workers: [min, max] has min > max ({w!r}); write [{hi}, {lo}]")
-    return {**raw, "workers": hi, "min_workers": lo}
-
-
-def _check_range(path: str, f: dataclasses.Field, value):
-    if value is None:
-        return
-    m = f.metadata
-    if m.get("ge") is not None and value < m["ge"]:
-        raise ConfigError(f"{path}: must be >= {m['ge']}, got {value!r}")
-    if m.get("gt") is not None and value <= m["gt"]:
-        raise ConfigError(f"{path}: must be > {m['gt']}, got {value!r}")
-    if m.get("le") is not None and value > m["le"]:
-        raise ConfigError(f"{path}: must be <= {m['le']}, got {value!r}")
-
-
-def _build_section(name: str, cls, raw: Any):
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{name}: expected a mapping of keys, got {raw!r}")
-    if name == "distributed":
-        raw = _split_worker_range(raw)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    unknown = sorted((set(raw) - set(fields)), key=str)
-    if unknown:
-        raise ConfigError(f"{name}.{unknown[0]}: unknown key; allowed keys in '{name}': {', '.join(fields)}")
-    values = {}
-    for key, value in raw.items():
-        path = f"{name}.{key}"
-        value = _coerce(path, hints[key], value)
-        _check_range(path, fields[key], value)
-        values[key] = value
-    obj = cls(**values)
-    for key, f in fields.items():
-        if key not in values:
-            _check_range(f"{name}.{key}", f, getattr(obj, key))
-    return obj
-
-
-SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
+def method_section(raw: Any) -> MethodConfig:
+    """The ``method:`` mapping validated by the model of the method it names."""
+    name = raw.get("name", MethodConfig.model_fields["name"].default) if isinstance(raw, dict) else None
+    if isinstance(name, str) and name in BROKEN:
+        raise ConfigError(f"method.name: {name!r}: {BROKEN[name]}")
+    if isinstance(name, str) and name not in REGISTRY:
+        raise ConfigError(f"method.name: unknown method {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    model = REGISTRY[name].Config if isinstance(name, str) else MethodConfig
+    section = build(model, "method", raw, what=f"method {name}" if isinstance(name, str) else None)
+    assert isinstance(section, MethodConfig)
+    return section
 
 
 def from_dict(raw: dict | None) -> Config:
+    """A ``Config`` from plain sections (a YAML document), validated; touches no filesystem."""
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"config: expected a mapping with sections {', '.join(SECTIONS)}, got {raw!r}")
     unknown = sorted(set(raw) - set(SECTIONS), key=str)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section; allowed sections: {', '.join(SECTIONS)}")
-    hints = typing.get_type_hints(Config)
-    cfg = Config(**{name: _build_section(name, hints[name], raw.get(name)) for name in SECTIONS})
-    validate(cfg)
+    sections: dict[str, Any] = {
+        name: method_section(raw.get(name)) if name == "method" else build(model, name, raw.get(name))
+        for name, model in SECTIONS.items()
+    }
+    cfg = Config.model_construct(**sections)  # each section was validated just now
+    check_across(cfg)
     return cfg
+
+
+def _with_literal_name(name: str, model: type[MethodConfig]) -> type[MethodConfig]:
+    """``model`` with ``name`` fixed to this method's name (a discriminated union needs it)."""
+    literal: Any = Literal[name]
+    return create_model(f"method_{name}", __base__=model, name=(literal, Field(name, description="the method")))
+
+
+def schema() -> dict:
+    """The JSON Schema of a config file (draft 2020-12): every section, and ``method`` as one model
+    per registered method, told apart by ``name`` (an editor completes a method's own keys)."""
+    variants = [_with_literal_name(name, cls.Config) for name, cls in sorted(REGISTRY.items())]
+    method: Any = Annotated[Union[tuple(variants)], Field(discriminator="name")]  # noqa: UP007 (a runtime tuple)
+    whole = create_model("RayclConfig", __base__=Config, method=(method, variants[0]()))
+    doc = whole.model_json_schema()
+    doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    doc["title"] = "raycl config"
+    return doc
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -482,39 +474,29 @@ def ensure_config(cfg) -> Config:
     raise ConfigError(f"config: expected a raycl Config or a dict of sections, got {type(cfg).__name__}")
 
 
-def validate(cfg: Config) -> None:
-    """Cross-field checks; per-field types and ranges were checked when the sections were built."""
-    from raycl.methods import BROKEN, REGISTRY
-    from raycl.models import check_backbone
-
-    check_backbone(cfg.model.backbone)
-    if cfg.method.name in BROKEN:
-        raise ConfigError(f"method.name: {cfg.method.name!r}: {BROKEN[cfg.method.name]}")
-    if cfg.method.name not in REGISTRY:
-        raise ConfigError(f"method.name: unknown method {cfg.method.name!r}; available: {', '.join(sorted(REGISTRY))}")
-    from raycl.train.loggers import check_names
-
-    check_names(cfg.run.loggers)
-    name = cfg.run.name
-    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0\n"):
+def check_across(cfg: Config) -> None:
+    """Rules between sections; each section checked its own keys when it was built."""
+    cfg.method.check(cfg)
+    _check_batch(cfg)
+    d, o, epochs = cfg.distributed, cfg.optim, cfg.run.epochs
+    if o.name == "lars" and d.zero_stage == 0 and d.precision == "bf16":
         raise ConfigError(
-            f"run.name: {name!r} must be one folder name under run.storage_path (no '/', '\\', "
-            "'..' or line breaks); put the runs elsewhere with run.storage_path"
+            "distributed.zero_stage: 0 with bf16 makes DeepSpeed partition fp32 master weights in a way "
+            "LARS cannot see layers through; use distributed.zero_stage: 1 or 2 with optim.name: lars"
         )
-    m, method = cfg.method, REGISTRY[cfg.method.name]
-    method.check_config(cfg)
-    if m.bank_sync_every and not method.serves_bank:
-        raise ConfigError(f"method.bank_sync_every: only a method with a memory bank has one to serve, not {m.name}")
-    for key in ("symmetric", "shuffle_bn"):
-        if getattr(m, key) and not method.has_key_encoder:
-            raise ConfigError(f"method.{key}: only a method with a key encoder (moco_v2, clsa) has one, not {m.name}")
-    if m.shuffle_bn and cfg.model.sync_bn:
+    if o.warmup_epochs >= epochs and epochs > 1:
+        raise ConfigError(f"optim.warmup_epochs: {o.warmup_epochs} must be less than run.epochs={epochs}")
+    if o.milestones and (sorted(o.milestones) != o.milestones or not all(0 < m < epochs for m in o.milestones)):
         raise ConfigError(
-            "method.shuffle_bn: with model.sync_bn every BN already sees the global batch; pick one of the two"
+            f"optim.milestones: {o.milestones} must be increasing epochs between 1 and run.epochs - 1 = {epochs - 1}"
         )
+    if o.final_lr > cfg.lr:
+        raise ConfigError(f"optim.final_lr: {o.final_lr} exceeds the peak lr {cfg.lr:g}")
+
+
+def _check_batch(cfg: Config) -> None:
+    """The global batch splits into equal micro-batches on every worker count the run may have."""
     d, G = cfg.distributed, cfg.data.batch_size
-    if d.min_workers is not None and d.min_workers > d.workers:
-        raise ConfigError(f"distributed.min_workers: {d.min_workers} is more than distributed.workers={d.workers}")
     fitting = _fitting_counts(cfg)
     if d.min_workers is None and not fitting:
         per = d.workers * d.grad_accum
@@ -535,56 +517,6 @@ def validate(cfg: Config) -> None:
             f"{', '.join(str(w) for w in cfg.worker_counts() if w not in fitting)} cannot"
             + (f"; batch sizes that keep the whole range: {', '.join(map(str, sorted(near)))}" if near else "")
         )
-    if cfg.data.dataset == "parquet":
-        if not cfg.data.path:
-            raise ConfigError("data.path: required when data.dataset is 'parquet' (an fsspec URL of Parquet shards)")
-    elif cfg.data.path:
-        raise ConfigError("data.path: only used with data.dataset: parquet; the demo dataset is built in")
-    if cfg.data.preload and (cfg.data.dataset != "parquet" or cfg.data.decode == "gpu"):
-        raise ConfigError(
-            "data.preload: decodes Parquet shards into memory on the CPU; it needs data.dataset: "
-            "parquet and data.decode: cpu"
-        )
-    if cfg.data.decode == "gpu" and cfg.data.dataset != "parquet":
-        raise ConfigError("data.decode: gpu decodes image bytes from Parquet shards; the demo data is already pixels")
-    if cfg.data.decode == "gpu" and cfg.data.on_corrupt == "skip":
-        raise ConfigError(
-            "data.on_corrupt: skip needs data.decode: cpu (a batch decoded on the device fails as a "
-            "whole); run `raycl data convert`, which leaves out files that do not decode"
-        )
-    if cfg.data.num_samples is not None and cfg.data.dataset != "demo":
-        raise ConfigError("data.num_samples: only applies to the demo dataset; write a smaller shard set instead")
-    if cfg.optim.name == "lars" and d.zero_stage == 0 and d.precision == "bf16":
-        raise ConfigError(
-            "distributed.zero_stage: 0 with bf16 makes DeepSpeed partition fp32 master weights in a way "
-            "LARS cannot see layers through; use distributed.zero_stage: 1 or 2 with optim.name: lars"
-        )
-    if cfg.run.checkpoint_every > cfg.run.epochs:
-        raise ConfigError(
-            f"run.checkpoint_every: {cfg.run.checkpoint_every} is more than run.epochs={cfg.run.epochs}; "
-            "no checkpoint would be written"
-        )
-    if cfg.optim.warmup_epochs >= cfg.run.epochs and cfg.run.epochs > 1:
-        raise ConfigError(
-            f"optim.warmup_epochs: {cfg.optim.warmup_epochs} must be less than run.epochs={cfg.run.epochs}"
-        )
-    o = cfg.optim
-    if o.schedule == "step" and not o.milestones:
-        raise ConfigError("optim.milestones: the step schedule needs epochs to decay at, e.g. [150, 225]")
-    if o.milestones and (sorted(o.milestones) != o.milestones or not all(0 < m < cfg.run.epochs for m in o.milestones)):
-        raise ConfigError(
-            f"optim.milestones: {o.milestones} must be increasing epochs between 1 and "
-            f"run.epochs - 1 = {cfg.run.epochs - 1}"
-        )
-    for pat in o.lars_exclude:
-        try:
-            re.compile(pat)
-        except re.error as e:
-            raise ConfigError(f"optim.lars_exclude: {pat!r} is not a valid regular expression: {e}") from None
-    if cfg.optim.final_lr > cfg.lr:
-        raise ConfigError(f"optim.final_lr: {cfg.optim.final_lr} exceeds the peak lr {cfg.lr:g}")
-    if d.precision == "bf16" and not d.use_gpu:
-        raise ConfigError("distributed.precision: bf16 needs distributed.use_gpu: true; use fp32 on CPU")
 
 
 def _require_exists(field_name: str, url: str) -> None:

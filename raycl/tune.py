@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import types
+import typing
 from typing import Any
 
 import ray
@@ -29,8 +31,11 @@ from ray import tune
 
 from raycl.config import SECTIONS, apply_overrides, from_dict, from_user, read_yaml, resolve_paths
 from raycl.errors import ConfigError, RayclError
+from raycl.methods import REGISTRY, MethodConfig
 
 KINDS = ("grid", "choice", "uniform", "loguniform")
+
+UNIONS = (typing.Union, types.UnionType)
 
 
 @dataclasses.dataclass
@@ -45,10 +50,12 @@ class SweepSpec:
     reduction_factor: int = 2
 
 
-def _field_names(section: str) -> list[str]:
-    import typing
-
-    return list(typing.get_type_hints(SECTIONS[section].default_factory))
+def _section_model(section: str, base: dict):
+    """The model of ``section`` in the swept config (``method``: the model of the method it names)."""
+    if section != "method":
+        return SECTIONS[section]
+    name = (base.get("method") or {}).get("name", MethodConfig.model_fields["name"].default)
+    return REGISTRY[name].Config if name in REGISTRY else MethodConfig
 
 
 # What every epoch reports (raycl/train/worker.py); method/* and bank/* depend on the method.
@@ -56,12 +63,10 @@ METRICS = ("loss", "lr", "images_per_s", "epoch_time_s", "corrupt_skipped", "knn
 MAX_GRID_POINTS = 4096  # grid x choice combinations checked one by one before the first trial
 
 
-def _field_type(key: str):
-    import typing
-
+def _field_type(key: str, base: dict):
     section, name = key.split(".")
-    tp = typing.get_type_hints(SECTIONS[section].default_factory)[name]
-    inner = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) is typing.Union else [tp]
+    tp = _section_model(section, base).model_fields[name].annotation
+    inner = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in UNIONS else [tp]
     return inner[0]
 
 
@@ -120,7 +125,7 @@ def parse_sweep(raw: Any, base: dict) -> SweepSpec:
     for key, dist in spec.space.items():
         where = f"sweep.space.{key}"
         parts = key.split(".")
-        if len(parts) != 2 or parts[0] not in SECTIONS or parts[1] not in _field_names(parts[0]):
+        if len(parts) != 2 or parts[0] not in SECTIONS or parts[1] not in _section_model(parts[0], base).model_fields:
             raise ConfigError(f"{where}: {key!r} is not a config key (section.key, e.g. optim.base_lr)")
         if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in KINDS:
             raise ConfigError(
@@ -131,10 +136,10 @@ def parse_sweep(raw: Any, base: dict) -> SweepSpec:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}.{kind}: expected a non-empty list, got {values!r}")
         if kind in ("uniform", "loguniform"):
-            if _field_type(key) is not float:
+            if _field_type(key, base) is not float:
                 raise ConfigError(
                     f"{where}.{kind}: {key} is not a real-valued field (it takes "
-                    f"{_field_type(key).__name__} values); use grid or choice"
+                    f"{_field_type(key, base).__name__} values); use grid or choice"
                 )
             if (
                 len(values) != 2

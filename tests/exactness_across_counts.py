@@ -7,10 +7,10 @@ import sys
 import tempfile
 
 import ray
+from test_train_ray import final_state, relative_distance
 
 from raycl.config import load_config
 from raycl.train.trainer import fit, local_ray_options
-from test_train_ray import final_state, relative_distance
 
 
 def main(extra):

@@ -5,8 +5,15 @@ import torch
 import torch.nn.functional as F
 
 from raycl import collectives as dist
-from raycl.bank import (MemoryBank, OnlineKMeans, Shard, bank_logsumexp, inter_negatives, inter_positives,
-                        intra_negatives)
+from raycl.bank import (
+    MemoryBank,
+    OnlineKMeans,
+    Shard,
+    bank_logsumexp,
+    inter_negatives,
+    inter_positives,
+    intra_negatives,
+)
 
 N, D, B, K, C = 61, 8, 4, 5, 6      # N not divisible by 2 or 3: uneven shards
 

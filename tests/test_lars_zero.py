@@ -35,9 +35,9 @@ def reference(steps=5):
 
 def worker(config):
     import deepspeed
+    import ray.train
     import torch.distributed as dist
 
-    import ray.train
     from raycl.optim import LARS, param_groups
     from raycl.train.engine import attach_lars
 

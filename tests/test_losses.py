@@ -49,8 +49,7 @@ def test_nt_xent_perfect_alignment_lower_bound():
     assert abs(nt_xent(z, z, tau).item() - expected) < 1e-9
 
 
-from raycl.losses import (ddm_loss, info_nce, margin_nce, negative_cosine, supcon_loss,  # noqa: E402
-                          tcl_loss, tcl_per_anchor)
+from raycl.losses import ddm_loss, info_nce, margin_nce, negative_cosine, supcon_loss, tcl_loss, tcl_per_anchor  # noqa: E402
 
 
 def unit(*shape, seed=0):

@@ -88,8 +88,8 @@ def test_method_beats_the_random_init_encoder(ray_cluster, tmp_path, name):
     for InterCLR, whose margin at this budget is +0.061, +0.040, -0.002 (seeds 0-2): one seed alone
     passes or fails by luck, as MoCo v2's and TCL's did before session 8."""
     from raycl import api
-    from raycl.config import load_config
     from raycl.bench.quality import PRESETS
+    from raycl.config import load_config
 
     margins = []
     for seed in QUALITY_SEEDS.get(name, [0]):

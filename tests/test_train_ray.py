@@ -5,7 +5,6 @@ import re
 import numpy as np
 import pytest
 import torch
-
 from curves import tensorboard_scalars, wandb_history, wandb_run_ids
 
 from raycl.errors import CheckpointError, DataError

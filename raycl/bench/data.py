@@ -127,6 +127,17 @@ def training(url, size, channels, batch, workers, preload: bool, overrides=()) -
     return {"images_per_s": m["images_per_s"], "wait_s": m.get("data/wait_s"), "epoch_time_s": m["epoch_time_s"]}
 
 
+def checked_run(url: str, workers: int, batch: int, size: int, channels: int, **options) -> dict:
+    """``run`` on ``url`` made absolute (Ray Data's readers run in other working directories), once its
+    shards pass the checks ``raycl train`` makes (one clear line when there are none, or bad rows)."""
+    from raycl.config import local_path
+    from raycl.data.parquet import ParquetSource
+
+    url = local_path(url)
+    ParquetSource(url, size, channels).scan()
+    return run(url, workers, batch, size, channels, **options)
+
+
 def run(
     url,
     workers=2,

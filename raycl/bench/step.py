@@ -9,7 +9,6 @@ alternating blocks of steps so drift hits both.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import statistics
@@ -118,7 +117,7 @@ def _lars_worker(config: dict) -> None:
     images, index, labels = _batch(cfg, ctx.get_world_rank(), ctx.get_world_size())
     engines = {}
     for name in ("sgd", "lars"):
-        c = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, name=name))
+        c = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"name": name})})
         engines[name] = build_engine(c, c.data.channels, steps_per_epoch=1000)
     views = make_views(cfg, engines["sgd"].module)
     g = torch.Generator(device=device).manual_seed(0)
@@ -154,8 +153,8 @@ def _run(worker, cfg, workers: int, extra: dict, address: str | None) -> tuple[d
     owned = init_ray(address)
     try:
         cpus = max(1, int(ray.cluster_resources().get("CPU", os.cpu_count())) // workers)
-        dist = dataclasses.replace(cfg.distributed, workers=workers, torch_threads=None, cpus_per_worker=cpus)
-        cfg = dataclasses.replace(cfg, distributed=dist)
+        dist = cfg.distributed.model_copy(update={"workers": workers, "torch_threads": None, "cpus_per_worker": cpus})
+        cfg = cfg.model_copy(update={"distributed": dist})
         trainer = TorchTrainer(
             worker,
             train_loop_config={"cfg": cfg.to_dict(), **extra},

@@ -52,8 +52,8 @@ def check_data(cfg) -> dict:
     d, m = cfg.data, cfg.method
     if d.dataset == "demo":
         return {}
-    from raycl.config import MAX_CLASSES
     from raycl.data.parquet import ParquetSource
+    from raycl.fields import MAX_CLASSES
 
     method = method_class(cfg)
     largest = method.largest_label(m)

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raycl.config import MAX_CLASSES
 from raycl.data.decode import decode_image
 from raycl.data.source import Raw, Source
 from raycl.errors import DataError
+from raycl.fields import MAX_CLASSES
 
 
 def check_column_types(path: str, schema: pa.Schema) -> None:

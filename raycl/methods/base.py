@@ -6,6 +6,31 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from pydantic import Field
+
+from raycl.fields import Number, Section
+
+
+class MethodConfig(Section):
+    """The ``method:`` keys every method has. A method with keys of its own subclasses this in its
+    file and names it as its ``Config``; its cross-field rules go in ``check``."""
+
+    name: str = Field(
+        "simclr",
+        description="the method: simclr, moco_v2, supcon, tcl, simclic, interclr, "
+        "imclr, supervised_ce, clsa, or one registered by a `raycl.methods` entry point",
+    )
+    temperature: Number = Field(0.5, gt=0.0, description="softmax temperature of the contrastive loss")
+    views: int | None = Field(None, ge=2, le=64, description="augmented views per sample; default: the method's own")
+
+    def check(self, cfg) -> None:
+        """Raise ConfigError (naming ``method.<key>``) for values fine one by one but not together,
+        here or with the other sections of ``cfg``."""
+
+    @property
+    def bank_sync_steps(self) -> int:
+        """Steps between pushes of per-sample state to the BankServer actor; 0: no server."""
+        return 0
 
 
 @dataclass
@@ -25,11 +50,10 @@ class Method(nn.Module):
     """
 
     name = "method"
+    Config: type[MethodConfig] = MethodConfig  # its ``method:`` section
     n_views = 2
     augmentation = "simclr"  # "none": the views are the normalised images themselves
     autoaugment = False  # AutoAugment per image before the views (ImCLR's option)
-    has_key_encoder = False  # a momentum key encoder: method.symmetric and method.shuffle_bn apply
-    serves_bank = False  # a memory bank the BankServer can serve (method.bank_sync_every)
     backbone: nn.Module
 
     # -- what it needs of the data and the config (asked on the driver, before any worker starts) --
@@ -47,10 +71,6 @@ class Method(nn.Module):
     def sample_store_size(cls, method_cfg) -> int | None:
         """Rows of a per-sample store keyed on the ``index`` column (a memory bank); None: none."""
         return None
-
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        """Raise ConfigError for values that are fine one by one but not together, for this method."""
 
     # -- what the training loop calls; the defaults do nothing ------------------------------------
     def init_from_features(self, chunks, device="cpu") -> bool:

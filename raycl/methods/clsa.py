@@ -16,26 +16,35 @@ Strong views are the weak pipeline at the strong view's size followed by 14 ops 
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
 from raycl import collectives as dist
 from raycl.errors import ConfigError
+from raycl.fields import Number
 from raycl.losses import ddm_loss
 from raycl.methods.base import MethodBatch
-from raycl.methods.moco_v2 import MoCoV2
+from raycl.methods.moco_v2 import MoCoV2, MoCoV2Config
+
+
+class CLSAConfig(MoCoV2Config):
+    strong_sizes: list[int] = Field(
+        [96], description="one strong view per size (px): CLSA-Single [96], CLSA-Multi [224, 192, 160, 128, 96]"
+    )
+    ddm_weight: Number = Field(1.0, ge=0.0, description="beta in L_C + beta L_D")
+
+    def check(self, cfg) -> None:
+        super().check(cfg)
+        if not self.strong_sizes or min(self.strong_sizes) < 8:
+            raise ConfigError(
+                f"method.strong_sizes: CLSA needs at least one strong view of >= 8 px, got {self.strong_sizes}; "
+                "CLSA-Single uses [96], CLSA-Multi [224, 192, 160, 128, 96]"
+            )
 
 
 class CLSA(MoCoV2):
     name = "clsa"
+    Config = CLSAConfig
     augmentation = "clsa"
-
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        m = cfg.method
-        if not m.strong_sizes or min(m.strong_sizes) < 8:
-            raise ConfigError(
-                f"method.strong_sizes: CLSA needs at least one strong view of >= 8 px, got {m.strong_sizes}; "
-                "CLSA-Single uses [96], CLSA-Multi [224, 192, 160, 128, 96]"
-            )
 
     def __init__(self, cfg, channels: int):
         super().__init__(cfg, channels)

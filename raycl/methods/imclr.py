@@ -22,9 +22,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from pydantic import Field
 
 from raycl.errors import ConfigError, DataError
-from raycl.methods.base import Method, MethodBatch
+from raycl.fields import MAX_CLASSES, Number
+from raycl.methods.base import Method, MethodBatch, MethodConfig
 from raycl.models import build_backbone
 
 
@@ -75,8 +77,30 @@ class KTimes(nn.Module):
         return self.backbone(concat_width([x] * self.k))
 
 
+class ClassifierConfig(MethodConfig):
+    """supervised_ce's keys; ImCLR's add concat_k."""
+
+    num_classes: int = Field(10, ge=2, le=MAX_CLASSES, description="classifier outputs")
+    cutmix_p: Number = Field(0.0, ge=0.0, le=1.0, description="CutMix probability per image, before concatenation")
+    autoaugment: bool = Field(False, description="AutoAugment (CIFAR-10 policy) per image")
+    pi_weight: Number = Field(0.0, ge=0.0, description="Pi-model consistency weight (paper: 20); 0 = off")
+    labeled_fraction: Number = Field(1.0, gt=0.0, le=1.0, description="Pi-model: share of samples whose label is used")
+
+    def check(self, cfg) -> None:
+        if self.labeled_fraction < 1 and self.pi_weight == 0:
+            raise ConfigError(
+                "method.labeled_fraction: unlabelled samples are only used by the Pi-model; "
+                "set method.pi_weight (the paper uses 20) or leave labeled_fraction at 1"
+            )
+
+
+class ImCLRConfig(ClassifierConfig):
+    concat_k: int = Field(2, ge=1, le=16, description="images concatenated along the width")
+
+
 class ImCLR(Method):
     name = "imclr"
+    Config: type[MethodConfig] = ImCLRConfig
     augmentation = "supervised"
 
     @classmethod
@@ -86,15 +110,6 @@ class ImCLR(Method):
     @classmethod
     def largest_label(cls, method_cfg) -> int | None:
         return method_cfg.num_classes - 1
-
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        m = cfg.method
-        if m.labeled_fraction < 1 and m.pi_weight == 0:
-            raise ConfigError(
-                "method.labeled_fraction: unlabelled samples are only used by the Pi-model; "
-                "set method.pi_weight (the paper uses 20) or leave labeled_fraction at 1"
-            )
 
     def __init__(self, cfg, channels: int):
         super().__init__()
@@ -163,6 +178,7 @@ class SupervisedCE(ImCLR):
     """The cross-entropy baseline ImCLR, SupCon and TCL are compared against (ImCLR with k = 1)."""
 
     name = "supervised_ce"
+    Config = ClassifierConfig
 
     @classmethod
     def needs_every_label(cls, method_cfg) -> bool:

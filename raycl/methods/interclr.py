@@ -27,8 +27,11 @@ checkpoint (``gather_state``) and re-sharded on load, so a run may resume on ano
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from raycl import collectives as dist
 from raycl.bank import (
@@ -42,32 +45,66 @@ from raycl.bank import (
 )
 from raycl.data.views import eval_view
 from raycl.errors import ConfigError
+from raycl.fields import Number
 from raycl.losses import margin_nce_lse
-from raycl.methods.base import Method, MethodBatch
+from raycl.methods.base import Method, MethodBatch, MethodConfig
 from raycl.models import build_backbone, mlp
 from raycl.models.bn import batch_statistics
 
 
+class InterCLRConfig(MethodConfig):
+    bank_size: int | None = Field(
+        None,
+        ge=1,
+        le=1 << 31,
+        description="memory bank rows: the number of training samples (>= largest sample index + 1)",
+    )
+    bank_momentum: Number = Field(0.5, gt=0.0, le=1.0, description="w in v <- (1 - w) v + w v_new")
+    num_clusters: int = Field(10000, ge=1, le=1 << 24, description="k of the online k-means")
+    num_negatives: int = Field(16384, ge=1, le=1 << 24, description="K negatives per anchor and branch")
+    strategy: Literal["semi_hard", "hard", "random", "semi_easy"] = Field(
+        "semi_hard", description="how the inter-image negatives are drawn from other clusters"
+    )
+    bank_init: Literal["features", "random"] = Field(
+        "features", description="initial bank: the initial network's embeddings (paper 3.2) or random unit rows"
+    )
+    bank_layout: Literal["sharded", "replicated"] = Field(
+        "sharded", description="bank rows split over the workers, or whole on each"
+    )
+    bank_sync_every: int = Field(
+        0, ge=0, description="steps between pushes of the bank to the BankServer actor; 0 = no server"
+    )
+    intra_margin: Number = Field(0.0, description="MarginNCE margin of the intra-image branch")
+    inter_margin: Number = Field(-0.5, description="MarginNCE margin of the inter-image branch")
+    lam: Number = Field(0.75, ge=0.0, le=1.0, description="lambda in lambda L_intra + (1 - lambda) L_inter")
+
+    def check(self, cfg) -> None:
+        if self.bank_size is None:
+            raise ConfigError(
+                "method.bank_size: interclr's memory bank needs the number of training samples (4000 for the demo)"
+            )
+        if self.num_clusters > self.bank_size:
+            raise ConfigError(
+                f"method.num_clusters: {self.num_clusters} clusters > method.bank_size {self.bank_size} rows"
+            )
+        if self.num_negatives >= self.bank_size:
+            raise ConfigError(
+                f"method.num_negatives: K={self.num_negatives} must be < method.bank_size {self.bank_size}"
+            )
+
+    @property
+    def bank_sync_steps(self) -> int:
+        return self.bank_sync_every
+
+
 class InterCLR(Method):
     name = "interclr"
+    Config = InterCLRConfig
     n_views = 1
-    serves_bank = True
 
     @classmethod
     def sample_store_size(cls, method_cfg) -> int | None:
         return method_cfg.bank_size
-
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        m = cfg.method
-        if m.bank_size is None:
-            raise ConfigError(
-                "method.bank_size: interclr's memory bank needs the number of training samples (4000 for the demo)"
-            )
-        if m.num_clusters > m.bank_size:
-            raise ConfigError(f"method.num_clusters: {m.num_clusters} clusters > method.bank_size {m.bank_size} rows")
-        if m.num_negatives >= m.bank_size:
-            raise ConfigError(f"method.num_negatives: K={m.num_negatives} must be < method.bank_size {m.bank_size}")
 
     def __init__(self, cfg, channels: int):
         super().__init__()

@@ -23,16 +23,32 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from raycl import collectives as dist
+from raycl.errors import ConfigError
+from raycl.fields import Number
 from raycl.losses import info_nce
-from raycl.methods.base import Method, MethodBatch
+from raycl.methods.base import Method, MethodBatch, MethodConfig
 from raycl.models import build_backbone, mlp
+
+
+class MoCoV2Config(MethodConfig):
+    queue_size: int = Field(65536, ge=1, le=1 << 24, description="negatives kept from past batches")
+    key_momentum: Number = Field(0.999, ge=0.0, le=1.0, description="m in the key encoder's EMA")
+    symmetric: bool = Field(False, description="also contrast q(view 2) with k(view 1)")
+    shuffle_bn: bool = Field(False, description="the key encoder's BatchNorm over a batch shuffled across workers")
+
+    def check(self, cfg) -> None:
+        if self.shuffle_bn and cfg.model.sync_bn:
+            raise ConfigError(
+                "method.shuffle_bn: with model.sync_bn every BN already sees the global batch; pick one of the two"
+            )
 
 
 class MoCoV2(Method):
     name = "moco_v2"
-    has_key_encoder = True
+    Config: type[MethodConfig] = MoCoV2Config
     queue: torch.Tensor  # buffers, declared for type checkers
     queue_ptr: torch.Tensor
 

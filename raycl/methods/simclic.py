@@ -16,12 +16,16 @@ Perturbations g, applied to z (the paper's text; its Algorithm 1 writes g(p) —
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 
 from raycl import collectives as dist
 from raycl.errors import ConfigError
+from raycl.fields import Number
 from raycl.losses import negative_cosine
-from raycl.methods.base import Method, MethodBatch
+from raycl.methods.base import Method, MethodBatch, MethodConfig
 from raycl.models import build_backbone, mlp
 
 
@@ -38,8 +42,26 @@ def perturb_history(z: torch.Tensor, z_prev: torch.Tensor, tau: float) -> torch.
     return tau * z_prev + (1 - tau) * z
 
 
+class SimCLICConfig(MethodConfig):
+    perturbation: Literal["history", "dropout", "noise"] = Field("dropout", description="g, applied to z")
+    dropout_p: Number = Field(0.2, ge=0.0, le=1.0, description="dropout: probability a dimension is zeroed")
+    noise_eps: Number = Field(0.5, ge=0.0, description="noise: ||delta||_2")
+    history_tau: Number = Field(0.3, ge=0.0, le=1.0, description="history: weight of the previous visit's z")
+    bank_size: int | None = Field(
+        None, ge=1, le=1 << 31, description="history: rows of the per-sample store (>= largest sample index + 1)"
+    )
+
+    def check(self, cfg) -> None:
+        if self.perturbation == "history" and self.bank_size is None:
+            raise ConfigError(
+                "method.bank_size: simclic's history perturbation keeps each sample's last z; "
+                "set it to the number of training samples (4000 for the demo)"
+            )
+
+
 class SimCLIC(Method):
     name = "simclic"
+    Config = SimCLICConfig
     n_views = 1
     augmentation = "none"
     history: torch.Tensor  # buffers, declared for type checkers
@@ -48,14 +70,6 @@ class SimCLIC(Method):
     @classmethod
     def sample_store_size(cls, method_cfg) -> int | None:
         return method_cfg.bank_size if method_cfg.perturbation == "history" else None
-
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        if cfg.method.perturbation == "history" and cfg.method.bank_size is None:
-            raise ConfigError(
-                "method.bank_size: simclic's history perturbation keeps each sample's last z; "
-                "set it to the number of training samples (4000 for the demo)"
-            )
 
     def __init__(self, cfg, channels: int):
         super().__init__()

@@ -13,28 +13,35 @@ k2 1.5, projector 2048 -> 256, SGD wrapped in LARS.
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
 from raycl.errors import ConfigError
-from raycl.methods.base import MethodBatch
+from raycl.fields import Number
+from raycl.methods.base import MethodBatch, MethodConfig
 from raycl.methods.supcon import SupCon
+
+
+class TCLConfig(MethodConfig):
+    supervised: bool = Field(False, description="positives are same-label samples (else views of one image)")
+    k1: Number = Field(1.0, ge=0.0, description="weight of the positives' exp(-z_i.z_p) term (>= 1)")
+    k2: Number = Field(1.0, ge=0.0, description="weight of the negatives (>= 1)")
+
+    def check(self, cfg) -> None:
+        if self.k1 < 1 or self.k2 < 1:
+            bad = "k1" if self.k1 < 1 else "k2"
+            raise ConfigError(
+                f"method.{bad}: TCL needs k1, k2 >= 1 (paper: supervised k1 4000-5000, k2 1; "
+                f"self-supervised k1 1, k2 1.5), got {getattr(self, bad)}"
+            )
 
 
 class TCL(SupCon):
     name = "tcl"
+    Config = TCLConfig
 
     @classmethod
     def needs_every_label(cls, method_cfg) -> bool:
         return method_cfg.supervised
-
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        m = cfg.method
-        if m.k1 < 1 or m.k2 < 1:
-            bad = "k1" if m.k1 < 1 else "k2"
-            raise ConfigError(
-                f"method.{bad}: TCL needs k1, k2 >= 1 (paper: supervised k1 4000-5000, k2 1; "
-                f"self-supervised k1 1, k2 1.5), got {getattr(m, bad)}"
-            )
 
     def __init__(self, cfg, channels: int):
         super().__init__(cfg, channels)

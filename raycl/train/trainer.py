@@ -168,7 +168,7 @@ def _fit(cfg, failure_log):
     if resumed_from:
         print(f"[raycl] run {cfg.run.name!r} has a checkpoint at {resumed_from}: resuming", flush=True)
     d = cfg.distributed
-    if cfg.method.bank_sync_every:
+    if cfg.method.bank_sync_steps:
         from raycl.train import bank_server
 
         st = storage(cfg)

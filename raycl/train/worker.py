@@ -271,10 +271,10 @@ def _train_loop(cfg) -> None:
             )
 
     pusher = None
-    if cfg.method.bank_sync_every and engine.module.serves_bank:
+    if cfg.method.bank_sync_steps:
         from raycl.train.bank_server import Pusher
 
-        pusher = Pusher(cfg.run.name, cfg.method.bank_sync_every)
+        pusher = Pusher(cfg.run.name, cfg.method.bank_sync_steps)
     epochs, r = cfg.run.epochs, cfg.run
     curves = None
     if rank == 0 and r.loggers:
