@@ -148,6 +148,7 @@ def _config_parser(sub) -> None:
     _overrides(c)
     c.set_defaults(handler=config_show)
     c = csub.add_parser("schema", help="print the JSON Schema of a config file (for an editor's completion)")
+    c.add_argument("--markdown", action="store_true", help="the README's table of every key instead")
     c.set_defaults(handler=config_schema)
 
 
@@ -159,8 +160,9 @@ def config_show(args) -> None:
 
 def config_schema(args) -> None:
     from raycl.config import schema
+    from raycl.config_doc import markdown
 
-    print(json.dumps(schema(), indent=2))
+    print(markdown() if args.markdown else json.dumps(schema(), indent=2), end="\n" if not args.markdown else "")
 
 
 def _data_parser(sub) -> None:

@@ -15,7 +15,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, SerializeAsAny, create_model, field_validator, model_validator
+from pydantic import BaseModel, Field, SerializeAsAny, WithJsonSchema, create_model, field_validator, model_validator
 
 from raycl.errors import ConfigError
 from raycl.fields import MAX_CLASSES, NotBool, Number, Section, build
@@ -25,6 +25,15 @@ from raycl.models import check_backbone
 __all__ = ["MAX_CLASSES", "Config", "load_config", "from_dict", "from_user", "apply_overrides", "schema"]
 
 LOGGERS = ("tensorboard", "mlflow", "wandb")
+# What a user may write for distributed.workers (the model holds max, and min in min_workers).
+WORKERS_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": 4096},
+        {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 4096}, "minItems": 2, "maxItems": 2},
+    ],
+    "default": 2,
+    "description": "workers; [min, max] runs elastically",
+}
 
 
 class DataConfig(Section):
@@ -98,9 +107,9 @@ class OptimConfig(Section):
     name: Literal["sgd", "lars"] = Field("sgd", description="lars: SGD with layer-wise trust ratios (You et al.)")
     base_lr: Number = Field(0.3, ge=0.0, description="lr at batch 256 (linear scaling rule)")
     lr_scaling: Literal["linear", "none"] = Field("linear", description="linear: lr = base_lr x batch / 256")
-    momentum: Number = Field(0.9, ge=0.0, le=1.0)
-    weight_decay: Number = Field(1e-6, ge=0.0)
-    schedule: Literal["cosine", "step"] = "cosine"
+    momentum: Number = Field(0.9, ge=0.0, le=1.0, description="SGD momentum (LARS too)")
+    weight_decay: Number = Field(1e-6, ge=0.0, description="L2 penalty (LARS: scaled by the trust ratio)")
+    schedule: Literal["cosine", "step"] = Field("cosine", description="after warm-up: cosine to final_lr, or step")
     warmup_epochs: Number = Field(1.0, ge=0.0, description="linear warm-up from 0")
     warmup_steps: int | None = Field(None, ge=0, description="overrides warmup_epochs when set")
     final_lr: Number = Field(0.0, ge=0.0, description="cosine: lr at the last step")
@@ -124,11 +133,13 @@ class OptimConfig(Section):
 
 
 class DistributedConfig(Section):
-    workers: int = Field(2, ge=1, le=4096, description="workers; [min, max] runs elastically (YAML list)")
+    workers: Annotated[int, WithJsonSchema(WORKERS_SCHEMA)] = Field(
+        2, ge=1, le=4096, description="workers; [min, max] runs elastically (YAML list)"
+    )
     min_workers: int | None = Field(None, ge=1, le=4096, description="set by workers: [min, max]; null: a fixed count")
     resize_check_s: Number = Field(60.0, gt=0.0, description="elastic runs: seconds between checks for room to grow")
-    use_gpu: bool = False
-    cpus_per_worker: Number = Field(1.0, gt=0.0, le=1024)
+    use_gpu: bool = Field(False, description="one GPU per worker (NCCL); false: CPU workers (gloo)")
+    cpus_per_worker: Number = Field(1.0, gt=0.0, le=1024, description="CPUs Ray reserves for each worker")
     zero_stage: Annotated[Literal[0, 1, 2], NotBool] = Field(1, description="DeepSpeed ZeRO stage")
     grad_accum: int = Field(1, ge=1, le=4096, description="micro-batches per optimizer step")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 needs use_gpu")
@@ -181,13 +192,15 @@ class EvalConfig(Section):
 class RunConfig(Section):
     name: str = Field("raycl", description="the run's folder under storage_path")
     storage_path: str = Field("~/raycl_runs", description="where runs are kept (a folder or fsspec URL)")
-    epochs: int = Field(10, ge=1, le=1_000_000)
-    seed: int = 0
+    epochs: int = Field(10, ge=1, le=1_000_000, description="passes over the training rows")
+    seed: int = Field(0, description="seeds initialisation, shuffling, augmentation and held-out splits")
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (the newest)")
     max_failures: int = Field(0, ge=-1, le=1_000_000, description="worker-group restarts; -1 = unlimited")
     log_every: int = Field(10, ge=1, description="steps between progress events and per-step logged scalars")
-    loggers: list[str] = Field(["tensorboard"], description="any of tensorboard, mlflow, wandb; [] = none")
+    loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        ["tensorboard"], description="any of tensorboard, mlflow, wandb; [] = none"
+    )
     log_dir: str | None = Field(None, description="where loggers write (default: the run directory on local storage)")
     stop_after_epochs: int | None = Field(None, ge=1, description="end this invocation early; rerun resumes")
     stop_after_steps: int | None = Field(
@@ -210,11 +223,11 @@ class RunConfig(Section):
             )
         return name
 
-    @field_validator("loggers")
+    @field_validator("loggers", mode="before")
     @classmethod
-    def _known_loggers(cls, names: list[str]) -> list[str]:
-        for name in names:
-            if name not in LOGGERS:
+    def _known_loggers(cls, names: Any) -> Any:
+        for name in names if isinstance(names, list) else []:
+            if isinstance(name, str) and name not in LOGGERS:
                 raise ConfigError(f"run.loggers: unknown logger {name!r}; available: {', '.join(LOGGERS)}")
         return names
 

@@ -87,7 +87,7 @@ def _expected(error: Any, model: type[BaseModel]) -> str:
         "less_than": "< {lt}",
     }
     if kind in bounds:
-        return "must be " + bounds[kind].format(**ctx)
+        return "must be " + bounds[kind].format(**{k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()})
     return error["msg"]
 
 

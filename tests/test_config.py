@@ -132,3 +132,62 @@ def test_cli_bad_value_is_one_line_without_traceback(tmp_path):
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
     assert p.stderr.strip().count("\n") == 0 and "method.temperature" in p.stderr
+
+
+def test_readme_configuration_table_is_the_models_own():
+    import pathlib
+
+    from raycl.config_doc import BEGIN, END, markdown
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme[readme.index(BEGIN): readme.index(END) + len(END)] + "\n"
+    assert block == markdown(), "README.md's configuration table is stale: paste `raycl config schema --markdown`"
+
+
+def test_each_method_owns_its_keys_and_names_itself_when_refusing_another_methods():
+    from raycl.methods import REGISTRY, MethodConfig
+
+    assert "method.bank_size: unknown key; allowed keys in 'method' (method simclr): name, temperature, views" \
+        in err(overrides=["method.bank_size=100"])
+    # every key of a method is accepted by it and refused by a method without it (the section is its model)
+    for name, cls in REGISTRY.items():
+        own = [k for k in cls.Config.model_fields if k not in MethodConfig.model_fields]
+        for other, other_cls in REGISTRY.items():
+            for key in own:
+                if key not in other_cls.Config.model_fields:
+                    assert f"method.{key}: unknown key" in err(overrides=[f"method.name={other}", f"method.{key}=1"])
+    moco = from_dict(apply_overrides({}, ["method.name=moco_v2", "method.queue_size=512"])).method
+    assert type(moco).__name__ == "MoCoV2Config" and moco.queue_size == 512 and moco.key_momentum == 0.999
+
+
+# (overrides, whether raycl accepts them): per-field rules only, which the schema can say too
+SCHEMA_CASES = [
+    ([], True), (["method.name=interclr", "method.bank_size=100", "method.num_clusters=4",
+                  "method.num_negatives=8"], True),
+    (["method.name=clsa", "method.strong_sizes=[32, 16]"], True), (["distributed.workers=[2, 4]",
+                                                                     "data.batch_size=24"], True),
+    (["method.queue_size=4"], False), (["method.name=moco_v2", "method.queue_size=0"], False),
+    (["method.name=moco_v2", "method.queue_size=4"], True), (["method.temperature=0"], False),
+    (["distributed.zero_stage=3"], False), (["data.channels=2"], False), (["optim.name=adam"], False),
+    (["model.widht=3"], False), (["run.loggers=[neptune]"], False), (["run.loggers=[mlflow]"], True),
+    (["data.batch_size=2.5"], False), (["eval.knn_k=0"], False), (["method.name=tcl", "method.supervised=1"], False),
+    (["method.name=byol"], False),
+]
+
+
+@pytest.mark.parametrize("overrides, accepted", SCHEMA_CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_the_json_schema_and_raycl_agree(overrides, accepted):
+    """`raycl config schema` is what an editor checks YAML with: it must accept and refuse what
+    raycl does (jsonschema, an independent validator, reads the schema)."""
+    import jsonschema
+
+    from raycl.config import schema
+
+    raw = apply_overrides({}, overrides)
+    try:
+        from_dict(raw)
+        by_raycl = True
+    except ConfigError:
+        by_raycl = False
+    by_schema = jsonschema.Draft202012Validator(schema()).is_valid(raw)
+    assert by_raycl == accepted and by_schema == accepted, (by_raycl, by_schema)

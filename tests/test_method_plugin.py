@@ -14,19 +14,31 @@ from raycl.api import demo_config_path
 TOY = '''
 """BYOL-less toy: SimCLR's loss on one shared projection, written the way a user would."""
 import torch
+from pydantic import Field
 
 from raycl import collectives as dist
+from raycl.errors import ConfigError
+from raycl.fields import Number
 from raycl.losses import nt_xent
-from raycl.methods import Method, MethodBatch
+from raycl.methods import Method, MethodBatch, MethodConfig
 from raycl.models import build_backbone, mlp
+
+
+class ToyConfig(MethodConfig):
+    loss_weight: Number = Field(1.0, gt=0.0, description="the loss is multiplied by it")
+
+    def check(self, cfg):
+        if self.loss_weight > 1 and cfg.optim.base_lr > 1:
+            raise ConfigError("method.loss_weight: above 1 with optim.base_lr above 1 diverges")
 
 
 class ToyContrast(Method):
     name = "toy_contrast"
+    Config = ToyConfig
 
     def __init__(self, cfg, channels):
         super().__init__()
-        self.temperature = cfg.method.temperature
+        self.temperature, self.loss_weight = cfg.method.temperature, cfg.method.loss_weight
         self.backbone = build_backbone(cfg, channels)
         self.projector = mlp(self.backbone.out_dim, cfg.model.proj_hidden_dim, cfg.model.proj_out_dim)
 
@@ -36,7 +48,7 @@ class ToyContrast(Method):
         z = self.projector(self.backbone(torch.cat([x1, x2])))
         loss = nt_xent(dist.all_gather(z[:b]), dist.all_gather(z[b:]), self.temperature,
                        anchor_rows=slice(r * b, (r + 1) * b))
-        return loss, {"toy_scalar": loss.detach()}
+        return self.loss_weight * loss, {"toy_scalar": loss.detach()}
 '''
 
 PYPROJECT = '''
@@ -84,9 +96,29 @@ def test_a_broken_entry_point_is_one_line_for_the_config_that_names_it(site):
     assert ok.returncode == 0 and "name: toy_contrast" in ok.stdout, ok.stderr
 
 
+def test_a_method_from_another_package_brings_its_own_config_keys_bounds_rules_and_schema(site):
+    show = ["config", "show", demo_config_path(), "method.name=toy_contrast"]
+    ok = raycl_cli(site, *show, "method.loss_weight=0.5")
+    assert ok.returncode == 0 and "loss_weight: 0.5" in ok.stdout, ok.stderr
+    low = raycl_cli(site, *show, "method.loss_weight=0")
+    assert low.returncode == 2 and "method.loss_weight: must be > 0, got 0" in low.stderr, low.stderr
+    rule = raycl_cli(site, *show, "method.loss_weight=2", "optim.base_lr=2")
+    assert "method.loss_weight: above 1 with optim.base_lr above 1 diverges" in rule.stderr, rule.stderr
+    # raycl's own methods do not take its key, and it does not take theirs
+    assert "method.loss_weight: unknown key" in raycl_cli(site, "config", "show", demo_config_path(),
+                                                          "method.loss_weight=0.5").stderr
+    other = raycl_cli(site, *show, "method.queue_size=4")
+    assert "method.queue_size: unknown key; allowed keys in 'method' (method toy_contrast): name, temperature, " \
+        "views, loss_weight" in other.stderr, other.stderr
+    schema = json.loads(raycl_cli(site, "config", "schema").stdout)
+    toy = schema["$defs"]["method_toy_contrast"]
+    assert toy["properties"]["loss_weight"]["exclusiveMinimum"] == 0
+    assert toy["properties"]["name"]["const"] == "toy_contrast"
+
+
 @pytest.mark.slow
 def test_a_method_from_another_package_trains_on_two_ray_workers(site, tmp_path):
-    p = raycl_cli(site, "train", demo_config_path(), "method.name=toy_contrast", "data.num_samples=256",
+    p = raycl_cli(site, "train", demo_config_path(), "method.name=toy_contrast", "method.loss_weight=0.5", "data.num_samples=256",
                   "data.batch_size=64", "model.width=8", "model.proj_hidden_dim=32", "model.proj_out_dim=16",
                   "run.epochs=2", "run.checkpoint_every=2", "eval.knn_k=20", "optim.warmup_epochs=0",
                   f"run.storage_path={tmp_path}", "run.name=toy")
