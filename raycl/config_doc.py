@@ -46,9 +46,9 @@ def _row(key: str, info: FieldInfo, owners: str = "") -> str:
     return f"| `{key}`{owners} | {_value(default)} | {_kind(info)} | {what} |"
 
 
-def _method_keys() -> dict[tuple[str, type], list[str]]:
+def _method_keys() -> dict[tuple[str, type[MethodConfig]], list[str]]:
     """(key, the model that declares it) -> the methods that have it, for keys beyond MethodConfig's."""
-    owners: dict[tuple[str, type], list[str]] = {}
+    owners: dict[tuple[str, type[MethodConfig]], list[str]] = {}
     for name, cls in sorted(REGISTRY.items()):
         if not cls.__module__.startswith("raycl."):  # a method from another package documents itself
             continue
