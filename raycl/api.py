@@ -10,6 +10,9 @@ import torch
 
 from raycl.config import Config, load_config
 from raycl.errors import DataError
+from raycl.log import get as get_logger
+
+log = get_logger(__name__)
 
 
 def demo_config_path() -> str:
@@ -44,18 +47,20 @@ def convert(
     on_corrupt: str = "error",
     shuffle: bool = True,
     seed: int = 0,
-    log=print,
+    say=None,
 ) -> dict:
     """Write Parquet shards (index, image, label) from an image folder (``class/image.png``) or
-    ``torchvision:NAME`` (read from ``root``); returns what was written."""
+    ``torchvision:NAME`` (read from ``root``); returns what was written. Progress goes to ``say``
+    (default: raycl's logger)."""
+    say = say or log.info
     from raycl.data.parquet import convert_image_folder
     from raycl.data.torchvision_source import convert_torchvision, is_torchvision
 
     if not is_torchvision(source):
-        return convert_image_folder(source, dest, rows_per_shard, on_corrupt, log=log, shuffle=shuffle, seed=seed)
+        return convert_image_folder(source, dest, rows_per_shard, on_corrupt, log=say, shuffle=shuffle, seed=seed)
     if not root:
         raise DataError(f"--root: {source} needs the folder torchvision reads it from")
-    return convert_torchvision(source, dest, root, split, download, rows_per_shard, shuffle=shuffle, seed=seed, log=log)
+    return convert_torchvision(source, dest, root, split, download, rows_per_shard, shuffle=shuffle, seed=seed, log=say)
 
 
 def views(cfg: Config | dict, out: str = "views.png", samples: int = 6) -> dict:
@@ -187,12 +192,12 @@ def evaluate_backbone(
     on stderr unless ``quiet``."""
     from raycl.data import build_sources, eval_ready
     from raycl.eval import knn_top1, linear_probe
-    from raycl.eval.report import Ticker, to_stderr
+    from raycl.eval.report import Ticker
 
     sources = build_sources(cfg)  # once: opening Parquet shards reads every footer
     skip = eval_ready(*sources)
     if skip:
-        to_stderr(f"[raycl] {skip}")
+        log.warning(skip)
         return {"knn_top1": None, **({"linear_top1": None} if linear else {}), "skipped": skip}
     tr, tr_y, te, te_y = _features(cfg, backbone, sources, what, quiet)
     out = {"knn_top1": knn_top1(tr, tr_y, te, te_y, cfg.eval.knn_k, cfg.eval.knn_temperature)}
@@ -211,15 +216,13 @@ PIXEL_FLOOR_BYTES = 4 << 30
 def floors(cfg: Config, linear: bool = True, quiet: bool = False) -> dict:
     """What a trained encoder must beat, on the same rows and protocol: the same encoder at random
     init (seed ``run.seed``) and the raw pixels, flattened (``random_init_*``, ``pixels_*``)."""
-    from raycl.eval.report import to_stderr
-
     init = random_init_eval(cfg, linear=linear, quiet=quiet)
     out = {f"random_init_{k}": v for k, v in init.items() if k != "skipped"}
     rows = (cfg.eval.max_train_samples or 0) + (cfg.eval.max_eval_samples or 0)
     pixel_bytes = 4 * cfg.data.channels * cfg.data.image_size**2 * rows
     if not rows or pixel_bytes > PIXEL_FLOOR_BYTES:
-        to_stderr(
-            f"[raycl] raw-pixel floor skipped: {rows or 'every'} rows of {cfg.data.image_size} px would need more "
+        log.warning(
+            f"raw-pixel floor skipped: {rows or 'every'} rows of {cfg.data.image_size} px would need more "
             f"than {PIXEL_FLOOR_BYTES >> 30} GiB (lower eval.max_train_samples)"
         )
         return out
@@ -291,14 +294,12 @@ def demo(overrides: list[str] | None = None, address: str | None = None, resume:
     random-init and raw-pixel floors. Each call trains a new run (``demo-<time>``) unless ``resume``
     (the newest demo run continues) or ``run.name`` is among the overrides (that run, resumed if it
     has a checkpoint, as ``train`` does)."""
-    from raycl.eval.report import to_stderr
-
     overrides = list(overrides or [])
     cfg = load_config(demo_config_path(), overrides)
     if not any(o.split("=", 1)[0].strip() == "run.name" for o in overrides):
         name, line = demo_run_name(cfg, resume)
         cfg = load_config(demo_config_path(), overrides + [f"run.name={name}"])
-        to_stderr(line)
+        log.info(line)
     metrics = train(cfg, address)
     ev = evaluate(metrics["checkpoint"])
     return {
@@ -333,7 +334,7 @@ def demo_run_name(cfg: Config, resume: bool) -> tuple[str, str]:
         if not runs:
             where = cfg.run.storage_path
             raise ConfigError(f"--resume: no demo run with a checkpoint under run.storage_path {where!r}")
-        return runs[-1], f"[raycl] demo: resuming run {runs[-1]!r} in {root}"
+        return runs[-1], f"demo: resuming run {runs[-1]!r} in {root}"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = f"demo-{stamp}"
     if root is not None:  # local storage: reserve the folder; a demo started in the same second takes -2, -3, ...
@@ -344,4 +345,4 @@ def demo_run_name(cfg: Config, resume: bool) -> tuple[str, str]:
             except FileExistsError:
                 name = f"demo-{stamp}-{n}"
     where = root or cfg.run.storage_path
-    return name, f"[raycl] demo: new run {name!r} in {where} (continue it later with: raycl demo --resume)"
+    return name, f"demo: new run {name!r} in {where} (continue it later with: raycl demo --resume)"

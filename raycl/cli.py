@@ -200,7 +200,7 @@ def data_convert(args) -> None:
     out = api.convert(
         args.image_folder, args.dest_url, root=args.root, split=args.split, download=args.download,
         rows_per_shard=args.rows_per_shard, on_corrupt=args.on_corrupt, shuffle=not args.keep_order,
-        seed=args.seed, log=lambda line: print(line, file=sys.stderr, flush=True),
+        seed=args.seed,
     )  # fmt: skip
     print(json.dumps(out))
 

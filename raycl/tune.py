@@ -31,11 +31,14 @@ from ray import tune
 
 from raycl.config import SECTIONS, apply_overrides, from_dict, from_user, read_yaml, resolve_paths
 from raycl.errors import ConfigError, RayclError
+from raycl.log import get as get_logger
 from raycl.methods import REGISTRY, MethodConfig
 
 KINDS = ("grid", "choice", "uniform", "loguniform")
 
 UNIONS = (typing.Union, types.UnionType)
+
+log = get_logger(__name__)
 
 
 @dataclasses.dataclass
@@ -307,7 +310,7 @@ def sweep(
         )
         sweep_dir = os.path.join(root, name)
         if resume and tune.Tuner.can_restore(sweep_dir):
-            print(f"[raycl] sweep {name!r} has state at {sweep_dir}: resuming (finished trials are kept)", flush=True)
+            log.info(f"sweep {name!r} has state at {sweep_dir}: resuming (finished trials are kept)")
             tuner = tune.Tuner.restore(sweep_dir, trainable, resume_errored=True)
         else:
             scheduler = ASHAScheduler(

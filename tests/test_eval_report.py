@@ -12,7 +12,7 @@ def test_long_work_shows_progress_with_rate_and_eta_and_short_work_prints_nothin
         time.sleep(0.06)
         tick(done, 4000)
     assert len(lines) == 4
-    assert lines[0].startswith("[raycl] eval: encoder features of training rows 1,000/4,000 rows | ")
+    assert lines[0].startswith("eval: encoder features of training rows 1,000/4,000 rows | ")
     assert " rows/s | ETA 0m00s" in lines[0] and lines[-1].split(" | ")[-1].startswith("done in ")
     quiet = []
     short = Ticker("linear probe", "epochs", every_s=60.0, say=quiet.append)

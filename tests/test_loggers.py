@@ -245,3 +245,32 @@ def test_between_runs_rays_own_printer_drops_the_routine_lines():
             dispatcher.remove_handler(ray_logs.PRINTER)
         else:
             ray_logs.replace_printer(saved)
+
+
+def test_raycl_lines_go_through_the_raycl_logger_once_to_stderr_and_can_be_silenced(capsys):
+    import logging
+
+    from raycl.log import get
+
+    caught = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            caught.append(record.getMessage())
+
+    root_handler = Catch()
+    logging.getLogger().addHandler(root_handler)   # a notebook's or an application's own logging
+    try:
+        log = get("raycl.some_module")
+        log.info("a note")
+        log.warning("a warning")
+        captured = capsys.readouterr()
+        assert captured.err == "[raycl] a note\n[raycl] a warning\n" and captured.out == ""
+        assert caught == []                      # not printed a second time through the root logger
+        logging.getLogger("raycl").setLevel(logging.WARNING)
+        log.info("hidden")
+        log.warning("still shown")
+        assert capsys.readouterr().err == "[raycl] still shown\n"
+    finally:
+        logging.getLogger("raycl").setLevel(logging.INFO)
+        logging.getLogger().removeHandler(root_handler)

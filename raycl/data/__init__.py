@@ -6,6 +6,10 @@ import numpy as np
 
 from raycl.data.loader import Batch, EpochLoader
 from raycl.data.source import ArraySource, Block, RowSubset, Source, rounds, subset
+from raycl.log import PREFIX
+from raycl.log import get as get_logger
+
+log = get_logger(__name__)
 
 
 def build_sources(cfg) -> tuple[Source, Source]:
@@ -83,8 +87,6 @@ def conversion_note(source, d, key: str) -> str | None:
     """A line saying how the shards' images are converted to what the model takes (colour to grey,
     grey to RGB, another size), printed once on the driver: a silent conversion hides a wrong path
     or a wrong data.channels. None when the first image already fits."""
-    import sys
-
     first = source.peek()
     if first is None:
         return None
@@ -98,9 +100,9 @@ def conversion_note(source, d, key: str) -> str | None:
         changes.append(f"{w}x{h} px images are resized to {d.image_size} px (data.image_size)")
     if not changes:
         return None
-    note = f"[raycl] {field}: {'; '.join(changes)}"
-    print(note, file=sys.stderr, flush=True)
-    return note
+    note = f"{field}: {'; '.join(changes)}"
+    log.warning(note)
+    return PREFIX + note
 
 
 def eval_ready(train: Source, held_out: Source) -> str | None:

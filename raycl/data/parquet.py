@@ -195,7 +195,7 @@ def convert_image_folder(
     if not kept:
         raise DataError(f"image folder {folder!r}: none of its {len(files)} image files decodes")
     if skipped and log is not None:
-        log(f"[raycl] skipped {len(skipped)} file(s) that do not decode, e.g. {skipped[0]}")
+        log(f"skipped {len(skipped)} file(s) that do not decode, e.g. {skipped[0]}")
     return {
         "images": kept,
         "classes": classes,

@@ -109,7 +109,7 @@ def convert_torchvision(
                 if log is not None:
                     done, dt = s + len(rows), time.perf_counter() - t0
                     log(
-                        f"[raycl] {spec}: {done}/{n} images, {done / dt:.0f} images/s, "
+                        f"{spec}: {done}/{n} images, {done / dt:.0f} images/s, "
                         f"ETA {(n - done) / max(done / dt, 1e-9):.0f} s"
                     )
     except BaseException:

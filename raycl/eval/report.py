@@ -3,22 +3,20 @@ table of an encoder against its floors."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 
+from raycl.log import get as get_logger
 from raycl.train.progress import fmt_duration
 
-
-def to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+log = get_logger(__name__)
 
 
 class Ticker:
-    """A ``progress(done, total)`` callback that prints ``[raycl] eval: <what> done/total <unit> |
-    rate | ETA`` at most every ``every_s`` seconds, and once at the end of work that took longer."""
+    """A ``progress(done, total)`` callback that says ``eval: <what> done/total <unit> | rate | ETA``
+    (to raycl's logger) at most every ``every_s`` seconds, and once at the end of work that took longer."""
 
-    def __init__(self, what: str, unit: str, every_s: float = 5.0, say: Callable[[str], None] = to_stderr):
+    def __init__(self, what: str, unit: str, every_s: float = 5.0, say: Callable[[str], None] = log.info):
         self.what, self.unit, self.every_s, self.say = what, unit, every_s, say
         self.t0 = self.last = time.perf_counter()
 
@@ -30,7 +28,7 @@ class Ticker:
         rate = done / max(now - self.t0, 1e-9)
         eta = (total - done) / rate if rate > 0 else 0.0
         self.say(
-            f"[raycl] eval: {self.what} {done:,}/{total:,} {self.unit} | {rate:,.0f} {self.unit}/s | "
+            f"eval: {self.what} {done:,}/{total:,} {self.unit} | {rate:,.0f} {self.unit}/s | "
             f"{'done in ' + fmt_duration(now - self.t0) if done >= total else 'ETA ' + fmt_duration(eta)}"
         )
 

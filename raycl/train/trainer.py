@@ -13,10 +13,13 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from raycl.errors import CheckpointError, ConfigError, RayclError
+from raycl.log import get as get_logger
 from raycl.train import checkpoint as ck
 from raycl.train import console, loggers, zero_state
 from raycl.train.storage import log_dir, run_dir, storage
 from raycl.train.worker import train_loop
+
+log = get_logger(__name__)
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
@@ -166,7 +169,7 @@ def _fit(cfg, failure_log):
     check_resources(cfg)
     resumed_from = check_resume(cfg)
     if resumed_from:
-        print(f"[raycl] run {cfg.run.name!r} has a checkpoint at {resumed_from}: resuming", flush=True)
+        log.info(f"run {cfg.run.name!r} has a checkpoint at {resumed_from}: resuming")
     d = cfg.distributed
     if cfg.method.bank_sync_steps:
         from raycl.train import bank_server

@@ -1,14 +1,14 @@
-"""The function every Ray Train worker runs: build, maybe resume, train, monitor, checkpoint."""
+"""What every Ray Train worker runs: ``train_loop`` builds a ``WorkerRun`` (data, engine, views,
+the state it resumes from) and trains it epoch by epoch, monitoring and checkpointing."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import ray
@@ -17,24 +17,27 @@ import ray.train.torch
 import torch
 
 from raycl import collectives as dist
-from raycl.config import check_paths, from_dict
+from raycl.config import Config, check_paths, from_dict
 from raycl.data import EpochLoader, build_sources, eval_ready, rounds
 from raycl.data.decode import decode_batch
 from raycl.errors import ConfigError, RayclError
 from raycl.eval import extract, knn_top1
 from raycl.eval.features import rows_per_forward
-from raycl.train import checkpoint as ck
-from raycl.train import zero_state
+from raycl.log import get as get_logger
 from raycl.train.console import FAILED, PROGRESS
 from raycl.train.engine import build_engine, make_views, train_step
 from raycl.train.progress import Progress, fmt_duration
+from raycl.train.rss import peak_rss_mb, reset_peak_rss
+from raycl.train.run_state import resume, save_checkpoint
 from raycl.train.storage import log_dir
 
+log = get_logger(__name__)
 INIT_CHUNK = 256  # rows per forward when the bank is initialised from features (fixed: layout-independent)
 
 
 def say(line: str) -> None:
-    """Write to stdout directly: Ray Train's patched print would log the line a second time."""
+    """A progress event, written to stdout directly (Ray Train's patched print would log the line a
+    second time); raycl's notes go through ``log``."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
@@ -65,35 +68,6 @@ def data_metrics(decoded: int, waited_s: float, rss_start_mb: float, device) -> 
     }
 
 
-def _proc_status_mb(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            return next(float(line.split()[1]) / 1024.0 for line in f if line.startswith(field + ":"))
-    except (OSError, StopIteration, ValueError):
-        return None
-
-
-def reset_peak_rss() -> float:
-    """Start a new peak-RSS window (Linux: ``5`` > /proc/self/clear_refs resets VmHWM) so an epoch's
-    peak is not the high-water mark of engine set-up; returns the RSS now, in MB."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:  # no procfs or not allowed: the peak stays the process's lifetime peak
-        pass
-    now = _proc_status_mb("VmRSS")
-    return peak_rss_mb() if now is None else now
-
-
-def peak_rss_mb() -> float:
-    hwm = _proc_status_mb("VmHWM")
-    if hwm is not None:
-        return hwm
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
 def aug_generator(seed: int, epoch: int, step: int, device) -> torch.Generator:
     """Augmentation randomness is a function of (seed, epoch, step), the same on every worker
     (``train_step`` gives each sample of the global batch its own draws): a run resumed at any step,
@@ -103,91 +77,209 @@ def aug_generator(seed: int, epoch: int, step: int, device) -> torch.Generator:
     return g
 
 
-def save_checkpoint(engine, cfg, progress: dict, metrics: dict, rank: int) -> None:
-    """``progress``: epoch (the last one finished), global_step, step_in_epoch (0 at an epoch's end),
-    epoch_segments (the worker counts that ran the unfinished epoch), history, resumes, restarts."""
-    extra = engine.module.gather_state()  # a collective when the method's state is sharded
-    zero = zero_state.gather(engine) if zero_state.is_partitioned(engine) else None  # a collective
-    with tempfile.TemporaryDirectory(prefix="raycl-ckpt-") as tmp:
-        engine.save_checkpoint(os.path.join(tmp, ck.DS_DIR), tag=ck.DS_TAG)
-        if rank == 0:
-            if extra is not None:
-                ck.atomic_torch_save(extra, os.path.join(tmp, ck.METHOD_STATE_FILE))
-            if zero is not None:
-                ck.atomic_torch_save(zero, os.path.join(tmp, ck.ZERO_STATE_FILE))
-        torch.save(ck.rng_state(), os.path.join(tmp, f"rng_rank{rank}.pt"))
-        if rank == 0:
-            ck.write_state(
-                tmp,
-                {
-                    **progress,
-                    "config": cfg.to_dict(),
-                    "signature": engine.module.signature(),
-                    "metrics": metrics,
-                    "world_size": dist.world_size(),
-                },
-            )
-            torch.save(
-                {"config": cfg.to_dict(), "state_dict": engine.module.state_dict()}, os.path.join(tmp, ck.MODEL_FILE)
-            )
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+def build_loader(cfg: Config, source, rank: int, world: int, device) -> EpochLoader:
+    d = cfg.data
+    return EpochLoader(
+        source, d.batch_size, rank, world, cfg.run.seed, d.drop_last, d.shuffle_window, d.mix_row_groups,
+        d.prefetch, d.decode_workers or max(1, round(cfg.distributed.cpus_per_worker)),
+        encoded=d.decode == "gpu", pin_memory=device.type == "cuda", grad_accum=cfg.distributed.grad_accum,
+    )  # fmt: skip
 
 
-def resume(engine, rank: int, world: int) -> dict:
-    """Load the latest checkpoint Ray Train knows of, written by any worker count; return where the
-    run stands (``save_checkpoint``'s ``progress``, with this restart added)."""
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return {
-            "epoch": -1,
-            "global_step": 0,
-            "step_in_epoch": 0,
-            "epoch_segments": [],
-            "history": [],
-            "resumes": [],
-            "restarts": [],
-        }
-    with checkpoint.as_directory() as d:
-        state = ck.read_state(d)
-        ck.check_signature(state["signature"], engine.module.signature(), d)
-        saved_world = state.get("world_size") or world
-        zero_file = os.path.join(d, ck.ZERO_STATE_FILE)
-        regroup = saved_world != world and zero_state.is_partitioned(engine)
-        if regroup and not os.path.exists(zero_file):
-            raise ck.CheckpointError(
-                f"{d} was written by {saved_world} workers without {ck.ZERO_STATE_FILE} "
-                f"(an older raycl); resume it with distributed.workers={saved_world}"
+@dataclass
+class EpochTally:
+    """What one worker adds up over the steps it runs of an epoch."""
+
+    first_step: int  # where this invocation entered the epoch (a resumed run: mid-epoch)
+    segments: list[list[int]]  # [workers, first step] of each stretch of the epoch, for re-dealing rows
+    loss_sum: torch.Tensor
+    decoded_before: int
+    rss_before: float
+    steps: int = 0
+    skipped: int = 0
+    method_logs: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    stopped_mid_epoch: bool = False
+
+    def add(self, loss: torch.Tensor, logs: dict, skipped: int) -> None:
+        self.loss_sum += loss
+        for key, value in logs.items():
+            self.method_logs[key] = self.method_logs.get(key, 0.0) + float(value)
+        self.skipped += skipped
+        self.steps += 1
+
+    def mean_loss(self, world: int) -> float:
+        return float(dist.all_reduce_sum(self.loss_sum.clone()).item() / (self.steps * world))
+
+
+class WorkerRun:
+    """One worker's share of a run: what it built, where the run stands (``state``), and the loop."""
+
+    def __init__(self, cfg: Config):
+        ctx = ray.train.get_context()
+        self.cfg, self.rank, self.world = cfg, ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.train_src, self.eval_src = build_sources(cfg)
+        self.no_eval = eval_ready(self.train_src, self.eval_src)  # why the kNN monitor cannot run, or None
+        if self.no_eval:
+            self.tell(self.no_eval)
+        self.loader = build_loader(cfg, self.train_src, self.rank, self.world, self.device)
+        self.steps_per_epoch = self.loader.steps_per_epoch
+        self.at_world = cfg.at_world(self.world)  # same global batch and schedule; this count's share
+        self.engine = build_engine(self.at_world, cfg.data.channels, self.steps_per_epoch)
+        self.views = make_views(cfg, self.engine.module)
+        self.state = resume(self.engine, self.rank, self.world)
+        self.tell_resumed()
+        self.init_per_sample_state()
+        self.pusher = self.bank_pusher()
+        self.loggers = self.open_loggers()
+        run = cfg.run
+        self.progress = Progress(run.epochs * self.steps_per_epoch, self.steps_per_epoch, run.epochs,
+                                 cfg.data.batch_size, self.state.global_step)  # fmt: skip
+        first = self.state.epoch + 1
+        self.stop_epoch = (
+            run.epochs if run.stop_after_epochs is None else min(run.epochs, first + run.stop_after_epochs)
+        )
+        self.stop_step = None if run.stop_after_steps is None else self.state.global_step + run.stop_after_steps
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def tell(self, line: str) -> None:
+        if self.rank == 0:
+            log.info(line)
+
+    def tell_resumed(self) -> None:
+        state = self.state
+        if not state.global_step:
+            return
+        written_by = state.restarts[-1]["from_workers"]
+        self.tell(
+            f"resumed at epoch {state.epoch + 2} step {state.step_in_epoch} (global step {state.global_step}) "
+            f"on {self.world} workers" + (f", written by {written_by}" if written_by != self.world else "")
+        )
+
+    def init_per_sample_state(self) -> None:
+        started = time.perf_counter()
+        chunks = rounds(self.train_src, INIT_CHUNK, self.rank, self.world)
+        if self.state.global_step == 0 and self.engine.module.init_from_features(chunks, self.device):
+            self.tell(
+                f"bank initialised from the initial network's features of {len(self.train_src)} samples, "
+                f"k-means over them ({time.perf_counter() - started:.1f} s)"
             )
-        # DeepSpeed reads its per-rank ZeRO files only at the world size that wrote them; at another
-        # the module weights and schedule come from it and the optimizer state from raycl's own file.
-        engine.load_checkpoint(os.path.join(d, ck.DS_DIR), tag=ck.DS_TAG, load_optimizer_states=not regroup)
-        if regroup:
-            zero_state.load(engine, ck.safe_load(zero_file, "ZeRO state"), zero_file)
-        method_state = os.path.join(d, ck.METHOD_STATE_FILE)
-        if os.path.exists(method_state):  # the whole bank: each worker takes its shard of it
-            engine.module.load_gathered_state(ck.safe_load(method_state, "method state"))
-        rng_file = os.path.join(d, f"rng_rank{rank}.pt")
-        if os.path.exists(rng_file):
-            ck.set_rng_state(ck.safe_load(rng_file, "RNG state"))
-    step_in_epoch = int(state.get("step_in_epoch", 0))
-    segments = [list(s) for s in state.get("epoch_segments", [])] if step_in_epoch else []
-    restart = {
-        "global_step": state["global_step"],
-        "epoch": state["epoch"] + 1,
-        "step_in_epoch": step_in_epoch,
-        "from_workers": saved_world,
-        "to_workers": world,
-        "cause": "restart" if saved_world == world else ("shrink" if world < saved_world else "grow"),
-    }
-    return {
-        "epoch": state["epoch"],
-        "global_step": state["global_step"],
-        "step_in_epoch": step_in_epoch,
-        "epoch_segments": segments + [[world, step_in_epoch]] if step_in_epoch else [],
-        "history": state.get("history", []),
-        "resumes": state.get("resumes", []) + [state["epoch"] + 1],
-        "restarts": state.get("restarts", []) + [restart],
-    }
+
+    def bank_pusher(self):
+        if not self.cfg.method.bank_sync_steps:
+            return None
+        from raycl.train.bank_server import Pusher  # Ray actors: only for runs that serve a bank
+
+        return Pusher(self.cfg.run.name, self.cfg.method.bank_sync_steps)
+
+    def open_loggers(self):
+        run = self.cfg.run
+        if self.rank != 0 or not run.loggers:
+            return None
+        from raycl.train.loggers import Loggers  # TensorBoard/MLflow/W&B: imported only where they log
+
+        resumed_at = self.state.global_step if self.state.restarts else None
+        return Loggers(run.loggers, log_dir(self.cfg), run.name, self.cfg.to_dict(), resumed_at)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def train(self) -> None:
+        first_epoch = self.state.epoch + 1
+        for epoch in range(first_epoch, self.stop_epoch):
+            tally = self.train_epoch(epoch, self.state.step_in_epoch if epoch == first_epoch else 0)
+            if tally.stopped_mid_epoch:
+                break
+            self.end_epoch(epoch, tally)
+            if self.state.global_step == self.stop_step:
+                break
+        if self.pusher is not None:
+            self.pusher.flush()
+        if self.loggers is not None:
+            self.loggers.close()
+
+    def train_epoch(self, epoch: int, first_step: int) -> EpochTally:
+        self.engine.train()
+        segments = self.state.epoch_segments if first_step else [[self.world, 0]]
+        tally = EpochTally(first_step, segments, torch.zeros((), device=self.device),
+                           self.train_src.decoded.rows, reset_peak_rss())  # fmt: skip
+        for step, batch in enumerate(self.loader.batches(epoch, first_step, segments), start=first_step):
+            self.train_one_step(epoch, step, batch, tally)
+            stopping = self.state.global_step == self.stop_step
+            every = self.cfg.run.checkpoint_every_steps
+            if step + 1 < self.steps_per_epoch and (stopping or (every and (step + 1) % every == 0)):
+                self.checkpoint_mid_epoch(epoch, step, tally)
+            if stopping:
+                tally.stopped_mid_epoch = step + 1 < self.steps_per_epoch
+                break
+        return tally
+
+    def train_one_step(self, epoch: int, step: int, batch, tally: EpochTally) -> None:
+        cfg, data = self.cfg, self.cfg.data
+        generator = aug_generator(cfg.run.seed, epoch, step, self.device)
+        images = batch.images
+        if batch.encoded is not None:
+            images = decode_batch(batch.encoded, data.image_size, data.channels, self.device)
+        loss, logs = train_step(self.engine, self.views, images, batch.index, batch.labels,
+                                self.at_world.distributed.grad_accum, generator, self.device)  # fmt: skip
+        tally.add(loss, logs, batch.skipped)
+        self.state.global_step += 1
+        if self.pusher is not None:
+            self.pusher.maybe_push(self.engine.module, self.state.global_step, logs, self.rank)
+        if self.rank == 0 and ((step + 1) % cfg.run.log_every == 0 or step + 1 == self.steps_per_epoch):
+            self.report_progress(epoch, step, loss)
+
+    def report_progress(self, epoch: int, step: int, loss: torch.Tensor) -> None:
+        event = self.progress.event(epoch, step, self.state.global_step, loss.item(), self.engine.get_lr()[0])
+        say(PROGRESS + json.dumps(event))
+        if self.loggers is not None:
+            self.loggers.log({f"step/{k}": event[k] for k in ("loss", "lr", "images_per_s")}, self.state.global_step)
+
+    def checkpoint_mid_epoch(self, epoch: int, step: int, tally: EpochTally) -> None:
+        state = self.state.at(epoch=epoch - 1, step_in_epoch=step + 1, epoch_segments=tally.segments)
+        metrics = {"epoch": epoch, "global_step": state.global_step, "step_in_epoch": step + 1,
+                   "workers": self.world, "loss": tally.mean_loss(self.world)}  # fmt: skip
+        save_checkpoint(self.engine, self.cfg, state, metrics, self.rank)
+
+    def end_epoch(self, epoch: int, tally: EpochTally) -> None:
+        metrics = self.epoch_metrics(epoch, tally)
+        self.state.history.append(metrics)
+        self.state = self.state.at(epoch=epoch, step_in_epoch=0, epoch_segments=[])
+        knn_text = f" | knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
+        self.tell(
+            f"epoch {epoch + 1}/{self.cfg.run.epochs} done | loss {metrics['loss']:.4f}{knn_text} | "
+            f"{metrics['images_per_s']:.0f} images/s | data wait {metrics['data/wait_s']:.1f} s | "
+            f"{fmt_duration(metrics['epoch_time_s'])}"
+        )
+        if self.pusher is not None:
+            metrics["bank/pushes_skipped"] = self.pusher.skipped
+        if self.loggers is not None:
+            self.loggers.log({k: v for k, v in metrics.items() if k not in ("epoch", "global_step")},
+                             self.state.global_step)  # fmt: skip
+        run = self.cfg.run
+        due = (epoch + 1) % run.checkpoint_every == 0 or epoch + 1 in (run.epochs, self.stop_epoch)
+        if due or self.state.global_step == self.stop_step:
+            save_checkpoint(self.engine, self.cfg, self.state, metrics, self.rank)
+        else:
+            ray.train.report(metrics)
+
+    def epoch_metrics(self, epoch: int, tally: EpochTally) -> dict:
+        done, cfg, device = self.steps_per_epoch - tally.first_step, self.cfg, self.device
+        epoch_time = time.perf_counter() - tally.started
+        decoded = self.train_src.decoded.rows - tally.decoded_before  # before the monitor decodes its sample
+        skipped = int(dist.all_reduce_sum(torch.tensor([tally.skipped], device=device)).item())
+        metrics = {
+            "epoch": epoch + 1, "global_step": self.state.global_step, "workers": self.world,
+            "loss": tally.mean_loss(self.world), "lr": float(self.engine.get_lr()[0]),
+            "images_per_s": done * cfg.data.batch_size / epoch_time, "epoch_time_s": epoch_time,
+            "corrupt_skipped": skipped, **{f"method/{key}": v / done for key, v in tally.method_logs.items()},
+        }  # fmt: skip
+        metrics.update({f"bank/{key}": v for key, v in self.engine.module.bank_stats().items()})
+        if not self.no_eval and ((epoch + 1) % cfg.eval.every_epochs == 0 or epoch + 1 == cfg.run.epochs):
+            knn = knn_monitor(self.engine.module.encoder(), self.train_src, self.eval_src, cfg, device)
+            if knn is not None:  # None: the rows the monitor took hold no label on one side
+                metrics["knn_top1"] = knn
+        metrics.update(data_metrics(decoded, self.loader.waited_s, tally.rss_before, device))
+        return metrics
 
 
 def train_loop(config: dict) -> None:
@@ -196,7 +288,10 @@ def train_loop(config: dict) -> None:
     try:
         cfg = from_dict(config)
         check_paths_here(cfg)
-        _train_loop(cfg)
+        quiet_libraries()
+        if cfg.distributed.torch_threads:
+            torch.set_num_threads(cfg.distributed.torch_threads)
+        WorkerRun(cfg).train()
     except RayclError as e:
         sys.stderr.write(FAILED + json.dumps({"error": type(e).__name__, "message": str(e)}) + "\n")
         sys.stderr.flush()
@@ -216,176 +311,7 @@ def check_paths_here(cfg) -> None:
         ) from None
 
 
-def _train_loop(cfg) -> None:
+def quiet_libraries() -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     # DeepSpeed's ZeRO calls torch's all_gather_into_tensor, deprecated in torch 2.14 (not raycl's call)
     warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.* is deprecated", category=FutureWarning)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if cfg.distributed.torch_threads:
-        torch.set_num_threads(cfg.distributed.torch_threads)
-    device = ray.train.torch.get_device()
-
-    train_src, eval_src = build_sources(cfg)
-    no_eval = eval_ready(train_src, eval_src)
-    if no_eval and rank == 0:
-        say(f"[raycl] {no_eval}")
-    d = cfg.data
-    loader = EpochLoader(
-        train_src,
-        d.batch_size,
-        rank,
-        world,
-        cfg.run.seed,
-        d.drop_last,
-        d.shuffle_window,
-        d.mix_row_groups,
-        d.prefetch,
-        d.decode_workers or max(1, round(cfg.distributed.cpus_per_worker)),
-        encoded=d.decode == "gpu",
-        pin_memory=device.type == "cuda",
-        grad_accum=cfg.distributed.grad_accum,
-    )
-    spe = loader.steps_per_epoch
-    run = cfg.at_world(world)  # same global batch and schedule; this count's share and micro-batches
-    engine = build_engine(run, cfg.data.channels, spe)
-    views = make_views(cfg, engine.module)
-    st = resume(engine, rank, world)
-    start_epoch, start_step, global_step = st["epoch"] + 1, st["step_in_epoch"], st["global_step"]
-    if rank == 0 and global_step:
-        say(
-            f"[raycl] resumed at epoch {start_epoch + 1} step {start_step} (global step {global_step}) "
-            f"on {world} workers"
-            + (
-                f", written by {st['restarts'][-1]['from_workers']}"
-                if st["restarts"][-1]["from_workers"] != world
-                else ""
-            )
-        )
-    t0 = time.perf_counter()
-    if global_step == 0 and engine.module.init_from_features(rounds(train_src, INIT_CHUNK, rank, world), device):
-        if rank == 0:
-            say(
-                f"[raycl] bank initialised from the initial network's features of {len(train_src)} samples, "
-                f"k-means over them ({time.perf_counter() - t0:.1f} s)"
-            )
-
-    pusher = None
-    if cfg.method.bank_sync_steps:
-        from raycl.train.bank_server import Pusher
-
-        pusher = Pusher(cfg.run.name, cfg.method.bank_sync_steps)
-    epochs, r = cfg.run.epochs, cfg.run
-    curves = None
-    if rank == 0 and r.loggers:
-        from raycl.train.loggers import Loggers
-
-        curves = Loggers(r.loggers, log_dir(cfg), r.name, cfg.to_dict(), global_step if st["restarts"] else None)
-    progress = Progress(epochs * spe, spe, epochs, cfg.data.batch_size, global_step)
-    stop_at = epochs if r.stop_after_epochs is None else min(epochs, start_epoch + r.stop_after_epochs)
-    stop_step = None if r.stop_after_steps is None else global_step + r.stop_after_steps
-    for epoch in range(start_epoch, stop_at):
-        engine.train()
-        s0 = start_step if epoch == start_epoch else 0
-        segments = st["epoch_segments"] if epoch == start_epoch and s0 else [[world, 0]]
-        t0, loss_sum, skipped, log_sums = time.perf_counter(), torch.zeros((), device=device), 0, {}  # type: ignore[var-annotated]
-        decoded0, rss0 = train_src.decoded.rows, reset_peak_rss()
-        for k, batch in enumerate(loader.batches(epoch, s0, segments)):
-            step = s0 + k
-            g = aug_generator(r.seed, epoch, step, device)
-            images = (
-                batch.images if batch.encoded is None else decode_batch(batch.encoded, d.image_size, d.channels, device)
-            )
-            loss, logs = train_step(
-                engine, views, images, batch.index, batch.labels, run.distributed.grad_accum, g, device
-            )
-            loss_sum += loss
-            for key, v in logs.items():
-                log_sums[key] = log_sums.get(key, 0.0) + float(v)
-            skipped += batch.skipped
-            global_step += 1
-            if pusher is not None:
-                pusher.maybe_push(engine.module, global_step, logs, rank)
-            if rank == 0 and ((step + 1) % r.log_every == 0 or step + 1 == spe):
-                ev = progress.event(epoch, step, global_step, loss.item(), engine.get_lr()[0])
-                say(PROGRESS + json.dumps(ev))
-                if curves is not None:
-                    curves.log({f"step/{k}": ev[k] for k in ("loss", "lr", "images_per_s")}, global_step)
-            stopping = global_step == stop_step
-            if step + 1 < spe and (
-                stopping or (r.checkpoint_every_steps and (step + 1) % r.checkpoint_every_steps == 0)
-            ):
-                mid = {
-                    "epoch": epoch,
-                    "global_step": global_step,
-                    "step_in_epoch": step + 1,
-                    "workers": world,
-                    "loss": float(dist.all_reduce_sum(loss_sum.clone()).item() / ((k + 1) * world)),
-                }
-                save_checkpoint(
-                    engine,
-                    cfg,
-                    {
-                        **st,
-                        "epoch": epoch - 1,
-                        "global_step": global_step,
-                        "step_in_epoch": step + 1,
-                        "epoch_segments": segments,
-                    },
-                    mid,
-                    rank,
-                )
-            if stopping:
-                break
-        if global_step == stop_step and step + 1 < spe:
-            break
-        done = spe - s0
-        epoch_time = time.perf_counter() - t0
-        decoded = train_src.decoded.rows - decoded0  # before the monitor decodes its sample
-        skipped_all = int(dist.all_reduce_sum(torch.tensor([skipped], device=device)).item())
-        last = epoch + 1 == epochs
-        metrics = {
-            "epoch": epoch + 1,
-            "global_step": global_step,
-            "workers": world,
-            "loss": float(dist.all_reduce_sum(loss_sum.clone()).item() / (done * world)),
-            "lr": float(engine.get_lr()[0]),
-            "images_per_s": done * cfg.data.batch_size / epoch_time,
-            "epoch_time_s": epoch_time,
-            "corrupt_skipped": skipped_all,
-            **{f"method/{key}": v / done for key, v in log_sums.items()},
-        }
-        metrics.update({f"bank/{key}": v for key, v in engine.module.bank_stats().items()})
-        if not no_eval and ((epoch + 1) % cfg.eval.every_epochs == 0 or last):
-            knn = knn_monitor(engine.module.encoder(), train_src, eval_src, cfg, device)
-            if knn is not None:  # None: the rows the monitor took hold no label on one side
-                metrics["knn_top1"] = knn
-        metrics.update(data_metrics(decoded, loader.waited_s, rss0, device))
-        st["history"].append(metrics)
-        if rank == 0:
-            knn_text = f" | knn_top1 {metrics['knn_top1']:.4f}" if "knn_top1" in metrics else ""
-            say(
-                f"[raycl] epoch {epoch + 1}/{epochs} done | loss {metrics['loss']:.4f}{knn_text} | "
-                f"{metrics['images_per_s']:.0f} images/s | data wait {metrics['data/wait_s']:.1f} s | "
-                f"{fmt_duration(epoch_time)}"
-            )
-        if pusher is not None:
-            metrics["bank/pushes_skipped"] = pusher.skipped
-        if curves is not None:
-            curves.log({k: v for k, v in metrics.items() if k not in ("epoch", "global_step")}, global_step)
-        if (epoch + 1) % r.checkpoint_every == 0 or last or epoch + 1 == stop_at or global_step == stop_step:
-            save_checkpoint(
-                engine,
-                cfg,
-                {**st, "epoch": epoch, "global_step": global_step, "step_in_epoch": 0, "epoch_segments": []},
-                metrics,
-                rank,
-            )
-        else:
-            ray.train.report(metrics)
-        if global_step == stop_step:
-            break
-    if pusher is not None:
-        pusher.flush()
-    if curves is not None:
-        curves.close()
