@@ -1,16 +1,32 @@
-"""The public Python face of raycl: train, evaluate, demo. The same calls the CLI makes."""
+"""The public Python face of raycl: train, evaluate, demo. The same calls the CLI makes.
+
+Ray is imported inside the calls that start or join a cluster (train, sweep, the bank server), so
+evaluation, views and conversion run in a notebook or script without it."""
 
 from __future__ import annotations
 
 import importlib.resources
 import logging
 import os
+import time
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
-from raycl.config import Config, load_config
-from raycl.errors import DataError
+from raycl.config import Config, check_paths, ensure_config, from_dict, load_config, resolve_paths
+from raycl.data import build_sources, check_data, eval_ready, subset
+from raycl.data.parquet import convert_image_folder
+from raycl.data.preview import grid
+from raycl.data.torchvision_source import convert_torchvision, is_torchvision
+from raycl.errors import CheckpointError, ConfigError, DataError
+from raycl.eval import extract, knn_top1, linear_probe
+from raycl.eval.features import rows_per_forward
+from raycl.eval.report import Ticker
 from raycl.log import get as get_logger
+from raycl.methods import build_method
+from raycl.train.checkpoint import check_state_dict, load_model_file, read_state, registered_checkpoints
+from raycl.train.storage import run_dir
 
 log = get_logger(__name__)
 
@@ -22,8 +38,6 @@ def demo_config_path() -> str:
 def train(cfg: Config | dict, address: str | None = None) -> dict:
     """Pre-train on Ray Train; returns the last epoch's metrics plus ``run_dir`` and ``checkpoint``.
     ``cfg`` (a Config, or a dict of sections) and its data are checked before Ray starts."""
-    from raycl.config import ensure_config
-    from raycl.data import check_data
 
     cfg = ensure_config(cfg)
     check_data(cfg)
@@ -53,8 +67,6 @@ def convert(
     ``torchvision:NAME`` (read from ``root``); returns what was written. Progress goes to ``say``
     (default: raycl's logger)."""
     say = say or log.info
-    from raycl.data.parquet import convert_image_folder
-    from raycl.data.torchvision_source import convert_torchvision, is_torchvision
 
     if not is_torchvision(source):
         return convert_image_folder(source, dest, rows_per_shard, on_corrupt, log=say, shuffle=shuffle, seed=seed)
@@ -66,10 +78,6 @@ def convert(
 def views(cfg: Config | dict, out: str = "views.png", samples: int = 6) -> dict:
     """Write a grid of ``samples`` training images and each view the method makes of them (see
     raycl.data.preview) to ``out`` (PNG); returns the path, the columns and the image size."""
-    from raycl.config import ensure_config
-    from raycl.data import check_data
-    from raycl.data.preview import grid
-    from raycl.errors import ConfigError
 
     if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 64:
         raise ConfigError(f"--samples: expected an integer in 1..64, got {samples!r}")
@@ -121,11 +129,6 @@ def latest_checkpoint(cfg: Config) -> str | None:
 def neighbours(checkpoint: str, queries: int = 5, k: int = 5, seed: int = 0) -> dict:
     """Nearest training images (cosine, frozen encoder) of ``queries`` random held-out images:
     {"query_images", "neighbour_images" [q, k, ...], "query_labels", "neighbour_labels"}."""
-    import numpy as np
-    import torch.nn.functional as F
-
-    from raycl.data import build_sources, subset
-    from raycl.eval import extract
 
     cfg, method = load_checkpoint_model(checkpoint)
     check_stored_data(cfg)
@@ -172,9 +175,6 @@ def bank_server(run_name: str, address: str | None = None):
 
 
 def _features(cfg: Config, backbone: torch.nn.Module, sources, what: str = "encoder", quiet: bool = False):
-    from raycl.eval import extract
-    from raycl.eval.features import rows_per_forward
-    from raycl.eval.report import Ticker
 
     train_src, eval_src = sources
     e, seed, bs = cfg.eval, cfg.run.seed, rows_per_forward(cfg.data.channels, cfg.data.image_size)
@@ -190,9 +190,6 @@ def evaluate_backbone(
 ) -> dict:
     """kNN monitor (cosine, k, T from cfg.eval) and a linear probe on frozen features; progress lines
     on stderr unless ``quiet``."""
-    from raycl.data import build_sources, eval_ready
-    from raycl.eval import knn_top1, linear_probe
-    from raycl.eval.report import Ticker
 
     sources = build_sources(cfg)  # once: opening Parquet shards reads every footer
     skip = eval_ready(*sources)
@@ -232,10 +229,6 @@ def floors(cfg: Config, linear: bool = True, quiet: bool = False) -> dict:
 
 def load_checkpoint_model(path: str):
     """(config, method) from a raycl checkpoint directory, on CPU, without Ray or DeepSpeed."""
-    from raycl.config import from_dict, resolve_paths
-    from raycl.errors import CheckpointError, ConfigError
-    from raycl.methods import build_method
-    from raycl.train.checkpoint import check_state_dict, load_model_file
 
     payload = load_model_file(os.path.expanduser(path))
     try:  # a checkpoint of an older raycl may hold relative paths: they are read from here
@@ -250,8 +243,6 @@ def load_checkpoint_model(path: str):
 
 def check_stored_data(cfg: Config) -> None:
     """The data a checkpoint's run names still exists and passes the checks ``train`` runs."""
-    from raycl.config import check_paths
-    from raycl.data import check_data
 
     check_paths(cfg)
     check_data(cfg)
@@ -259,7 +250,6 @@ def check_stored_data(cfg: Config) -> None:
 
 def history(checkpoint: str) -> list[dict]:
     """Every epoch's metrics (loss, lr, images/s, kNN top-1) up to a checkpoint, across resumes."""
-    from raycl.train.checkpoint import read_state
 
     return read_state(os.path.expanduser(checkpoint)).get("history", [])
 
@@ -278,7 +268,6 @@ def evaluate(checkpoint: str, linear: bool = True, with_floors: bool = True) -> 
 def random_init_eval(cfg: Config, linear: bool = False, quiet: bool = False) -> dict:
     """``evaluate_backbone`` of the config's method encoder at random init (seed ``run.seed``): the
     floor a trained encoder must beat."""
-    from raycl.methods import build_method
 
     torch.manual_seed(cfg.run.seed)
     encoder = build_method(cfg, cfg.data.channels).encoder()
@@ -317,11 +306,6 @@ def demo_run_name(cfg: Config, resume: bool) -> tuple[str, str]:
     """(run name, the line that says which): the newest ``demo-*`` run with a checkpoint when
     ``resume``, else a new ``demo-<time>`` whose folder this call creates, so two demos started at
     once never share one."""
-    import time
-
-    from raycl.errors import ConfigError
-    from raycl.train.checkpoint import registered_checkpoints
-    from raycl.train.storage import run_dir
 
     root = os.path.dirname(run_dir(cfg) or "") or None
     if resume:

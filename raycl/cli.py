@@ -1,4 +1,6 @@
-"""``raycl`` command line. Every subcommand is a thin call into ``raycl.api``."""
+"""``raycl`` command line: one small function per subcommand (its arguments, then a thin call into
+``raycl.api`` or a benchmark). Each imports what it needs inside itself, so ``raycl --help`` and a
+mistyped flag answer without loading torch, Ray or DeepSpeed."""
 
 from __future__ import annotations
 

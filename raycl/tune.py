@@ -20,6 +20,7 @@ through ``TuneReportCallback``; ASHA stops trials whose metric lags at its rungs
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import types
@@ -28,11 +29,19 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
 
 from raycl.config import SECTIONS, apply_overrides, from_dict, from_user, read_yaml, resolve_paths
+from raycl.data import build_sources, check_data, eval_ready
 from raycl.errors import ConfigError, RayclError
 from raycl.log import get as get_logger
 from raycl.methods import REGISTRY, MethodConfig
+from raycl.train.console import attached, quiet_trial_errors
+from raycl.train.storage import storage
+from raycl.train.trainer import init_ray, worker_error, worker_slots
+from raycl.train.worker import train_loop
 
 KINDS = ("grid", "choice", "uniform", "loguniform")
 
@@ -76,7 +85,6 @@ def _field_type(key: str, base: dict):
 def _check_combinations(spec: SweepSpec, base: dict) -> None:
     """Every combination of grid and choice values must make a valid config (e.g. batch size
     divisible by workers x accumulation); random ranges are checked at both ends."""
-    import itertools
 
     discrete = {k: next(iter(d.values())) for k, d in spec.space.items() if next(iter(d)) in ("grid", "choice")}
     keys = sorted(discrete)
@@ -95,6 +103,41 @@ def _check_combinations(spec: SweepSpec, base: dict) -> None:
                 from_dict(apply_overrides(base, _overrides(point)))
             except ConfigError as e:
                 raise ConfigError(f"sweep.space: the trial {json.dumps(point)} is not a valid config: {e}") from None
+
+
+def _check_dimension(key: str, dist: Any, base: dict) -> None:
+    """One ``sweep.space`` entry: a config key of the swept config, a known kind, values it takes."""
+    where = f"sweep.space.{key}"
+    parts = key.split(".")
+    if len(parts) != 2 or parts[0] not in SECTIONS or parts[1] not in _section_model(parts[0], base).model_fields:
+        raise ConfigError(f"{where}: {key!r} is not a config key (section.key, e.g. optim.base_lr)")
+    if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in KINDS:
+        raise ConfigError(
+            f"{where}: expected one of {{grid: [...]}}, {{choice: [...]}}, "
+            f"{{uniform: [low, high]}}, {{loguniform: [low, high]}}; got {dist!r}"
+        )
+    kind, values = next(iter(dist.items()))
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}.{kind}: expected a non-empty list, got {values!r}")
+    if kind in ("uniform", "loguniform"):
+        if _field_type(key, base) is not float:
+            raise ConfigError(
+                f"{where}.{kind}: {key} is not a real-valued field (it takes "
+                f"{_field_type(key, base).__name__} values); use grid or choice"
+            )
+        if (
+            len(values) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            or values[0] >= values[1]
+        ):
+            raise ConfigError(f"{where}.{kind}: expected [low, high] with low < high, got {values!r}")
+        if kind == "loguniform" and values[0] <= 0:
+            raise ConfigError(f"{where}.loguniform: low must be > 0, got {values[0]!r}")
+    for v in values:  # every value must make a valid config on its own
+        try:
+            from_dict(apply_overrides(base, [f"{key}={json.dumps(v)}"]))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: value {v!r}: {e}") from None
 
 
 def parse_sweep(raw: Any, base: dict) -> SweepSpec:
@@ -126,37 +169,7 @@ def parse_sweep(raw: Any, base: dict) -> SweepSpec:
     if spec.mode not in ("max", "min"):
         raise ConfigError(f"sweep.mode: expected 'max' or 'min', got {spec.mode!r}")
     for key, dist in spec.space.items():
-        where = f"sweep.space.{key}"
-        parts = key.split(".")
-        if len(parts) != 2 or parts[0] not in SECTIONS or parts[1] not in _section_model(parts[0], base).model_fields:
-            raise ConfigError(f"{where}: {key!r} is not a config key (section.key, e.g. optim.base_lr)")
-        if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in KINDS:
-            raise ConfigError(
-                f"{where}: expected one of {{grid: [...]}}, {{choice: [...]}}, "
-                f"{{uniform: [low, high]}}, {{loguniform: [low, high]}}; got {dist!r}"
-            )
-        kind, values = next(iter(dist.items()))
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}.{kind}: expected a non-empty list, got {values!r}")
-        if kind in ("uniform", "loguniform"):
-            if _field_type(key, base) is not float:
-                raise ConfigError(
-                    f"{where}.{kind}: {key} is not a real-valued field (it takes "
-                    f"{_field_type(key, base).__name__} values); use grid or choice"
-                )
-            if (
-                len(values) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-                or values[0] >= values[1]
-            ):
-                raise ConfigError(f"{where}.{kind}: expected [low, high] with low < high, got {values!r}")
-            if kind == "loguniform" and values[0] <= 0:
-                raise ConfigError(f"{where}.loguniform: low must be > 0, got {values[0]!r}")
-        for v in values:  # every value must make a valid config on its own
-            try:
-                from_dict(apply_overrides(base, [f"{key}={json.dumps(v)}"]))
-            except ConfigError as e:
-                raise ConfigError(f"{where}: value {v!r}: {e}") from None
+        _check_dimension(key, dist, base)
     _check_combinations(spec, base)
     return spec
 
@@ -173,7 +186,6 @@ def load_sweep(path: str, overrides: list[str] | None = None) -> tuple[dict, Swe
 
 def check_sweep_data(base: dict, spec: SweepSpec) -> None:
     """The data every trial reads is checked once; a sweep on knn_top1 needs labeled rows."""
-    from raycl.data import build_sources, check_data, eval_ready
 
     cfg = from_dict(base)
     check_data(cfg)
@@ -189,9 +201,6 @@ def check_sweep_data(base: dict, spec: SweepSpec) -> None:
 def check_trials_fit(base: dict, spec: SweepSpec) -> None:
     """Every trial's worker group (workers x cpus_per_worker, each worker on one node) must fit the
     cluster, or Train would wait for it forever."""
-    import itertools
-
-    from raycl.train.trainer import worker_slots
 
     keys = [k for k in spec.space if k.startswith("distributed.") and next(iter(spec.space[k])) in ("grid", "choice")]
     for combo in itertools.product(*(next(iter(spec.space[k].values())) for k in keys)):
@@ -248,12 +257,6 @@ def no_trial_finished(grid, metric: str) -> RayclError:
 
 
 def _trial(trial_config: dict, base: dict, storage_path: str) -> None:
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from raycl.train.trainer import worker_error
-    from raycl.train.worker import train_loop
 
     trial = f"trial-{tune.get_context().get_trial_id()}"
     # each trial its own run name: its own logged run (run.log_dir) and its own BankServer
@@ -288,10 +291,6 @@ def sweep(
     num_cpus: int | None = None,
 ) -> dict:
     """Run the sweep; returns the results table and the path of the best config's YAML."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    from raycl.train.storage import storage
-    from raycl.train.trainer import init_ray
 
     base, spec = load_sweep(path, overrides)
     check_sweep_data(base, spec)
@@ -309,69 +308,76 @@ def sweep(
             tune.with_parameters(_trial, base=base, storage_path=root), {"CPU": 0, "memory": 1}
         )
         sweep_dir = os.path.join(root, name)
-        if resume and tune.Tuner.can_restore(sweep_dir):
-            log.info(f"sweep {name!r} has state at {sweep_dir}: resuming (finished trials are kept)")
-            tuner = tune.Tuner.restore(sweep_dir, trainable, resume_errored=True)
-        else:
-            scheduler = ASHAScheduler(
-                time_attr="training_iteration",
-                max_t=cfg.run.epochs,
-                grace_period=spec.grace_period,
-                reduction_factor=spec.reduction_factor,
-            )
-            tuner = tune.Tuner(
-                trainable,
-                param_space=_space(spec),
-                tune_config=tune.TuneConfig(
-                    metric=spec.metric,
-                    mode=spec.mode,
-                    scheduler=scheduler,
-                    num_samples=spec.num_samples,
-                    max_concurrent_trials=spec.max_concurrent,
-                ),
-                run_config=tune.RunConfig(name=name, storage_path=root, verbose=1),
-            )
-        from raycl.train.console import attached, quiet_trial_errors
+        tuner = _tuner(trainable, spec, name, root, cfg.run.epochs, resume)
 
         dumps = os.path.join(sweep_dir, "worker_output.log")  # what the console keeps out of sight
         with attached(progress=False, failure_log=dumps, failure_scope="process"), quiet_trial_errors():
             # Tune's table shows the trials; each trial's own lines still show
             grid = tuner.fit()
-        rows = []
-        for r in (grid[i] for i in range(len(grid))):
-            df = r.metrics_dataframe
-            values = df[spec.metric].dropna() if df is not None and spec.metric in df else []
-            best = (max(values) if spec.mode == "max" else min(values)) if len(values) else None
-            epochs = int(df["epoch"].max()) if df is not None and "epoch" in df else 0
-            curve = (
-                [[int(e), float(m)] for e, m in zip(df["epoch"], df[spec.metric]) if m == m]
-                if df is not None and "epoch" in df and spec.metric in df
-                else []
-            )
-            rows.append(
-                {
-                    "trial": r.path.rstrip("/").split("/")[-1],
-                    "config": {k: (r.config or {})[k] for k in spec.space},
-                    "curve": curve,
-                    "best_" + spec.metric: best,
-                    "epochs": epochs,
-                    "stopped_early": r.error is None and epochs < cfg.run.epochs,
-                    "error": None if r.error is None else error_line(r.error),
-                }
-            )
+        rows = [_trial_row(grid[i], spec, cfg.run.epochs) for i in range(len(grid))]
         if not any(row["best_" + spec.metric] is not None for row in rows):
             raise no_trial_finished(grid, spec.metric)
         best = grid.get_best_result(metric=spec.metric, mode=spec.mode, scope="all")
-        best_raw = apply_overrides(base, _overrides({k: (best.config or {})[k] for k in spec.space}))
-        best_raw.setdefault("run", {})["name"] = f"{name}-best"
-        best_yaml = os.path.join(sweep_dir, "best_config.yaml")
-        with open(best_yaml + ".tmp", "w") as fh:  # atomic: a reader never sees half a config
-            fh.write(from_dict(best_raw).to_yaml())
-        os.replace(best_yaml + ".tmp", best_yaml)
+        best_yaml = _write_best_config(base, spec, best.config or {}, name, sweep_dir)
     finally:
         if owned:
             ray.shutdown()
     return {"sweep": name, "metric": spec.metric, "mode": spec.mode, "trials": rows, "best_config": best_yaml}
+
+
+def _tuner(trainable, spec: SweepSpec, name: str, root: str, epochs: int, resume: bool):
+    """A new Tuner with ASHA over ``spec``, or the interrupted one at ``root/name`` (``resume``)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    sweep_dir = os.path.join(root, name)
+    if resume and tune.Tuner.can_restore(sweep_dir):
+        log.info(f"sweep {name!r} has state at {sweep_dir}: resuming (finished trials are kept)")
+        return tune.Tuner.restore(sweep_dir, trainable, resume_errored=True)
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration", max_t=epochs, grace_period=spec.grace_period,
+        reduction_factor=spec.reduction_factor,
+    )  # fmt: skip
+    return tune.Tuner(
+        trainable,
+        param_space=_space(spec),
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode=spec.mode,
+            scheduler=scheduler,
+            num_samples=spec.num_samples,
+            max_concurrent_trials=spec.max_concurrent,
+        ),  # fmt: skip
+        run_config=tune.RunConfig(name=name, storage_path=root, verbose=1),
+    )
+
+
+def _trial_row(result, spec: SweepSpec, epochs: int) -> dict:
+    """One line of the results table: the trial's values, its metric curve and best, how it ended."""
+    df, metric = result.metrics_dataframe, spec.metric
+    values = df[metric].dropna() if df is not None and metric in df else []
+    best = (max(values) if spec.mode == "max" else min(values)) if len(values) else None
+    ran = int(df["epoch"].max()) if df is not None and "epoch" in df else 0
+    has_curve = df is not None and "epoch" in df and metric in df
+    curve = [[int(e), float(m)] for e, m in zip(df["epoch"], df[metric]) if m == m] if has_curve else []
+    return {
+        "trial": result.path.rstrip("/").split("/")[-1],
+        "config": {k: (result.config or {})[k] for k in spec.space},
+        "curve": curve,
+        "best_" + metric: best,
+        "epochs": ran,
+        "stopped_early": result.error is None and ran < epochs,
+        "error": None if result.error is None else error_line(result.error),
+    }
+
+
+def _write_best_config(base: dict, spec: SweepSpec, best: dict, name: str, sweep_dir: str) -> str:
+    best_raw = apply_overrides(base, _overrides({k: best[k] for k in spec.space}))
+    best_raw.setdefault("run", {})["name"] = f"{name}-best"
+    best_yaml = os.path.join(sweep_dir, "best_config.yaml")
+    with open(best_yaml + ".tmp", "w") as fh:  # atomic: a reader never sees half a config
+        fh.write(from_dict(best_raw).to_yaml())
+    os.replace(best_yaml + ".tmp", best_yaml)
+    return best_yaml
 
 
 def format_table(result: dict) -> str:

@@ -328,7 +328,7 @@ def test_interclr_bank_starts_from_the_initial_networks_features():
     import copy
 
     from raycl.bank import lloyd
-    from raycl.data import rounds
+    from raycl.data import eval_rounds
     from raycl.data.demo import demo_sources
     from raycl.data.views import eval_view
 
@@ -339,7 +339,7 @@ def test_interclr_bank_starts_from_the_initial_networks_features():
     src = demo_sources(0.2, num_samples=256)[0]
     random_rows = m.bank.rows.clone()
     running = {k: v.clone() for k, v in m.state_dict().items() if "running" in k or "num_batches" in k}
-    m.init_from_features(rounds(src, 100, 0, 1))
+    m.init_from_features(eval_rounds(src, 100, 0, 1))
     assert m.training and bool(m.kmeans.initialized)
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in running.items())   # BN statistics untouched
     data = src.read_all()

@@ -273,11 +273,38 @@ def lars(cfg, steps: int = 20, repeats: int = 3, workers: int = 2, address: str 
     }
 
 
+def _random_batches(c: dict, world: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Seeded (index, unit embedding) pairs of the global batch, one per step plus a warm-up."""
+    import torch.nn.functional as F
+
+    g = torch.Generator(device="cpu").manual_seed(1)
+    return [
+        (
+            torch.randint(c["n"], (c["batch"] * world,), generator=g).to(device),
+            F.normalize(torch.randn(c["batch"] * world, c["dim"], generator=g), dim=1).to(device),
+        )
+        for _ in range(c["steps"] + 1)
+    ]
+
+
+def _naive_semi_hard(bank, km, index, v, batch: int, negatives: int) -> list[torch.Tensor]:
+    """The reference sampler: full descending sort of each anchor's similarities to all N rows (the
+    whole bank on one worker), drop the anchor's cluster, K uniform draws from the nearest 10%."""
+    rows, labels = bank.full(), km.all_labels()
+    a, alab = v[:batch], labels[index[:batch]]
+    order = (a @ rows.t()).argsort(dim=1, descending=True)
+    keep = labels[order] != alab.view(-1, 1)
+    nearest = int(0.1 * rows.shape[0])
+    picks = []
+    for row in range(len(a)):
+        cand = order[row][keep[row]][:nearest]
+        picks.append(cand[torch.randperm(len(cand), device=cand.device)[:negatives]])
+    return picks
+
+
 def _bank_worker(config: dict) -> None:
     """One InterCLR bank step (update + k-means + semi-hard negatives), timed on this worker's shard,
     against a naive semi-hard sampler (full sort of every anchor's similarities) on the same rows."""
-    import torch.nn.functional as F
-
     from raycl import collectives as dist
     from raycl.bank import MemoryBank, OnlineKMeans, Shard, inter_negatives
 
@@ -290,14 +317,7 @@ def _bank_worker(config: dict) -> None:
     km.bank = [bank]
     km.initialize(iters=c["kmeans_iters"])
     init_s = time.perf_counter() - t0
-    g = torch.Generator(device="cpu").manual_seed(1)
-    batches = [
-        (
-            torch.randint(c["n"], (c["batch"] * w,), generator=g).to(device),
-            F.normalize(torch.randn(c["batch"] * w, c["dim"], generator=g), dim=1).to(device),
-        )
-        for _ in range(c["steps"] + 1)
-    ]
+    batches = _random_batches(c, w, device)
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
     parts: dict[str, list[float]] = {"update": [], "kmeans": [], "semi_hard": []}
 
@@ -323,26 +343,11 @@ def _bank_worker(config: dict) -> None:
             parts[k].append(dt)
     traffic = {k: (dist.traffic[k] - before[k]) / c["steps"] for k in before}
 
-    def naive_semi_hard(i):
-        """Full descending sort of each anchor's similarities to all N rows (the whole bank on one
-        worker), drop the anchor's cluster, K uniform draws from the nearest 10%."""
-        index, v = batches[i]
-        rows, labels = bank.full(), km.all_labels()
-        a, alab = v[: c["batch"]], labels[index[: c["batch"]]]
-        order = (a @ rows.t()).argsort(dim=1, descending=True)
-        keep = labels[order] != alab.view(-1, 1)
-        m = int(0.1 * c["n"])
-        picks = []
-        for row in range(len(a)):
-            cand = order[row][keep[row]][:m]
-            picks.append(cand[torch.randperm(len(cand), device=cand.device)[: c["negatives"]]])
-        sync()
-        return picks
-
     naive = []
     for i in range(1, min(c["steps"], 3) + 1):
         t = time.perf_counter()
-        naive_semi_hard(i)
+        _naive_semi_hard(bank, km, *batches[i], c["batch"], c["negatives"])
+        sync()
         naive.append(time.perf_counter() - t)
     _report(
         {

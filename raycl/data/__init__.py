@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from raycl.data.demo import demo_sources
 from raycl.data.loader import Batch, EpochLoader
+from raycl.data.parquet import ParquetSource
 from raycl.data.source import ArraySource, Block, RowSubset, Source, rounds, subset
+from raycl.data.views import eval_view
+from raycl.errors import DataError
+from raycl.fields import MAX_CLASSES
 from raycl.log import PREFIX
 from raycl.log import get as get_logger
 
@@ -17,15 +23,10 @@ def build_sources(cfg) -> tuple[Source, Source]:
     ``data.eval_fraction`` of its rows for the monitor's queries (those rows are still trained on)."""
     d = cfg.data
     if d.dataset == "demo":
-        from raycl.data.demo import demo_sources
-
         return demo_sources(d.eval_fraction, d.num_samples)
-    from raycl.data.parquet import ParquetSource
 
     train: Source = ParquetSource(d.path, d.image_size, d.channels, d.on_corrupt)
     if d.preload:  # decoded once here; rows that did not decode (on_corrupt: skip) are left out
-        from raycl.data.source import ArraySource
-
         b = train.read_all()
         train = ArraySource(b.images[b.valid], b.labels[b.valid], b.index[b.valid], name=f"preloaded {d.path}")
     if d.eval_path:
@@ -33,6 +34,15 @@ def build_sources(cfg) -> tuple[Source, Source]:
     n = len(train)
     held = np.random.default_rng(cfg.run.seed).permutation(n)[: max(1, int(n * d.eval_fraction))]
     return train, RowSubset(train, held)  # positions only: rows are read when the monitor asks
+
+
+def eval_rounds(source: Source, chunk: int, rank: int, world: int, device="cpu"):
+    """``rounds`` as the network takes them: (index int64, normalised float images, or None for an
+    empty round) on ``device``."""
+    for index, images in rounds(source, chunk, rank, world):
+        idx = torch.as_tensor(index, dtype=torch.long, device=device)
+        empty = images is None or not len(idx)
+        yield idx, None if empty else eval_view(torch.as_tensor(images).to(device))
 
 
 def method_class(cfg):
@@ -51,13 +61,10 @@ def check_data(cfg) -> dict:
     labels are -1 or class ids, indices are unique and fit the method's per-sample store, and a
     supervised method gets a label on every row. Returns {"train": summary, "eval": summary}
     (summary: rows, labeled, classes, max_index); the built-in data needs no check."""
-    from raycl.errors import DataError
 
     d, m = cfg.data, cfg.method
     if d.dataset == "demo":
         return {}
-    from raycl.data.parquet import ParquetSource
-    from raycl.fields import MAX_CLASSES
 
     method = method_class(cfg)
     largest = method.largest_label(m)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import fsspec
@@ -120,6 +121,51 @@ def check_destination(dest_url: str, rows_per_shard) -> tuple:
     return dfs, droot
 
 
+def list_images(folder: str) -> tuple[fsspec.AbstractFileSystem, list[str], list[str], np.ndarray]:
+    """(filesystem, image files sorted, class names, label per file): a file in a subfolder takes
+    the subfolder's class id (classes in sorted order); a file directly in ``folder`` -1."""
+    fs, root = fsspec.core.url_to_fs(folder)
+    if not fs.isdir(root):
+        raise DataError(f"image folder {folder!r} does not exist or is not a folder")
+    files = sorted(p for p in fs.find(root) if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"image folder {folder!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    rel = [os.path.relpath(p, root) for p in files]
+    classes = sorted({r.split(os.sep)[0] for r in rel if os.sep in r})
+    cid = {c: i for i, c in enumerate(classes)}
+    labels = np.array([cid[r.split(os.sep)[0]] if os.sep in r else -1 for r in rel], dtype=np.int64)
+    return fs, files, classes, labels
+
+
+class ShardWriter:
+    """Rows (encoded image, label) buffered into shards of ``rows_per_shard``, indices 0, 1, ... in
+    the order added."""
+
+    def __init__(self, fs, root: str, rows_per_shard: int, row_group_size: int):
+        self.fs, self.root, self.per, self.group = fs, root, rows_per_shard, row_group_size
+        self.images: list = []
+        self.labels: list = []
+        self.shards: list[str] = []
+        self.rows = 0
+
+    def add(self, image: bytes, label: int) -> None:
+        self.images.append(image)
+        self.labels.append(label)
+
+    def flush(self, last: bool = False) -> None:
+        """Write every full shard held, and with ``last`` the rest."""
+        while len(self.images) >= self.per or (self.images and last):
+            images, labels = self.images[: self.per], self.labels[: self.per]
+            index = np.arange(self.rows, self.rows + len(images))
+            self.shards.append(write_shard(self.fs, self.root, len(self.shards), index, images, labels, self.group))
+            self.rows += len(images)
+            self.images, self.labels = self.images[self.per :], self.labels[self.per :]
+
+    def remove_written(self) -> None:
+        for path in self.shards:
+            self.fs.rm(path)
+
+
 def convert_image_folder(
     folder: str,
     dest_url: str,
@@ -140,24 +186,13 @@ def convert_image_folder(
     (``on_corrupt="error"``) or is left out and listed (``"skip"``). Files are read a shard at a
     time, by a pool of threads, so memory holds one shard's bytes. Returns a summary dict.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     if on_corrupt not in ("error", "skip"):
         raise DataError(f"--on-corrupt: expected 'error' or 'skip', got {on_corrupt!r}")
-    fs, root = fsspec.core.url_to_fs(folder)
-    if not fs.isdir(root):
-        raise DataError(f"image folder {folder!r} does not exist or is not a folder")
+    fs, files, classes, labels = list_images(folder)
     dfs, droot = check_destination(dest_url, rows_per_shard)
-    files = sorted(p for p in fs.find(root) if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"image folder {folder!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    rel = [os.path.relpath(p, root) for p in files]
-    classes = sorted({r.split(os.sep)[0] for r in rel if os.sep in r})
-    cid = {c: i for i, c in enumerate(classes)}
-    labels = np.array([cid[r.split(os.sep)[0]] if os.sep in r else -1 for r in rel], dtype=np.int64)
     order = np.random.default_rng(seed).permutation(len(files)) if shuffle else np.arange(len(files))
 
-    def load(i):
+    def load(i):  # (i, the file's bytes or None, why it does not decode or None)
         data = fs.cat_file(files[i])
         try:
             check_decodes(data)
@@ -167,43 +202,26 @@ def convert_image_folder(
 
     dfs.makedirs(droot, exist_ok=True)
     skipped: list[str] = []
-    shards: list[str] = []
-    kept = 0
-    buf: tuple[list, list] = ([], [])
+    writer = ShardWriter(dfs, droot, rows_per_shard, row_group_size)
     with ThreadPoolExecutor(threads or convert_threads()) as pool:
         for s in range(0, len(order), rows_per_shard):
             for i, data, err in pool.map(load, order[s : s + rows_per_shard].tolist()):
-                if err is not None:
-                    if on_corrupt == "error":
-                        for p in shards:  # no half-converted folder left to trip the next attempt
-                            dfs.rm(p)
-                        raise DataError(
-                            f"{files[i]!r} does not decode as an image ({err}); "
-                            "fix or remove it, or pass --on-corrupt skip"
-                        )
+                if err is None:
+                    writer.add(data, labels[i])
+                elif on_corrupt == "skip":
                     skipped.append(files[i])
-                    continue
-                buf[0].append(data)
-                buf[1].append(labels[i])
-            while len(buf[0]) >= rows_per_shard or (buf[0] and s + rows_per_shard >= len(order)):
-                imgs, labs = buf[0][:rows_per_shard], buf[1][:rows_per_shard]
-                shards.append(
-                    write_shard(dfs, droot, len(shards), np.arange(kept, kept + len(imgs)), imgs, labs, row_group_size)
-                )
-                kept += len(imgs)
-                buf = (buf[0][rows_per_shard:], buf[1][rows_per_shard:])
-    if not kept:
+                else:
+                    writer.remove_written()  # no half-converted folder left to trip the next attempt
+                    raise DataError(
+                        f"{files[i]!r} does not decode as an image ({err}); fix or remove it, or pass --on-corrupt skip"
+                    )
+            writer.flush(last=s + rows_per_shard >= len(order))
+    if not writer.rows:
         raise DataError(f"image folder {folder!r}: none of its {len(files)} image files decodes")
     if skipped and log is not None:
         log(f"skipped {len(skipped)} file(s) that do not decode, e.g. {skipped[0]}")
-    return {
-        "images": kept,
-        "classes": classes,
-        "shards": len(shards),
-        "dest": dest_url,
-        "skipped": skipped,
-        "shuffled": shuffle,
-    }
+    return {"images": writer.rows, "classes": classes, "shards": len(writer.shards), "dest": dest_url,
+            "skipped": skipped, "shuffled": shuffle}  # fmt: skip
 
 
 def list_shards(url: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:

@@ -8,10 +8,11 @@ shard. Nothing is downloaded unless ``download`` is set (``--download``)."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from raycl.data.parquet import check_destination, convert_threads, encode_png, write_shard
+from raycl.data.parquet import ShardWriter, check_destination, convert_threads, encode_png
 from raycl.errors import DataError
 
 PREFIX = "torchvision:"
@@ -56,6 +57,21 @@ def as_array(item) -> np.ndarray:
     raise DataError(f"an image of shape {a.shape}: expected H x W, H x W x C or C x H x W with C = 1 or 3")
 
 
+def png_rows(ds):
+    """``row(i) -> (PNG bytes, label)`` of a torchvision dataset. MNIST-style and CIFAR-style classes
+    hold every image as one uint8 array: rows are read from it without PIL on the way in."""
+    data, targets = getattr(ds, "data", None), getattr(ds, "targets", getattr(ds, "labels", None))
+    if data is not None and targets is not None and len(data) == len(ds) and np.asarray(data).dtype == np.uint8:
+        images, labels = np.asarray(data), np.asarray(targets, dtype=np.int64)
+        return lambda i: (encode_png(as_array(images[i])), int(labels[i]))
+
+    def row(i):
+        image, label = ds[i]
+        return encode_png(as_array(image)), int(label)
+
+    return row
+
+
 def convert_torchvision(
     spec: str,
     dest_url: str,
@@ -69,53 +85,29 @@ def convert_torchvision(
     threads: int | None = None,
     log=None,
 ) -> dict:
-    from concurrent.futures import ThreadPoolExecutor
-
-    name = spec[len(PREFIX) :]
+    """``torchvision:NAME`` read from ``root`` -> Parquet shards of PNG rows at ``dest_url``, in a
+    seeded random order (``shuffle``), a shard at a time by a pool of threads; ``log`` gets a
+    progress line per shard. Returns a summary dict."""
     dfs, droot = check_destination(dest_url, rows_per_shard)
-    ds = open_dataset(name, root, split, download)
-    n = len(ds)
-    # MNIST-style and CIFAR-style classes hold every image as one array: skip PIL on the way in
-    data, targets = getattr(ds, "data", None), getattr(ds, "targets", getattr(ds, "labels", None))
-    whole = data is not None and targets is not None and len(data) == n and np.asarray(data).dtype == np.uint8
-    if whole:
-        data, targets = np.asarray(data), np.asarray(targets, dtype=np.int64)
+    ds = open_dataset(spec[len(PREFIX) :], root, split, download)
+    n, row = len(ds), png_rows(ds)
     order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
-
-    def row(i):
-        if whole:
-            return encode_png(as_array(data[i])), int(targets[i])
-        image, label = ds[i]
-        return encode_png(as_array(image)), int(label)
-
     dfs.makedirs(droot, exist_ok=True)
-    shards: list[str] = []
-    t0 = time.perf_counter()
+    writer = ShardWriter(dfs, droot, rows_per_shard, row_group_size)
+    started = time.perf_counter()
     try:
         with ThreadPoolExecutor(threads or convert_threads()) as pool:
             for s in range(0, n, rows_per_shard):
-                rows = list(pool.map(row, order[s : s + rows_per_shard].tolist()))
-                shards.append(
-                    write_shard(
-                        dfs,
-                        droot,
-                        len(shards),
-                        np.arange(s, s + len(rows)),
-                        [r[0] for r in rows],
-                        [r[1] for r in rows],
-                        row_group_size,
-                    )
-                )
+                for image, label in pool.map(row, order[s : s + rows_per_shard].tolist()):
+                    writer.add(image, label)
+                writer.flush(last=True)
                 if log is not None:
-                    done, dt = s + len(rows), time.perf_counter() - t0
-                    log(
-                        f"{spec}: {done}/{n} images, {done / dt:.0f} images/s, "
-                        f"ETA {(n - done) / max(done / dt, 1e-9):.0f} s"
-                    )
+                    done, rate = writer.rows, writer.rows / (time.perf_counter() - started)
+                    log(f"{spec}: {done}/{n} images, {rate:.0f} images/s, ETA {(n - done) / max(rate, 1e-9):.0f} s")
     except BaseException:
-        for p in shards:  # no half-converted folder left to trip the next attempt
-            dfs.rm(p)
+        writer.remove_written()  # no half-converted folder left to trip the next attempt
         raise
+    shards = writer.shards
     classes = list(getattr(ds, "classes", []) or [])
     return {
         "images": n,

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from raycl.log import get as get_logger
-from raycl.train.progress import fmt_duration
+from raycl.progress import fmt_duration
 
 log = get_logger(__name__)
 

@@ -73,9 +73,10 @@ class Method(nn.Module):
         return None
 
     # -- what the training loop calls; the defaults do nothing ------------------------------------
-    def init_from_features(self, chunks, device="cpu") -> bool:
+    def init_from_features(self, chunks) -> bool:
         """Fill per-sample state from the initial network's features of every row (``chunks``: this
-        worker's share); returns whether it did (InterCLR's bank, paper section 3.2)."""
+        worker's share, as (index, normalised images or None) on its device, from
+        ``raycl.data.eval_rounds``); returns whether it did (InterCLR's bank, paper section 3.2)."""
         return False
 
     def gather_state(self) -> dict | None:

@@ -43,7 +43,6 @@ from raycl.bank import (
     inter_positives,
     intra_negatives,
 )
-from raycl.data.views import eval_view
 from raycl.errors import ConfigError
 from raycl.fields import Number
 from raycl.losses import margin_nce_lse
@@ -148,8 +147,8 @@ class InterCLR(Method):
     @torch.no_grad()
     def init_from_features(self, chunks, device="cpu") -> bool:
         """Bank rows <- normalize(g(f(x))) of every training sample under the current (initial)
-        network, then global k-means. ``chunks`` yields this worker's (index, images uint8) per round
-        (``raycl.data.rounds``); every worker must run the same number of rounds (collectives).
+        network, then global k-means. ``chunks`` yields this worker's (index, normalised images or None)
+        per round (``raycl.data.eval_rounds``); every worker runs the same number of rounds (collectives).
 
         BatchNorm uses each chunk's own statistics, as in training: at initialisation the running
         statistics are 0 / 1, and eval-mode embeddings of the digits were all within a few degrees
@@ -161,13 +160,12 @@ class InterCLR(Method):
             return False
         with batch_statistics(self):
             for index, images in chunks:
-                idx = torch.as_tensor(index, dtype=torch.long, device=device)
-                if images is None or not len(idx):
-                    v = torch.zeros(0, self.bank.dim, device=device)
+                if images is None:
+                    v = torch.zeros(0, self.bank.dim, device=index.device)
                 else:
-                    x = eval_view(torch.as_tensor(images).to(device)).to(next(self.parameters()).dtype)
+                    x = images.to(next(self.parameters()).dtype)
                     v = F.normalize(self.projector(self.backbone(x)).float(), dim=1)
-                self.bank.write(idx, v)
+                self.bank.write(index, v)
         self.kmeans.initialize()
         return True
 

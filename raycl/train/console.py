@@ -19,8 +19,8 @@ import sys
 import threading
 from typing import IO, Any
 
+from raycl.progress import fmt_duration
 from raycl.train import ray_logs
-from raycl.train.progress import fmt_duration
 
 PROGRESS = "[raycl:progress] "
 FAILED = "[raycl:failed] "  # a worker stopping on a RayclError: JSON {"error", "message"}; what follows is its echo

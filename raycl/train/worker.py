@@ -18,15 +18,15 @@ import torch
 
 from raycl import collectives as dist
 from raycl.config import Config, check_paths, from_dict
-from raycl.data import EpochLoader, build_sources, eval_ready, rounds
+from raycl.data import EpochLoader, build_sources, eval_ready, eval_rounds
 from raycl.data.decode import decode_batch
 from raycl.errors import ConfigError, RayclError
 from raycl.eval import extract, knn_top1
 from raycl.eval.features import rows_per_forward
 from raycl.log import get as get_logger
+from raycl.progress import Progress, fmt_duration
 from raycl.train.console import FAILED, PROGRESS
 from raycl.train.engine import build_engine, make_views, train_step
-from raycl.train.progress import Progress, fmt_duration
 from raycl.train.rss import peak_rss_mb, reset_peak_rss
 from raycl.train.run_state import resume, save_checkpoint
 from raycl.train.storage import log_dir
@@ -159,8 +159,8 @@ class WorkerRun:
 
     def init_per_sample_state(self) -> None:
         started = time.perf_counter()
-        chunks = rounds(self.train_src, INIT_CHUNK, self.rank, self.world)
-        if self.state.global_step == 0 and self.engine.module.init_from_features(chunks, self.device):
+        chunks = eval_rounds(self.train_src, INIT_CHUNK, self.rank, self.world, self.device)
+        if self.state.global_step == 0 and self.engine.module.init_from_features(chunks):
             self.tell(
                 f"bank initialised from the initial network's features of {len(self.train_src)} samples, "
                 f"k-means over them ({time.perf_counter() - started:.1f} s)"
