@@ -91,19 +91,21 @@ def test_method_beats_the_random_init_encoder(ray_cluster, tmp_path, name):
     from raycl.bench.quality import PRESETS
     from raycl.config import load_config
 
-    margins = []
+    margins, figures = [], []
     for seed in QUALITY_SEEDS.get(name, [0]):
         cfg = load_config(api.demo_config_path(), QUALITY + [f"method.name={name}", f"run.name=q-{name}-{seed}",
                                                                f"run.storage_path={tmp_path}", f"run.seed={seed}",
                                                                *PRESETS[name]])
         res = fit(cfg)
-        knn = api.evaluate(res.checkpoint.path, linear=False)["knn_top1"]
-        margins.append(knn - api.random_init_knn(cfg))
-    assert float(np.median(margins)) > 0.02, f"{name}: kNN minus random init per seed {margins}"
+        ev = api.evaluate(res.checkpoint.path, linear=False)  # with both floors, on the same rows
+        assert ev["random_init_knn_top1"] == api.random_init_knn(cfg)   # the floor is the run's seed's encoder
+        margins.append(ev["knn_top1"] - ev["random_init_knn_top1"])
+        figures.append({k: round(ev[k], 3) for k in ("knn_top1", "random_init_knn_top1", "pixels_knn_top1")})
+    print(f"{name}: {figures}")   # the raw-pixel floor beside the random-init one (issue 24)
+    assert float(np.median(margins)) > 0.02, f"{name}: kNN minus random init per seed {margins}; {figures}"
 
 
-def test_bench_quality_prints_one_row_per_method_and_the_random_init_floor(ray_cluster, tiny_cfg, tmp_path,
-                                                                           capsys):
+def test_bench_quality_prints_one_row_per_method_and_both_floors(ray_cluster, tiny_cfg, tmp_path, capsys):
     from raycl import api
     from raycl.cli import main
     from raycl.methods import build_method
@@ -112,11 +114,15 @@ def test_bench_quality_prints_one_row_per_method_and_the_random_init_floor(ray_c
     (tmp_path / "q.yaml").write_text(cfg.to_yaml())
     assert main(["bench", "quality", "--config", str(tmp_path / "q.yaml"), "--methods", "supervised_ce"]) == 0
     out = capsys.readouterr().out
-    header, row, floor_row, payload = out.strip().splitlines()[-4:]
+    header, row, floor_row, pixels_row, payload = out.strip().splitlines()[-5:]
     assert header.split() == ["method", "knn_top1", "linear_top1", "images_per_s", "wall_s"]
     rows = json.loads(payload)
-    assert [r["method"] for r in rows] == ["supervised_ce", "random init"]
+    assert [r["method"] for r in rows] == ["supervised_ce", "random init", "raw pixels"]
     assert row.split()[0] == "supervised_ce" and floor_row.startswith("random init")
+    assert pixels_row.startswith("raw pixels")
+    pixels = api.evaluate_backbone(cfg, torch.nn.Flatten(), linear=True)   # the pixels, flattened, same rows
+    assert rows[2]["knn_top1"] == round(pixels["knn_top1"], 4)
+    assert rows[2]["linear_top1"] == round(pixels["linear_top1"], 4)
     # the floor is the method-independent random encoder, evaluated here without raycl.train
     torch.manual_seed(cfg.run.seed)
     expect = api.evaluate_backbone(cfg, build_method(cfg, 1).backbone, linear=True)

@@ -2,7 +2,8 @@
 
 Each method runs the real path (``raycl train`` on Ray + DeepSpeed, then kNN and a linear probe on the
 frozen encoder) from the same base config; ``PRESETS`` holds the few method keys the digits need
-(bank sizes, queue length, strong-view size for 28 px images). A random-init encoder row is the floor.
+(bank sizes, queue length, strong-view size for 28 px images). Two floors close the table, measured on
+the same rows by the same protocol: the encoder at random init, and the raw pixels.
 """
 
 from __future__ import annotations
@@ -58,13 +59,11 @@ def quality(base: dict, methods: list[str], address: str | None = None, log=prin
         if name not in PRESETS:
             raise ConfigError(f"bench quality: no preset for method {name!r}; known: {', '.join(PRESETS)}")
         cfg = from_dict(
-            apply_overrides(
-                base, [f"method.name={name}", f"run.name=quality-{name}-{int(time.time())}", *PRESETS[name]]
-            )
+            apply_overrides(for_method(base, name), [f"run.name=quality-{name}-{int(time.time())}", *PRESETS[name]])
         )
         t0 = time.perf_counter()
         metrics = api.train(cfg, address)
-        ev = api.evaluate(metrics["checkpoint"])
+        ev = api.evaluate(metrics["checkpoint"], with_floors=False)  # the floors are the same rows: once below
         rows.append(
             {
                 "method": name,
@@ -75,18 +74,23 @@ def quality(base: dict, methods: list[str], address: str | None = None, log=prin
             }
         )
         log(format_table(rows[-1:], header=len(rows) == 1))
-    cfg = from_dict(base)
-    floor = api.random_init_eval(cfg, linear=True)
-    rows.append(
-        {
-            "method": "random init",
-            "knn_top1": round(floor["knn_top1"], 4),
-            "linear_top1": round(floor["linear_top1"], 4),
-            "images_per_s": None,
-            "wall_s": None,
-        }
-    )
+    floors = api.floors(from_dict(base), linear=True)
+    for label, key in (("random init", "random_init_"), ("raw pixels", "pixels_")):
+        if f"{key}knn_top1" in floors:
+            knn, linear = floors[f"{key}knn_top1"], floors.get(f"{key}linear_top1")
+            rows.append({"method": label, "knn_top1": round(knn, 4), "linear_top1": None if linear is None else round(linear, 4),
+                         "images_per_s": None, "wall_s": None})  # fmt: skip
     return rows
+
+
+def for_method(base: dict, name: str) -> dict:
+    """``base`` with ``method.name`` set to ``name``, keeping only the base's method keys that
+    method has (the demo's temperature, say; never another method's keys)."""
+    from raycl.methods import REGISTRY
+
+    own = REGISTRY[name].Config.model_fields
+    method = {k: v for k, v in (base.get("method") or {}).items() if k in own and k != "name"}
+    return {**base, "method": {"name": name, **method}}
 
 
 def format_table(rows: list[dict], header: bool = True) -> str:
