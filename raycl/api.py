@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raycl.config import Config, check_paths, ensure_config, from_dict, load_config, resolve_paths
+from raycl.config import Config, check_paths, ensure_config, load_config, stored_config
 from raycl.data import build_sources, check_data, eval_ready, subset
 from raycl.data.parquet import convert_image_folder
 from raycl.data.preview import grid
@@ -23,6 +23,7 @@ from raycl.errors import CheckpointError, ConfigError, DataError
 from raycl.eval import extract, knn_top1, linear_probe
 from raycl.eval.features import rows_per_forward
 from raycl.eval.report import Ticker
+from raycl.export import export_backbone
 from raycl.log import get as get_logger
 from raycl.methods import build_method
 from raycl.train.checkpoint import check_state_dict, load_model_file, read_state, registered_checkpoints
@@ -231,14 +232,21 @@ def load_checkpoint_model(path: str):
     """(config, method) from a raycl checkpoint directory, on CPU, without Ray or DeepSpeed."""
 
     payload = load_model_file(os.path.expanduser(path))
-    try:  # a checkpoint of an older raycl may hold relative paths: they are read from here
-        cfg = from_dict(resolve_paths(payload["config"]) if isinstance(payload["config"], dict) else payload["config"])
+    try:
+        cfg = stored_config(payload["config"])
     except ConfigError as e:
         raise CheckpointError(f"{path}: the config stored in model.pt is not valid: {e}") from None
     method = build_method(cfg, cfg.data.channels)
     check_state_dict(payload["state_dict"], method, cfg.method.name, path)
     method.load_state_dict(payload["state_dict"])
     return cfg, method
+
+
+def export(checkpoint: str, out: str, fmt: str = "safetensors") -> dict:
+    """The backbone of a checkpoint (or of a run's newest) written to ``out`` as tensors only:
+    safetensors, or a torchvision ``.pth`` state_dict (see raycl.export)."""
+    cfg, method = load_checkpoint_model(checkpoint)
+    return export_backbone(cfg, method.backbone, out, fmt) | {"checkpoint": checkpoint}
 
 
 def check_stored_data(cfg: Config) -> None:

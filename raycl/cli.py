@@ -39,6 +39,7 @@ def parser() -> argparse.ArgumentParser:
         _sweep_parser,
         _views_parser,
         _eval_parser,
+        _export_parser,
         _config_parser,
         _data_parser,
         _bench_parser,
@@ -140,6 +141,22 @@ def evaluate(args) -> None:
     out = api.evaluate(args.checkpoint, linear=not args.no_linear, with_floors=not args.no_floors)
     print(floors_table(out))
     print(json.dumps(out))
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="a checkpoint's backbone alone, as tensors (safetensors or torchvision .pth)")
+    p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (its newest)")
+    p.add_argument("out", help="file to write, e.g. backbone.safetensors or resnet50.pth")
+    p.add_argument("--format", default="safetensors", choices=["safetensors", "torchvision"],
+                   help="safetensors (default, any backbone) or torchvision (a state_dict torchvision's "
+                   "resnet18/resnet50 loads, for backbones of its shape)")  # fmt: skip
+    p.set_defaults(handler=export)
+
+
+def export(args) -> None:
+    from raycl import api
+
+    print(json.dumps(api.export(args.checkpoint, args.out, args.format)))
 
 
 def _config_parser(sub) -> None:

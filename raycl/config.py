@@ -453,6 +453,19 @@ def resolve_paths(raw: dict) -> dict:
     return out
 
 
+def stored_config(raw: dict) -> Config:
+    """A config raycl wrote itself (a checkpoint's ``model.pt``). Until per-method sections (session
+    11) every method's keys were stored in ``method``; the keys the named method does not have are
+    dropped (they did nothing for it). Local paths of an older raycl may be relative: they are read
+    from here."""
+    raw = resolve_paths(raw)
+    method = raw.get("method")
+    if isinstance(method, dict) and method.get("name", MethodConfig.model_fields["name"].default) in REGISTRY:
+        own = REGISTRY[method.get("name", MethodConfig.model_fields["name"].default)].Config.model_fields
+        raw["method"] = {k: v for k, v in method.items() if k in own}
+    return from_dict(raw)
+
+
 def from_user(raw: dict | None) -> Config:
     """A config given on the driver (a file, overrides, a dict): its local paths resolved against the
     working directory and the data paths checked to exist. Workers and trials rebuild the resolved

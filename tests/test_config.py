@@ -191,3 +191,17 @@ def test_the_json_schema_and_raycl_agree(overrides, accepted):
         by_raycl = False
     by_schema = jsonschema.Draft202012Validator(schema()).is_valid(raw)
     assert by_raycl == accepted and by_schema == accepted, (by_raycl, by_schema)
+
+
+def test_a_checkpoint_config_of_a_raycl_before_per_method_sections_still_loads():
+    """Until session 11 `method` held every method's keys (one flat bag); such a stored config loads,
+    keeping the named method's own keys, while a user's config with another method's key is refused."""
+    from raycl.config import stored_config
+
+    flat = {"name": "moco_v2", "temperature": 0.2, "views": None, "queue_size": 256, "key_momentum": 0.99,
+            "symmetric": False, "shuffle_bn": True, "bank_size": None, "num_clusters": 10000, "k1": 1.0,
+            "strong_sizes": [96], "concat_k": 2, "perturbation": "dropout", "lam": 0.75}
+    cfg = stored_config({"method": dict(flat), "run": {"storage_path": "runs"}})
+    assert cfg.method.name == "moco_v2" and cfg.method.queue_size == 256 and cfg.method.shuffle_bn
+    assert cfg.run.storage_path.startswith("/")           # an older raycl's relative path, read from here
+    assert "method.bank_size: unknown key" in err({"method": dict(flat)})

@@ -77,8 +77,9 @@ def quality(base: dict, methods: list[str], address: str | None = None, log=prin
     floors = api.floors(from_dict(base), linear=True)
     for label, key in (("random init", "random_init_"), ("raw pixels", "pixels_")):
         if f"{key}knn_top1" in floors:
-            knn, linear = floors[f"{key}knn_top1"], floors.get(f"{key}linear_top1")
-            rows.append({"method": label, "knn_top1": round(knn, 4), "linear_top1": None if linear is None else round(linear, 4),
+            linear = floors.get(f"{key}linear_top1")
+            rows.append({"method": label, "knn_top1": round(floors[f"{key}knn_top1"], 4),
+                         "linear_top1": None if linear is None else round(linear, 4),
                          "images_per_s": None, "wall_s": None})  # fmt: skip
     return rows
 
