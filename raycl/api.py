@@ -14,19 +14,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raycl.config import Config, check_paths, ensure_config, load_config, stored_config
+from raycl.config import Config, check_paths, ensure_config, load_config
 from raycl.data import build_sources, check_data, eval_ready, subset
 from raycl.data.parquet import convert_image_folder
 from raycl.data.preview import grid
 from raycl.data.torchvision_source import convert_torchvision, is_torchvision
-from raycl.errors import CheckpointError, ConfigError, DataError
+from raycl.errors import ConfigError, DataError
 from raycl.eval import extract, knn_top1, linear_probe
 from raycl.eval.features import rows_per_forward
 from raycl.eval.report import Ticker
 from raycl.export import export_backbone
 from raycl.log import get as get_logger
 from raycl.methods import build_method
-from raycl.train.checkpoint import check_state_dict, load_model_file, read_state, registered_checkpoints
+from raycl.train.checkpoint import load_checkpoint_model, read_state, registered_checkpoints
 from raycl.train.storage import run_dir
 
 log = get_logger(__name__)
@@ -228,25 +228,22 @@ def floors(cfg: Config, linear: bool = True, quiet: bool = False) -> dict:
     return out | {f"pixels_{k}": v for k, v in pixels.items() if k != "skipped"}
 
 
-def load_checkpoint_model(path: str):
-    """(config, method) from a raycl checkpoint directory, on CPU, without Ray or DeepSpeed."""
-
-    payload = load_model_file(os.path.expanduser(path))
-    try:
-        cfg = stored_config(payload["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{path}: the config stored in model.pt is not valid: {e}") from None
-    method = build_method(cfg, cfg.data.channels)
-    check_state_dict(payload["state_dict"], method, cfg.method.name, path)
-    method.load_state_dict(payload["state_dict"])
-    return cfg, method
-
-
 def export(checkpoint: str, out: str, fmt: str = "safetensors") -> dict:
     """The backbone of a checkpoint (or of a run's newest) written to ``out`` as tensors only:
     safetensors, or a torchvision ``.pth`` state_dict (see raycl.export)."""
     cfg, method = load_checkpoint_model(checkpoint)
     return export_backbone(cfg, method.backbone, out, fmt) | {"checkpoint": checkpoint}
+
+
+def knn(checkpoint: str, workers: int = 2, k: int | None = None, temperature: float | None = None,
+        address: str | None = None) -> dict:  # fmt: skip
+    """Weighted kNN top-1/top-5 over every training row, on ``workers`` Ray Train workers that each
+    hold only their share of the features (see raycl.train.knn_run); the data is checked first."""
+    cfg, _ = load_checkpoint_model(checkpoint)
+    check_stored_data(cfg)
+    from raycl.train.knn_run import knn as run_knn  # imports Ray: only once the input is known to be good
+
+    return run_knn(checkpoint, workers, k, temperature, address=address)
 
 
 def check_stored_data(cfg: Config) -> None:

@@ -40,6 +40,7 @@ def parser() -> argparse.ArgumentParser:
         _views_parser,
         _eval_parser,
         _export_parser,
+        _knn_parser,
         _config_parser,
         _data_parser,
         _bench_parser,
@@ -140,6 +141,31 @@ def evaluate(args) -> None:
 
     out = api.evaluate(args.checkpoint, linear=not args.no_linear, with_floors=not args.no_floors)
     print(floors_table(out))
+    print(json.dumps(out))
+
+
+def _knn_parser(sub) -> None:
+    p = sub.add_parser("knn", help="weighted kNN over every training row, features split across Ray workers")
+    p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (its newest)")
+    p.add_argument("--workers", type=int, default=2, help="Ray Train workers, each holding its share (default 2)")
+    p.add_argument("--k", type=int, default=None, help="neighbours (default: the run's eval.knn_k)")
+    p.add_argument("--temperature", type=float, default=None, help="default: the run's eval.knn_temperature")
+    _address(p)
+    p.set_defaults(handler=knn)
+
+
+def knn(args) -> None:
+    from raycl import api
+
+    if args.k is not None and args.k < 1:
+        raise ConfigError(f"--k: expected an integer >= 1, got {args.k}")
+    if args.temperature is not None and not args.temperature > 0:
+        raise ConfigError(f"--temperature: expected a number > 0, got {args.temperature}")
+    out = api.knn(args.checkpoint, args.workers, args.k, args.temperature, args.address)
+    print(
+        f"kNN over {out['train_rows']:,} training rows ({out['workers']} workers, k {out['k']}): "
+        f"top-1 {out['knn_top1']:.4f}, top-5 {out['knn_top5']:.4f} on {out['queries']:,} held-out rows"
+    )
     print(json.dumps(out))
 
 

@@ -24,7 +24,9 @@ import re
 import numpy as np
 import torch
 
-from raycl.errors import CheckpointError
+from raycl.config import stored_config
+from raycl.errors import CheckpointError, ConfigError
+from raycl.methods import build_method
 
 STATE_FILE = "raycl_state.json"
 MODEL_FILE = "model.pt"
@@ -193,3 +195,16 @@ def check_state_dict(state_dict: dict, model: torch.nn.Module, method: str, wher
         {"method": method, "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}},
         where,
     )
+
+
+def load_checkpoint_model(path: str):
+    """(config, method) from a raycl checkpoint directory, on CPU, without Ray or DeepSpeed."""
+    payload = load_model_file(os.path.expanduser(path))
+    try:
+        cfg = stored_config(payload["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: the config stored in model.pt is not valid: {e}") from None
+    method = build_method(cfg, cfg.data.channels)
+    check_state_dict(payload["state_dict"], method, cfg.method.name, path)
+    method.load_state_dict(payload["state_dict"])
+    return cfg, method

@@ -3,6 +3,7 @@ the state it resumes from) and trains it epoch by epoch, monitoring and checkpoi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -282,20 +283,32 @@ class WorkerRun:
         return metrics
 
 
+def announcing_errors(loop):
+    """``loop`` (a Ray Train worker function) whose raycl errors are announced to the driver's console
+    first (``FAILED``), which then shows each as one line instead of the tracebacks Ray Train and its
+    controller print after it."""
+
+    @functools.wraps(loop)
+    def run(config: dict) -> None:
+        try:
+            loop(config)
+        except RayclError as e:
+            sys.stderr.write(FAILED + json.dumps({"error": type(e).__name__, "message": str(e)}) + "\n")
+            sys.stderr.flush()
+            raise
+
+    return run
+
+
+@announcing_errors
 def train_loop(config: dict) -> None:
-    """Train; a raycl error is announced to the driver's console first (``FAILED``), which then shows
-    it as one line instead of the traceback Ray Train and its controller print after it."""
-    try:
-        cfg = from_dict(config)
-        check_paths_here(cfg)
-        quiet_libraries()
-        if cfg.distributed.torch_threads:
-            torch.set_num_threads(cfg.distributed.torch_threads)
-        WorkerRun(cfg).train()
-    except RayclError as e:
-        sys.stderr.write(FAILED + json.dumps({"error": type(e).__name__, "message": str(e)}) + "\n")
-        sys.stderr.flush()
-        raise
+    """Train the run ``config`` (a config dict the driver resolved) on this worker."""
+    cfg = from_dict(config)
+    check_paths_here(cfg)
+    quiet_libraries()
+    if cfg.distributed.torch_threads:
+        torch.set_num_threads(cfg.distributed.torch_threads)
+    WorkerRun(cfg).train()
 
 
 def check_paths_here(cfg) -> None:
