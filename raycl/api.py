@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raycl.config import Config, check_paths, ensure_config, load_config
+from raycl.config import Config, apply_overrides, check_paths, ensure_config, load_config, read_yaml
 from raycl.data import build_sources, check_data, eval_ready, subset
 from raycl.data.parquet import convert_image_folder
 from raycl.data.preview import grid
@@ -26,7 +26,7 @@ from raycl.eval.report import Ticker
 from raycl.export import export_backbone
 from raycl.log import get as get_logger
 from raycl.methods import build_method
-from raycl.train.checkpoint import load_checkpoint_model, read_state, registered_checkpoints
+from raycl.train.checkpoint import load_checkpoint_model, model_file, read_state, registered_checkpoints
 from raycl.train.storage import run_dir
 
 log = get_logger(__name__)
@@ -244,6 +244,43 @@ def knn(checkpoint: str, workers: int = 2, k: int | None = None, temperature: fl
     from raycl.train.knn_run import knn as run_knn  # imports Ray: only once the input is known to be good
 
     return run_knn(checkpoint, workers, k, temperature, address=address)
+
+
+# raycl linear's optimizer and schedule when no recipe is given: SGD on the head, no weight decay,
+# cosine from lr 0.1 (at batch 256) without warm-up, 10 epochs; jobs/configs/linear_*.yaml hold the
+# papers' protocols (MoCo: lr 30, steps at 60/80 of 100 epochs; SimCLR: LARS, 90 epochs).
+LINEAR_DEFAULTS = {
+    "optim": {"name": "sgd", "base_lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "schedule": "cosine",
+              "warmup_epochs": 0, "final_lr": 0.0, "milestones": []},
+    "run": {"epochs": 10, "checkpoint_every": 1, "stop_after_epochs": None, "stop_after_steps": None},
+}  # fmt: skip
+
+
+def linear_config(checkpoint: str, recipe: str | None = None, overrides: list[str] | None = None) -> Config:
+    """The config of a linear evaluation of ``checkpoint``: its run's data, model and workers,
+    ``method: linear_eval`` on its model.pt, ``LINEAR_DEFAULTS`` or the recipe's sections (its
+    ``model`` aside: the backbone is the checkpoint's), then ``overrides``."""
+    path = model_file(checkpoint)
+    pretrained, _ = load_checkpoint_model(path)
+    raw = pretrained.to_dict()
+    classes = check_data(pretrained).get("train", {}).get("classes") or 10  # the built-in digits: 10
+    raw["method"] = {"name": "linear_eval", "checkpoint": path, "num_classes": max(2, classes)}
+    raw["run"]["name"] = f"{pretrained.run.name}-linear"
+    for section, values in (read_yaml(recipe, "linear recipe") if recipe else LINEAR_DEFAULTS).items():
+        if section != "model" and isinstance(values, dict):
+            raw[section] = {**raw.get(section, {}), **values}
+    return ensure_config(apply_overrides(raw, overrides or []))
+
+
+def linear(checkpoint: str, recipe: str | None = None, overrides: list[str] | None = None,
+           address: str | None = None) -> dict:  # fmt: skip
+    """Linear evaluation of a checkpoint's frozen backbone as a Ray Train run (``linear_config``):
+    the last epoch's metrics plus the best epoch's top-1 and top-5."""
+    out = train(linear_config(checkpoint, recipe, overrides), address)
+    epochs = [h for h in history(out["checkpoint"]) if "linear_top1" in h]
+    best = max(epochs, key=lambda h: h["linear_top1"], default={})
+    return out | {"best_linear_top1": best.get("linear_top1"), "best_linear_top5": best.get("linear_top5"),
+                  "best_epoch": best.get("epoch"), "pretrained": model_file(checkpoint)}  # fmt: skip
 
 
 def check_stored_data(cfg: Config) -> None:

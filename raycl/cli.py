@@ -41,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
         _eval_parser,
         _export_parser,
         _knn_parser,
+        _linear_parser,
         _config_parser,
         _data_parser,
         _bench_parser,
@@ -141,6 +142,30 @@ def evaluate(args) -> None:
 
     out = api.evaluate(args.checkpoint, linear=not args.no_linear, with_floors=not args.no_floors)
     print(floors_table(out))
+    print(json.dumps(out))
+
+
+def _linear_parser(sub) -> None:
+    p = sub.add_parser("linear", help="linear evaluation of a checkpoint's frozen backbone, as a Ray Train run")
+    p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (its newest)")
+    p.add_argument(
+        "--config", default=None, help="a recipe: optim/run/data/distributed sections (jobs/configs/linear_*)"
+    )
+    _overrides(p)
+    _address(p)
+    p.set_defaults(handler=linear)
+
+
+def linear(args) -> None:
+    from raycl import api
+    from raycl.train.console import summary
+
+    out = api.linear(args.checkpoint, args.config, args.overrides, args.address)
+    print(summary(api.history(out["checkpoint"]), {"run_dir": out["run_dir"], "checkpoint": out["checkpoint"]}))
+    print(
+        f"linear top-1: last {out.get('linear_top1', float('nan')):.4f}, best {out['best_linear_top1']:.4f} "
+        f"(epoch {out['best_epoch']}); top-5: last {out.get('linear_top5', float('nan')):.4f}"
+    )
     print(json.dumps(out))
 
 

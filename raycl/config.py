@@ -443,10 +443,20 @@ def local_path(url: str) -> str:
     return os.path.abspath(os.path.expanduser(url))
 
 
+def _method_model(raw_method: Any) -> type[MethodConfig]:
+    name = raw_method.get("name", MethodConfig.model_fields["name"].default) if isinstance(raw_method, dict) else None
+    return REGISTRY[name].Config if isinstance(name, str) and name in REGISTRY else MethodConfig
+
+
+def path_fields(raw_method: Any = None) -> list[tuple[str, str]]:
+    """(section, key) of every field that names a place: ``PATH_FIELDS`` and the method's own."""
+    return [*PATH_FIELDS, *(("method", key) for key in _method_model(raw_method).path_fields)]
+
+
 def resolve_paths(raw: dict) -> dict:
-    """A copy of the raw sections with every path field (``PATH_FIELDS``) made absolute."""
+    """A copy of the raw sections with every path field (``path_fields``) made absolute."""
     out = copy.deepcopy(raw)
-    for section, key in PATH_FIELDS:
+    for section, key in path_fields(out.get("method")):
         node = out.get(section)
         if isinstance(node, dict) and isinstance(node.get(key), str) and node[key]:
             node[key] = local_path(node[key])
@@ -460,9 +470,8 @@ def stored_config(raw: dict) -> Config:
     from here."""
     raw = resolve_paths(raw)
     method = raw.get("method")
-    if isinstance(method, dict) and method.get("name", MethodConfig.model_fields["name"].default) in REGISTRY:
-        own = REGISTRY[method.get("name", MethodConfig.model_fields["name"].default)].Config.model_fields
-        raw["method"] = {k: v for k, v in method.items() if k in own}
+    if isinstance(method, dict):
+        raw["method"] = {k: v for k, v in method.items() if k in _method_model(method).model_fields}
     return from_dict(raw)
 
 
@@ -471,7 +480,7 @@ def from_user(raw: dict | None) -> Config:
     working directory and the data paths checked to exist. Workers and trials rebuild the resolved
     config with ``from_dict``, which touches no filesystem."""
     cfg = from_dict(raw)
-    for section, key in PATH_FIELDS:  # defaults included (run.storage_path: ~/raycl_runs)
+    for section, key in path_fields(cfg.method.model_dump()):  # defaults included (run.storage_path)
         value = getattr(getattr(cfg, section), key)
         if value:
             setattr(getattr(cfg, section), key, local_path(value))
@@ -484,6 +493,9 @@ def check_paths(cfg: Config) -> None:
         _require_exists("data.path", cfg.data.path)
     if cfg.data.eval_path:
         _require_exists("data.eval_path", cfg.data.eval_path)
+    for key in cfg.method.path_fields:
+        if getattr(cfg.method, key):
+            _require_exists(f"method.{key}", getattr(cfg.method, key))
 
 
 def ensure_config(cfg) -> Config:

@@ -7,7 +7,7 @@ stem on 3-channel images loads into ``torchvision.models.resnet18()`` / ``resnet
 tensors only (never a pickled object):
 
 - ``safetensors`` (default): every backbone, with what built it in the file's metadata.
-- ``torchvision``: a ``.pth`` holding a plain {name: tensor} dict (``torch.load(weights_only=True)``),
+- ``torchvision``: a ``.pth`` holding a plain {name: tensor} dict (torch's loader reads it with weights_only),
   for the torchvision-shaped ResNets only; another shape is one error naming what differs.
 """
 

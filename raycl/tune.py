@@ -71,7 +71,18 @@ def _section_model(section: str, base: dict):
 
 
 # What every epoch reports (raycl/train/worker.py); method/* and bank/* depend on the method.
-METRICS = ("loss", "lr", "images_per_s", "epoch_time_s", "corrupt_skipped", "knn_top1", "epoch", "global_step")
+METRICS = (
+    "loss",
+    "lr",
+    "images_per_s",
+    "epoch_time_s",
+    "corrupt_skipped",
+    "knn_top1",
+    "epoch",
+    "global_step",
+    "linear_top1",
+    "linear_top5",
+)  # the last two: linear_eval runs (raycl linear)
 MAX_GRID_POINTS = 4096  # grid x choice combinations checked one by one before the first trial
 
 

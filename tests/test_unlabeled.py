@@ -132,8 +132,8 @@ def test_every_torch_load_in_raycl_is_weights_only():
 
     root = pathlib.Path(__file__).resolve().parents[1] / "raycl"
     loads = {str(p.relative_to(root)): len(re.findall(r"torch\.load\(", p.read_text())) for p in root.rglob("*.py")}
-    assert {k: v for k, v in loads.items() if v} == {"train/checkpoint.py": 1}
-    src = (root / "train" / "checkpoint.py").read_text()
+    assert {k: v for k, v in loads.items() if v} == {"files.py": 1}
+    src = (root / "files.py").read_text()
     assert "weights_only=True" in src and "weights_only=False" not in src
 
 

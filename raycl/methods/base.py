@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -13,7 +14,10 @@ from raycl.fields import Number, Section
 
 class MethodConfig(Section):
     """The ``method:`` keys every method has. A method with keys of its own subclasses this in its
-    file and names it as its ``Config``; its cross-field rules go in ``check``."""
+    file and names it as its ``Config``; its cross-field rules go in ``check``; keys that name a file
+    go in ``path_fields`` (made absolute on the driver, checked to exist there and on the workers)."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ()
 
     name: str = Field(
         "simclr",
@@ -89,6 +93,11 @@ class Method(nn.Module):
     def bank_stats(self) -> dict:
         """Per-epoch figures of per-sample state (logged as ``bank/*``)."""
         return {}
+
+    def held_out_scores(self) -> nn.Module | None:
+        """A module from normalised images to class scores, scored (top-1, top-5) on the held-out
+        rows every epoch in place of the kNN monitor (a classifier under evaluation); None: kNN."""
+        return None
 
     def composed_view(self, view: torch.Tensor) -> tuple[str, torch.Tensor] | None:
         """(title, images) of what the network really sees when the method combines views further

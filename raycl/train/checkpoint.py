@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
 import re
 
@@ -26,6 +25,7 @@ import torch
 
 from raycl.config import stored_config
 from raycl.errors import CheckpointError, ConfigError
+from raycl.files import safe_load
 from raycl.methods import build_method
 
 STATE_FILE = "raycl_state.json"
@@ -40,31 +40,6 @@ ZERO_STATE_FILE = "zero_state.pt"  # ZeRO-1/2 optimizer state per parameter (any
 def atomic_torch_save(obj, path: str) -> None:
     torch.save(obj, path + ".tmp")
     os.replace(path + ".tmp", path)
-
-
-def safe_load(path: str, what: str = "file"):
-    """``torch.load`` with ``weights_only=True``: tensors and plain Python containers only, so a file
-    from elsewhere cannot run code. Anything else is one CheckpointError naming the file."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        # torch's message names the global the pickle asked for (e.g. posix.system): keep that part
-        asked = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), "")
-        if not asked:
-            raise CheckpointError(
-                f"{what} {path!r} is truncated or not a torch file ({str(e).splitlines()[0]})"
-            ) from None
-        raise CheckpointError(
-            f"{what} {path!r} is not a plain tensor file and was not loaded (raycl reads "
-            f"only tensors and plain types, weights_only=True){': ' + asked if asked else ''}"
-        ) from None
-    except FileNotFoundError:
-        raise CheckpointError(f"{what} {path!r} does not exist") from None
-    except Exception as e:  # truncated zip, garbage bytes, another format
-        raise CheckpointError(
-            f"{what} {path!r} is truncated or not a torch file ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''})"
-        ) from None
 
 
 def rng_state() -> dict:
@@ -163,15 +138,22 @@ def latest_checkpoint(run_dir: str) -> str | None:
     return best
 
 
-def load_model_file(path: str) -> dict:
-    """Read ``model.pt`` of a checkpoint directory, of the newest checkpoint of a run directory, or
-    the file itself: {"config", "state_dict"}, loaded with weights_only=True."""
+def model_file(path: str) -> str:
+    """The ``model.pt`` of a checkpoint directory, of the newest checkpoint of a run directory, or
+    the file itself, as an absolute path; one CheckpointError when there is none."""
+    path = os.path.abspath(os.path.expanduser(path))
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, MODEL_FILE)):
         path = latest_checkpoint(path) or path
     if os.path.isdir(path):
         path = os.path.join(path, MODEL_FILE)
     if not os.path.exists(path):
         raise CheckpointError(f"no {MODEL_FILE} at {path!r}: pass a raycl checkpoint or run directory")
+    return path
+
+
+def load_model_file(path: str) -> dict:
+    """Read ``model_file(path)``: {"config", "state_dict"}, loaded with weights_only=True."""
+    path = model_file(path)
     payload = safe_load(path, "model file")
     if (
         not isinstance(payload, dict)

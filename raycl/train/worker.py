@@ -54,6 +54,19 @@ def knn_monitor(backbone, train_src, eval_src, cfg, device) -> float | None:
     return knn_top1(bank, bank_y, test, test_y, cfg.eval.knn_k, cfg.eval.knn_temperature)
 
 
+def classifier_monitor(scores, eval_src, cfg, device) -> dict:
+    """Top-1 and top-5 of ``scores`` (images -> class scores) over every labeled held-out row, each
+    worker scoring its share."""
+    batch = rows_per_forward(cfg.data.channels, cfg.data.image_size)
+    logits, labels = extract(scores, eval_src, (dist.rank(), dist.world_size()), batch, device)
+    logits, labels = logits[labels >= 0].to(device), labels[labels >= 0].to(device)
+    ranked = logits.topk(min(5, logits.shape[1]), dim=1).indices if len(logits) else labels[:, None]
+    hits = torch.stack([(ranked[:, :1] == labels[:, None]).any(1).sum(), (ranked == labels[:, None]).any(1).sum()])
+    counts = dist.all_reduce_sum(torch.cat([hits.float(), torch.tensor([float(len(labels))], device=device)]))
+    rows = max(float(counts[2]), 1.0)
+    return {"linear_top1": float(counts[0]) / rows, "linear_top5": float(counts[1]) / rows}
+
+
 def data_metrics(decoded: int, waited_s: float, rss_start_mb: float, device) -> dict:
     """Rows decoded by all workers this epoch, the longest any worker's loop waited for data, a
     worker's largest peak RSS this epoch (the kNN monitor included) and its largest rise over the
@@ -276,9 +289,13 @@ class WorkerRun:
         }  # fmt: skip
         metrics.update({f"bank/{key}": v for key, v in self.engine.module.bank_stats().items()})
         if not self.no_eval and ((epoch + 1) % cfg.eval.every_epochs == 0 or epoch + 1 == cfg.run.epochs):
-            knn = knn_monitor(self.engine.module.encoder(), self.train_src, self.eval_src, cfg, device)
-            if knn is not None:  # None: the rows the monitor took hold no label on one side
-                metrics["knn_top1"] = knn
+            scores = self.engine.module.held_out_scores()
+            if scores is not None:  # a classifier under evaluation: its own top-1 and top-5
+                metrics.update(classifier_monitor(scores, self.eval_src, cfg, device))
+            else:
+                knn = knn_monitor(self.engine.module.encoder(), self.train_src, self.eval_src, cfg, device)
+                if knn is not None:  # None: the rows the monitor took hold no label on one side
+                    metrics["knn_top1"] = knn
         metrics.update(data_metrics(decoded, self.loader.waited_s, tally.rss_before, device))
         return metrics
 

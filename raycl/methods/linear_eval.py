@@ -1,0 +1,132 @@
+"""Linear evaluation (the protocol MoCo, SimCLR, CLSA and InterCLR report): a linear classifier on
+the frozen features of a pre-trained backbone.
+
+    f = the checkpoint's backbone: no gradient, eval mode (BatchNorm statistics frozen)
+    for x, y in loader:                              # random crop + flip (method.augmentation)
+        loss = cross_entropy(W pool(f_layer(aug(x))) + b, y)
+    every epoch: top-1 and top-5 of W f(x) + b on the held-out rows (un-augmented)
+
+As a method it trains in raycl's worker loop: DeepSpeed, LARS, checkpoints and resume, elastic
+workers and sweeps come with it (``raycl linear`` builds its config from a checkpoint's).
+``method.layer`` picks the features: the backbone's output, or a ResNet stage (InterCLR's Table 1
+probes several depths), globally average-pooled.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import Field
+
+from raycl.errors import CheckpointError, ConfigError
+from raycl.fields import MAX_CLASSES
+from raycl.files import safe_load
+from raycl.methods.base import Method, MethodBatch, MethodConfig
+from raycl.models import build_backbone
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+class LinearEvalConfig(MethodConfig):
+    path_fields: ClassVar[tuple[str, ...]] = ("checkpoint",)
+
+    checkpoint: str | None = Field(None, description="model.pt of the pre-trained checkpoint whose backbone is "
+                                   "evaluated (raycl linear fills it in)")  # fmt: skip
+    layer: str = Field("output", description="features: the backbone's output, or a ResNet stage layer1..layer4 "
+                       "(global average pool)")  # fmt: skip
+    num_classes: int = Field(10, ge=2, le=MAX_CLASSES, description="classifier outputs")
+
+    def check(self, cfg) -> None:
+        if not self.checkpoint:
+            raise ConfigError(
+                "method.checkpoint: linear_eval needs the pre-trained checkpoint (raycl linear CHECKPOINT)"
+            )
+        resnet = cfg.model.backbone in ("resnet18", "resnet50")
+        if self.layer != "output" and not (resnet and self.layer in STAGES):
+            layers = ", ".join(("output", *STAGES)) if resnet else "output"
+            raise ConfigError(f"method.layer: {self.layer!r} is not a layer of {cfg.model.backbone}; one of {layers}")
+
+
+class Features(nn.Module):
+    """A ResNet's pooled features after ``layer`` (``output``: the backbone itself)."""
+
+    def __init__(self, backbone: nn.Module, layer: str):
+        super().__init__()
+        self.backbone, self.layer = backbone, layer
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # frozen, whoever switches modes (evaluation restores training mode)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layer == "output":
+            return self.backbone(x)
+        b: Any = self.backbone  # a torchvision ResNet (LinearEvalConfig.check)
+        x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
+        for stage in STAGES[: STAGES.index(self.layer) + 1]:
+            x = getattr(b, stage)(x)
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+class LinearEval(Method):
+    name = "linear_eval"
+    Config = LinearEvalConfig
+    n_views = 1
+    augmentation = "supervised"
+
+    @classmethod
+    def needs_every_label(cls, method_cfg) -> bool:
+        return True
+
+    @classmethod
+    def largest_label(cls, method_cfg) -> int | None:
+        return method_cfg.num_classes - 1
+
+    def __init__(self, cfg, channels: int):
+        super().__init__()
+        m = cfg.method
+        self.backbone = build_backbone(cfg, channels)
+        try:
+            self.backbone.load_state_dict(pretrained_backbone(m.checkpoint))
+        except RuntimeError as e:  # torch lists every mismatched tensor: the first says enough
+            first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+            raise CheckpointError(
+                f"method.checkpoint: the backbone in {m.checkpoint!r} does not fit this config's model "
+                f"section ({first}); raycl linear takes model.* from the checkpoint"
+            ) from None
+        self.backbone.requires_grad_(False)
+        self.features = Features(self.backbone.eval(), m.layer)
+        with torch.no_grad():  # the width of the chosen layer's features
+            size = cfg.data.image_size
+            width = self.features(torch.zeros(1, channels, size, size)).shape[1]
+        self.head = nn.Linear(width, m.num_classes)
+        self.train()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # frozen: BatchNorm keeps the pre-trained statistics
+        return self
+
+    def forward(self, batch: MethodBatch):
+        with torch.no_grad():
+            feats = self.features(batch.views[0])
+        logits = self.head(feats)
+        loss = F.cross_entropy(logits, batch.labels)
+        return loss, {"train_top1": (logits.argmax(1) == batch.labels).float().mean().detach()}
+
+    def held_out_scores(self) -> nn.Module:
+        return nn.Sequential(self.features, self.head)
+
+
+def pretrained_backbone(path: str) -> dict:
+    """The ``backbone.*`` tensors of a raycl model.pt (weights only: a file raycl wrote, read as tensors)."""
+    payload = safe_load(path, "method.checkpoint")
+    state = payload.get("state_dict", {}) if isinstance(payload, dict) else {}
+    backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    if not backbone:
+        raise CheckpointError(f"method.checkpoint: {path!r} holds no backbone weights")
+    return backbone

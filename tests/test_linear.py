@@ -1,0 +1,107 @@
+"""`raycl linear`: a linear head on a checkpoint's frozen backbone, trained by raycl's own worker loop
+as the method linear_eval. In one process: the backbone stays bit-identical (parameters and BatchNorm
+statistics) while the head learns; on Ray: 1, 2 and 3 workers train the same head."""
+import json
+
+import pytest
+import torch
+
+from raycl.config import from_dict
+from raycl.errors import ConfigError
+from raycl.methods import MethodBatch, build_method
+from test_export import checkpoint
+
+
+def linear_cfg(tmp_path, *overrides, pretrained=("model.width=8",)):
+    from raycl.api import linear_config
+
+    folder, cfg, method = checkpoint(tmp_path, *pretrained, "data.num_samples=256", "data.batch_size=48",
+                                     "distributed.workers=1", f"run.storage_path={tmp_path}/runs")
+    return linear_config(str(folder), overrides=list(overrides)), method
+
+
+def test_the_backbone_is_frozen_and_the_head_learns(tmp_path):
+    cfg, pretrained = linear_cfg(tmp_path)
+    assert cfg.method.name == "linear_eval" and cfg.method.checkpoint.endswith("model.pt")
+    model = build_method(cfg, 1)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    assert all(torch.equal(before[k], v) for k, v in pretrained.backbone.state_dict().items())
+    head = model.head.weight.detach().clone()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"head.weight", "head.bias"}
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        model.train()
+        assert not model.backbone.training            # BatchNorm keeps its pre-trained statistics
+        x, y = torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)
+        loss, logs = model(MethodBatch([x], torch.arange(16), y))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert all(torch.equal(before[k], v) for k, v in model.backbone.state_dict().items())
+    assert not torch.equal(head, model.head.weight) and 0 <= logs["train_top1"] <= 1
+    scores = model.held_out_scores().eval()
+    scores.train()                                    # as evaluation restores modes afterwards
+    assert not model.backbone.training
+
+
+def test_a_stage_of_the_resnet_can_be_probed_and_a_missing_one_is_one_line(tmp_path):
+    cfg, _ = linear_cfg(tmp_path, "method.layer=layer2")
+    model = build_method(cfg, 1).eval()
+    assert model.head.in_features == 16                # width 8: layer2 has 16 channels
+    assert model.held_out_scores()(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    raw = cfg.to_dict()
+    raw["method"]["layer"] = "layer5"
+    with pytest.raises(ConfigError, match=r"method.layer: 'layer5' is not a layer of resnet18; one of output, "
+                                          r"layer1, layer2, layer3, layer4"):
+        from_dict(raw)
+    raw["method"]["layer"], raw["method"]["checkpoint"] = "output", None
+    with pytest.raises(ConfigError, match="method.checkpoint: linear_eval needs the pre-trained checkpoint"):
+        from_dict(raw)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_section_is_one_line(tmp_path):
+    from raycl.errors import CheckpointError
+
+    cfg, _ = linear_cfg(tmp_path, "model.width=16")
+    with pytest.raises(CheckpointError, match="does not fit this config's model section"):
+        build_method(cfg, 1)
+
+
+@pytest.mark.slow
+def test_linear_evaluation_on_1_2_3_workers_trains_the_same_head(ray_cluster, tmp_path, capsys):
+    from raycl.cli import main
+    from raycl.train.checkpoint import load_model_file
+
+    folder, _, pretrained = checkpoint(tmp_path, "model.width=8", "data.num_samples=256", "data.batch_size=48",
+                                       f"run.storage_path={tmp_path}/runs", "run.name=pre")
+    heads, tops = [], []
+    for workers in (1, 2, 3):
+        assert main(["linear", str(folder), f"distributed.workers={workers}", "run.epochs=2",
+                     f"run.name=lin{workers}", "distributed.torch_threads=1", "run.log_every=100"]) == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert out["workers"] == workers and out["epoch"] == 2 and 0 <= out["linear_top1"] <= out["linear_top5"] <= 1
+        assert out["best_linear_top1"] >= out["linear_top1"] and out["best_epoch"] in (1, 2)
+        state = load_model_file(out["checkpoint"])["state_dict"]
+        heads.append(state["head.weight"])
+        tops.append(out["linear_top1"])
+        backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        assert all(torch.equal(backbone[k], v) for k, v in pretrained.backbone.state_dict().items())
+    for head in heads[1:]:
+        assert torch.allclose(head, heads[0], atol=1e-5), (head - heads[0]).abs().max()
+    assert max(tops) - min(tops) <= 1 / 51   # the held-out 20% of 256 rows: one row either way at most
+
+
+@pytest.mark.parametrize("recipe", ["moco_imagenet", "simclr_imagenet", "fmnist"])
+def test_each_linear_recipe_makes_a_valid_linear_evaluation(tmp_path, recipe):
+    import pathlib
+
+    from raycl.api import linear_config
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "jobs" / "configs" / "linear" / f"{recipe}.yaml"
+    folder, _, _ = checkpoint(tmp_path, "model.width=8", "distributed.workers=2", f"run.storage_path={tmp_path}")
+    cfg = linear_config(str(folder), str(path), ["distributed.workers=2"])
+    as_written = __import__("yaml").safe_load(path.read_text())
+    assert cfg.method.name == "linear_eval" and cfg.model.width == 8          # the model is the checkpoint's
+    assert cfg.optim.base_lr == as_written["optim"]["base_lr"] and cfg.run.epochs == as_written["run"]["epochs"]
+    assert cfg.optim.weight_decay == 0.0 and cfg.data.batch_size == as_written["data"]["batch_size"]
