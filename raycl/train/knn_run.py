@@ -9,6 +9,7 @@ worker finds its k nearest, the k-lists are gathered and merged and the merged k
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
@@ -65,11 +66,19 @@ def knn_loop(config: dict) -> None:
         ranked = vote(sims, near, classes, config["temperature"])
         truth = query_labels[start : start + QUERY_CHUNK].view(-1, 1)
         correct += torch.stack([(ranked[:, :1] == truth).any(1).sum(), (ranked == truth).any(1).sum()]).float()
-    ray.train.report({
+    metrics = {
         "knn_top1": float(correct[0]) / len(queries), "knn_top5": float(correct[1]) / len(queries),
         "train_rows": rows, "queries": len(queries), "k": k, "temperature": config["temperature"],
         "classes": classes, "workers": world,
-    })  # fmt: skip
+    }  # fmt: skip
+    # Ray Train V2 keeps the metrics of reports that carry a checkpoint: rank 0 attaches one (the figures)
+    with tempfile.TemporaryDirectory(prefix="raycl-knn-") as folder:
+        checkpoint = None
+        if dist.rank() == 0:
+            with open(os.path.join(folder, "knn.json"), "w") as fh:
+                json.dump(metrics, fh)
+            checkpoint = ray.train.Checkpoint.from_directory(folder)
+        ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def knn(checkpoint: str, workers: int = 2, k: int | None = None, temperature: float | None = None,
