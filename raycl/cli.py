@@ -162,10 +162,9 @@ def linear(args) -> None:
 
     out = api.linear(args.checkpoint, args.config, args.overrides, args.address)
     print(summary(api.history(out["checkpoint"]), {"run_dir": out["run_dir"], "checkpoint": out["checkpoint"]}))
-    print(
-        f"linear top-1: last {out.get('linear_top1', float('nan')):.4f}, best {out['best_linear_top1']:.4f} "
-        f"(epoch {out['best_epoch']}); top-5: last {out.get('linear_top5', float('nan')):.4f}"
-    )
+    if out["best_linear_top1"] is not None:  # None: the held-out rows hold no label
+        print(f"linear top-1: last {out['linear_top1']:.4f}, best {out['best_linear_top1']:.4f} "
+              f"(epoch {out['best_epoch']}); top-5: last {out['linear_top5']:.4f}")  # fmt: skip
     print(json.dumps(out))
 
 
