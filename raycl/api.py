@@ -277,10 +277,65 @@ def linear(checkpoint: str, recipe: str | None = None, overrides: list[str] | No
     """Linear evaluation of a checkpoint's frozen backbone as a Ray Train run (``linear_config``):
     the last epoch's metrics plus the best epoch's top-1 and top-5."""
     out = train(linear_config(checkpoint, recipe, overrides), address)
+    return _with_best(out) | {"pretrained": model_file(checkpoint)}
+
+
+def label_subset(cfg: Config, fraction: float, seed: int) -> np.ndarray:
+    """Row positions of a class-balanced seeded subset of the training rows: ``fraction`` of each
+    class's labeled rows (at least one), as SimCLR's 1% / 10% ImageNet subsets are drawn."""
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"--label-fraction: expected a fraction in (0, 1], got {fraction}")
+    train, _ = build_sources(cfg.model_copy(update={"data": cfg.data.model_copy(update={"rows": None})}))
+    labels = np.concatenate([train.labels_of(b) for b in range(len(train.block_sizes))])
+    classes = np.unique(labels[labels >= 0])
+    wanted = round(fraction * int((labels >= 0).sum()))
+    if wanted < len(classes):
+        raise ConfigError(
+            f"--label-fraction: {fraction} of {int((labels >= 0).sum())} labeled rows is {wanted} rows, fewer than "
+            f"the {len(classes)} classes; raise it to at least {len(classes) / max(1, int((labels >= 0).sum())):.2g}"
+        )
+    rng = np.random.default_rng([seed, 0xF17E])
+    picks = []
+    for c in classes:
+        rows = np.flatnonzero(labels == c)
+        picks.append(rng.choice(rows, max(1, round(fraction * len(rows))), replace=False))
+    return np.sort(np.concatenate(picks))
+
+
+def finetune_config(checkpoint: str, label_fraction: float, from_scratch: bool = False, recipe: str | None = None,
+                    overrides: list[str] | None = None) -> Config:  # fmt: skip
+    """The config of fine-tuning ``checkpoint``'s whole network (or, ``from_scratch``, the same
+    architecture from random init) on a class-balanced ``label_fraction`` of the labeled rows; the
+    subset is written beside the runs (``<run>-rows-<F>-seed<S>.txt``) and named in ``data.rows``, so
+    the two runs, and any repeat, train on the same rows."""
+    base = linear_config(checkpoint, recipe, overrides)
+    rows = label_subset(base, label_fraction, base.run.seed)
+    pretrained = base.run.name.removesuffix("-linear")
+    path = os.path.join(base.run.storage_path, f"{pretrained}-rows-{label_fraction:g}-seed{base.run.seed}.txt")
+    os.makedirs(base.run.storage_path, exist_ok=True)
+    with open(path + ".tmp", "w") as fh:
+        fh.write(f"# {len(rows)} rows: {label_fraction:g} of each class's labeled rows, seed {base.run.seed}\n")
+        fh.write("\n".join(map(str, rows.tolist())) + "\n")
+    os.replace(path + ".tmp", path)
+    raw = base.to_dict()
+    raw["method"] = {**raw["method"], "name": "finetune", "from_scratch": from_scratch}
+    raw["data"]["rows"] = path
+    raw["run"]["name"] = f"{pretrained}-{'scratch' if from_scratch else 'finetune'}-{label_fraction:g}"
+    return ensure_config(apply_overrides(raw, overrides or []))
+
+
+def finetune(checkpoint: str, label_fraction: float, from_scratch: bool = False, recipe: str | None = None,
+             overrides: list[str] | None = None, address: str | None = None) -> dict:  # fmt: skip
+    """Fine-tune (or train from scratch) on a label subset as a Ray Train run; the last epoch's
+    metrics plus the best epoch's top-1 and top-5 on the held-out rows."""
+    return _with_best(train(finetune_config(checkpoint, label_fraction, from_scratch, recipe, overrides), address))
+
+
+def _with_best(out: dict) -> dict:
     epochs = [h for h in history(out["checkpoint"]) if "linear_top1" in h]
     best = max(epochs, key=lambda h: h["linear_top1"], default={})
     return out | {"best_linear_top1": best.get("linear_top1"), "best_linear_top5": best.get("linear_top5"),
-                  "best_epoch": best.get("epoch"), "pretrained": model_file(checkpoint)}  # fmt: skip
+                  "best_epoch": best.get("epoch")}  # fmt: skip
 
 
 def check_stored_data(cfg: Config) -> None:

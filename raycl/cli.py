@@ -42,6 +42,7 @@ def parser() -> argparse.ArgumentParser:
         _export_parser,
         _knn_parser,
         _linear_parser,
+        _finetune_parser,
         _config_parser,
         _data_parser,
         _bench_parser,
@@ -165,6 +166,27 @@ def linear(args) -> None:
     if out["best_linear_top1"] is not None:  # None: the held-out rows hold no label
         print(f"linear top-1: last {out['linear_top1']:.4f}, best {out['best_linear_top1']:.4f} "
               f"(epoch {out['best_epoch']}); top-5: last {out['linear_top5']:.4f}")  # fmt: skip
+    print(json.dumps(out))
+
+
+def _finetune_parser(sub) -> None:
+    p = sub.add_parser("finetune", help="fine-tune the whole network on a class-balanced label subset (Ray Train)")
+    p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (its newest)")
+    p.add_argument("--label-fraction", type=float, required=True, help="share of each class's labeled rows, (0, 1]")
+    p.add_argument("--from-scratch", action="store_true", help="the same architecture from random init: the baseline")
+    p.add_argument("--config", default=None, help="a recipe: optim/run/data/distributed sections")
+    _overrides(p)
+    _address(p)
+    p.set_defaults(handler=finetune)
+
+
+def finetune(args) -> None:
+    from raycl import api
+    from raycl.train.console import summary
+
+    out = api.finetune(args.checkpoint, args.label_fraction, args.from_scratch, args.config, args.overrides,
+                       args.address)  # fmt: skip
+    print(summary(api.history(out["checkpoint"]), {"run_dir": out["run_dir"], "checkpoint": out["checkpoint"]}))
     print(json.dumps(out))
 
 

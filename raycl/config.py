@@ -57,6 +57,11 @@ class DataConfig(Section):
         description="Parquet: each worker decodes every training row once at start and "
         "trains from memory (datasets whose decoded size fits a worker: Fashion-MNIST 47 MB)",
     )
+    rows: str | None = Field(
+        None,
+        description="a file listing the training rows to use (row numbers, one per line): a label subset, "
+        "as raycl finetune writes",
+    )
 
     @model_validator(mode="after")
     def _sources(self) -> DataConfig:
@@ -432,7 +437,7 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
 
 # Fields that name a place. A person types them relative to the shell they are in; Ray Train workers
 # run in a directory of their own, so the driver makes them absolute before anything is sent on.
-PATH_FIELDS = (("data", "path"), ("data", "eval_path"), ("run", "storage_path"), ("run", "log_dir"))
+PATH_FIELDS = (("data", "path"), ("data", "eval_path"), ("data", "rows"), ("run", "storage_path"), ("run", "log_dir"))
 
 
 def local_path(url: str) -> str:
@@ -493,6 +498,8 @@ def check_paths(cfg: Config) -> None:
         _require_exists("data.path", cfg.data.path)
     if cfg.data.eval_path:
         _require_exists("data.eval_path", cfg.data.eval_path)
+    if cfg.data.rows:
+        _require_exists("data.rows", cfg.data.rows)
     for key in cfg.method.path_fields:
         if getattr(cfg.method, key):
             _require_exists(f"method.{key}", getattr(cfg.method, key))

@@ -105,3 +105,67 @@ def test_each_linear_recipe_makes_a_valid_linear_evaluation(tmp_path, recipe):
     assert cfg.method.name == "linear_eval" and cfg.model.width == 8          # the model is the checkpoint's
     assert cfg.optim.base_lr == as_written["optim"]["base_lr"] and cfg.run.epochs == as_written["run"]["epochs"]
     assert cfg.optim.weight_decay == 0.0 and cfg.data.batch_size == as_written["data"]["batch_size"]
+
+
+def test_the_label_subset_is_class_balanced_seeded_written_and_trained_on(tmp_path):
+    import numpy as np
+
+    from raycl.api import finetune_config, label_subset
+    from raycl.data import build_sources
+
+    folder, pre_cfg, pretrained = checkpoint(tmp_path, "model.width=8", "data.num_samples=400",
+                                             f"run.storage_path={tmp_path}/runs", "run.name=pre")
+    train, _ = build_sources(pre_cfg)
+    labels = np.concatenate([train.labels_of(b) for b in range(len(train.block_sizes))])
+    rows = label_subset(pre_cfg, 0.1, seed=0)
+    for c in np.unique(labels):       # round(10 %) of every class, drawn within the class
+        assert (labels[rows] == c).sum() == max(1, round(0.1 * (labels == c).sum()))
+    assert np.array_equal(rows, label_subset(pre_cfg, 0.1, seed=0))
+    assert not np.array_equal(rows, label_subset(pre_cfg, 0.1, seed=1))
+    with pytest.raises(ConfigError, match=r"--label-fraction: expected a fraction in \(0, 1\], got 1.5"):
+        label_subset(pre_cfg, 1.5, 0)
+    with pytest.raises(ConfigError, match="fewer than the 10 classes"):
+        label_subset(pre_cfg, 0.01, 0)
+
+    tuned = finetune_config(str(folder), 0.1)
+    scratch = finetune_config(str(folder), 0.1, from_scratch=True)
+    assert tuned.data.rows == scratch.data.rows and tuned.data.rows.endswith("pre-rows-0.1-seed0.txt")
+    written = np.loadtxt(tuned.data.rows, dtype=np.int64, comments="#")
+    assert np.array_equal(written, rows) and len(build_sources(tuned)[0]) == len(rows)
+    assert (tuned.run.name, scratch.run.name) == ("pre-finetune-0.1", "pre-scratch-0.1")
+    model, baseline = build_method(tuned, 1), build_method(scratch, 1)
+    expect = pretrained.backbone.state_dict()
+    assert all(torch.equal(v, expect[k]) for k, v in model.backbone.state_dict().items())
+    assert not all(torch.equal(v, expect[k]) for k, v in baseline.backbone.state_dict().items())
+    model.train()
+    assert model.backbone.training and all(p.requires_grad for p in model.backbone.parameters())
+
+
+def test_a_rows_file_that_is_not_a_list_of_training_rows_is_one_line(tmp_path):
+    from raycl.data import build_sources
+    from raycl.errors import DataError
+
+    cfg, _ = linear_cfg(tmp_path)
+    for text, what in (("1\n2\nx\n", "not a list of row numbers"), ("1\n1\n", "distinct row numbers"),
+                       ("5000\n", "distinct row numbers in 0..255")):
+        (tmp_path / "rows.txt").write_text(text)
+        raw = cfg.to_dict()
+        raw["data"]["rows"] = str(tmp_path / "rows.txt")
+        with pytest.raises(DataError, match=what):
+            build_sources(from_dict(raw))
+
+
+@pytest.mark.slow
+def test_finetune_and_its_from_scratch_baseline_train_on_ray_on_the_same_subset(ray_cluster, tmp_path, capsys):
+    from raycl.cli import main
+
+    folder, _, _ = checkpoint(tmp_path, "model.width=8", "data.num_samples=512", "data.batch_size=32",
+                              f"run.storage_path={tmp_path}/runs", "run.name=pre")
+    runs = []
+    for extra in ([], ["--from-scratch"]):
+        assert main(["finetune", str(folder), "--label-fraction", "0.25", *extra, "run.epochs=2",
+                     "distributed.workers=2", "distributed.torch_threads=1", "run.log_every=100"]) == 0
+        runs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    for out in runs:   # 25 % of the 409 training digits is ~102 rows: 4 steps of 32 an epoch
+        assert out["epoch"] == 2 and out["global_step"] == 8 and 0 <= out["linear_top1"] <= out["linear_top5"] <= 1
+        assert out["best_linear_top1"] is not None

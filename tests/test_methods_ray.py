@@ -31,7 +31,7 @@ EXTRA = {
 def test_method_trains_on_ray(ray_cluster, tiny_cfg, case):
     if case == "simclr":
         pytest.skip("covered by test_train_ray")
-    if case == "linear_eval":
+    if case in ("linear_eval", "finetune"):
         pytest.skip("evaluates a pre-trained checkpoint: tests/test_linear.py trains it on 1, 2 and 3 workers")
     name = case.split("-")[0]
     cfg = tiny_cfg(f"method.name={name}", "run.epochs=1", f"run.name=m-{case}", *EXTRA[case])
@@ -66,6 +66,7 @@ QUALITY = ["data.num_samples=2048", "data.batch_size=128", "run.epochs=3", "run.
 QUALITY_SEEDS = {"interclr": [0, 1, 2]}
 QUALITY_SKIP = {
     "linear_eval": "not a pre-training method: it evaluates a checkpoint (tests/test_linear.py)",
+    "finetune": "not a pre-training method: it fine-tunes a checkpoint (tests/test_linear.py)",
     "simclic": "SimCLIC (no augmentation) does not end above the random-init kNN at any budget tried: its kNN "
                "rises over the first ~20 steps (0.65-0.73) and then falls to or below the floor (0.47 after 30 "
                "epochs); issue 4 is marked blocked on this, figures in BENCHMARKS.md",

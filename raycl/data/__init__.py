@@ -20,7 +20,30 @@ log = get_logger(__name__)
 
 def build_sources(cfg) -> tuple[Source, Source]:
     """(train, held-out) sources for a config. Without ``data.eval_path`` a Parquet run holds out
-    ``data.eval_fraction`` of its rows for the monitor's queries (those rows are still trained on)."""
+    ``data.eval_fraction`` of its rows for the monitor's queries (those rows are still trained on).
+    ``data.rows`` keeps only the listed training rows (a label subset for fine-tuning)."""
+    train, held = _all_sources(cfg)
+    if cfg.data.rows:
+        train = RowSubset(train, read_rows(cfg.data.rows, len(train)))
+    return train, held
+
+
+def read_rows(path: str, n: int) -> np.ndarray:
+    """Row positions listed one per line in ``path`` (``#`` comments allowed): unique, within 0..n-1."""
+    import fsspec  # the file may be on any fsspec URL, as the shards are
+
+    try:
+        with fsspec.open(path, "r") as fh:
+            lines = [ln.split("#")[0].strip() for ln in fh]
+        rows = np.array([int(ln) for ln in lines if ln], dtype=np.int64)
+    except (OSError, ValueError) as e:
+        raise DataError(f"data.rows: {path!r} is not a list of row numbers, one per line ({e})") from None
+    if not len(rows) or rows.min() < 0 or rows.max() >= n or len(np.unique(rows)) != len(rows):
+        raise DataError(f"data.rows: {path!r} must list distinct row numbers in 0..{n - 1} (the training rows)")
+    return rows
+
+
+def _all_sources(cfg) -> tuple[Source, Source]:
     d = cfg.data
     if d.dataset == "demo":
         return demo_sources(d.eval_fraction, d.num_samples)

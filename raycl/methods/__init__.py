@@ -11,7 +11,7 @@ from raycl.methods.base import Method, MethodBatch, MethodConfig
 from raycl.methods.clsa import CLSA
 from raycl.methods.imclr import ImCLR, SupervisedCE
 from raycl.methods.interclr import InterCLR
-from raycl.methods.linear_eval import LinearEval
+from raycl.methods.linear_eval import Finetune, LinearEval
 from raycl.methods.moco_v2 import MoCoV2
 from raycl.methods.simclic import SimCLIC
 from raycl.methods.simclr import SimCLR
@@ -21,7 +21,7 @@ from raycl.methods.tcl import TCL
 ENTRY_POINTS = "raycl.methods"
 
 REGISTRY: dict[str, type[Method]] = {
-    m.name: m for m in (SimCLR, MoCoV2, SupCon, TCL, SimCLIC, InterCLR, ImCLR, SupervisedCE, CLSA, LinearEval)
+    m.name: m for m in (SimCLR, MoCoV2, SupCon, TCL, SimCLIC, InterCLR, ImCLR, SupervisedCE, CLSA, LinearEval, Finetune)
 }
 # Entry points that did not give a usable method: name -> why (said when a config asks for it).
 BROKEN: dict[str, str] = {}

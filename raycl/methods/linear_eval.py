@@ -53,13 +53,14 @@ class LinearEvalConfig(MethodConfig):
 class Features(nn.Module):
     """A ResNet's pooled features after ``layer`` (``output``: the backbone itself)."""
 
-    def __init__(self, backbone: nn.Module, layer: str):
+    def __init__(self, backbone: nn.Module, layer: str, frozen: bool = True):
         super().__init__()
-        self.backbone, self.layer = backbone, layer
+        self.backbone, self.layer, self.frozen = backbone, layer, frozen
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.backbone.eval()  # frozen, whoever switches modes (evaluation restores training mode)
+        if self.frozen:
+            self.backbone.eval()  # whoever switches modes (evaluation restores training mode)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,3 +131,43 @@ def pretrained_backbone(path: str) -> dict:
     if not backbone:
         raise CheckpointError(f"method.checkpoint: {path!r} holds no backbone weights")
     return backbone
+
+
+class FinetuneConfig(LinearEvalConfig):
+    from_scratch: bool = Field(False, description="the same network from random init (the baseline the "
+                               "self-supervised gain is measured against); method.checkpoint unused")  # fmt: skip
+
+    def check(self, cfg) -> None:
+        if self.layer != "output":
+            raise ConfigError("method.layer: fine-tuning trains the whole backbone; leave layer at output")
+        if not self.from_scratch:
+            super().check(cfg)
+
+
+class Finetune(LinearEval):
+    """Semi-supervised fine-tuning (the SimCLR protocol InterCLR, SimCLIC and ImCLR report): the whole
+    network, initialised from the checkpoint (or, ``from_scratch``, from random init), trained with a
+    linear head on the labeled subset ``data.rows`` lists; BatchNorm trains too.
+
+        for x, y in subset:   loss = cross_entropy(W f(aug(x)) + b, y)      # f and W both learn
+    """
+
+    name = "finetune"
+    Config = FinetuneConfig
+
+    def __init__(self, cfg, channels: int):
+        Method.__init__(self)
+        m = cfg.method
+        self.backbone = build_backbone(cfg, channels)
+        if not m.from_scratch:
+            self.backbone.load_state_dict(pretrained_backbone(m.checkpoint))
+        self.features = Features(self.backbone, "output", frozen=False)
+        self.head = nn.Linear(self.backbone.out_dim, m.num_classes)
+
+    def train(self, mode: bool = True):
+        return Method.train(self, mode)  # nothing frozen
+
+    def forward(self, batch: MethodBatch):
+        logits = self.head(self.features(batch.views[0]))
+        loss = F.cross_entropy(logits, batch.labels)
+        return loss, {"train_top1": (logits.argmax(1) == batch.labels).float().mean().detach()}
