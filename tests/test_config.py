@@ -33,7 +33,7 @@ def test_defaults_validate_and_round_trip():
     ("data.batch_size=2.5", "data.batch_size", "an integer"),
     ("distributed.use_gpu=1", "distributed.use_gpu", "true or false"),
     ("model.widht=32", "model.widht", "allowed keys in 'model'"),
-    ("method.name=byol", "method.name", "available: clsa, imclr, interclr, linear_eval, moco_v2, simclic, simclr, supcon, supervised_ce, tcl"),
+    ("method.name=byol", "method.name", "available: clsa, finetune, imclr, interclr, linear_eval, moco_v2, simclic, simclr, supcon, supervised_ce, tcl"),
     ("optim.trust_coefficient=0", "optim.trust_coefficient", "> 0"),
 ])
 def test_bad_values_name_the_field(override, field, hint):
