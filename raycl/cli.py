@@ -459,8 +459,20 @@ def bench_data(args) -> None:
     print(json.dumps(out))
 
 
+def parse(argv=None) -> argparse.Namespace:
+    """argparse stops taking positionals once an option follows them (``raycl finetune CK
+    --label-fraction 0.1 run.epochs=5``): overrides given after options join the others."""
+    ap = parser()
+    args, extra = ap.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(argv)
     if args.verbose:
         os.environ["RAYCL_VERBOSE"] = "1"  # read by the console wherever a run starts
     try:

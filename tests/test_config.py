@@ -205,3 +205,12 @@ def test_a_checkpoint_config_of_a_raycl_before_per_method_sections_still_loads()
     assert cfg.method.name == "moco_v2" and cfg.method.queue_size == 256 and cfg.method.shuffle_bn
     assert cfg.run.storage_path.startswith("/")           # an older raycl's relative path, read from here
     assert "method.bank_size: unknown key" in err({"method": dict(flat)})
+
+
+def test_overrides_may_follow_options_on_the_command_line():
+    from raycl.cli import parse
+
+    args = parse(["finetune", "ck", "run.seed=1", "--label-fraction", "0.1", "run.epochs=5", "optim.base_lr=0.05"])
+    assert args.overrides == ["run.seed=1", "run.epochs=5", "optim.base_lr=0.05"] and args.label_fraction == 0.1
+    with pytest.raises(SystemExit):
+        parse(["finetune", "ck", "--label-fraction", "0.1", "--bogus"])

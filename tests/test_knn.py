@@ -57,11 +57,14 @@ def test_raycl_knn_on_1_2_3_workers_equals_the_single_process_knn(ray_cluster, t
     train_src, eval_src = build_sources(cfg)
     feats, labels = extract(method.encoder(), train_src)
     queries, query_labels = extract(method.encoder(), eval_src)
-    expect = knn_top1(feats, labels, queries, query_labels, 20, cfg.eval.knn_temperature)
-    for workers in (1, 2, 3):
-        assert main(["knn", str(folder), "--workers", str(workers)]) == 0
-        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        assert out["workers"] == workers and out["train_rows"] == len(feats) and out["queries"] == len(queries)
+    for workers, k in ((1, None), (2, 5), (3, None)):   # None: the run's eval.knn_k (20)
+        expect = knn_top1(feats, labels, queries, query_labels, k or 20, cfg.eval.knn_temperature)
+        if k is None:
+            assert main(["knn", str(folder), "--workers", str(workers)]) == 0
+            out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        else:
+            out = api.knn(str(folder), workers, k=k)
+        assert out["workers"] == workers and out["k"] == (k or 20)
+        assert out["train_rows"] == len(feats) and out["queries"] == len(queries)
         assert out["knn_top1"] == pytest.approx(expect, abs=1.5 / len(queries)), (workers, out, expect)
         assert out["knn_top5"] >= out["knn_top1"]
-    assert api.knn(str(folder), 2, k=1)["k"] == 1
