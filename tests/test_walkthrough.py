@@ -47,12 +47,20 @@ def test_the_readme_walkthrough_runs_as_written_with_relative_paths(tmp_path):
     assert [c.split()[:3] for c in cmds[2:]] == [["raycl", "data", "convert"], ["raycl", "data", "convert"],
                                                  ["raycl", "train", "raycl/configs/demo.yaml"],
                                                  ["raycl", "eval", "~/raycl_runs/fmnist"],
-                                                 ["raycl", "bench", "data"]]
+                                                 ["raycl", "bench", "data"],
+                                                 ["raycl", "linear", "~/raycl_runs/fmnist"],
+                                                 ["raycl", "finetune", "~/raycl_runs/fmnist"],
+                                                 ["raycl", "finetune", "~/raycl_runs/fmnist"],
+                                                 ["raycl", "knn", "~/raycl_runs/fmnist"],
+                                                 ["raycl", "export", "~/raycl_runs/fmnist"]]
     work = tmp_path / "work"
     (work / "fm" / "FashionMNIST" / "raw").mkdir(parents=True)
     sliced_idx(work / "fm" / "FashionMNIST" / "raw")   # in place of the gunzip loop: a slice
     (work / "raycl" / "configs").mkdir(parents=True)  # the README runs from the repository root
     (work / "raycl" / "configs" / "demo.yaml").write_text((ROOT / "raycl" / "configs" / "demo.yaml").read_text())
+    (work / "jobs" / "configs" / "linear").mkdir(parents=True)
+    recipe = ROOT / "jobs" / "configs" / "linear" / "fmnist.yaml"
+    (work / "jobs" / "configs" / "linear" / "fmnist.yaml").write_text(recipe.read_text())
     runs = tmp_path / "runs"
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
 
@@ -86,3 +94,15 @@ def test_the_readme_walkthrough_runs_as_written_with_relative_paths(tmp_path):
     bench = run(cmds[6] + " --no-ray-data --no-train")
     assert json.loads(bench.stdout.strip().splitlines()[-1])["raycl"]["images_per_s"] > 0
     assert np.isfinite(out["knn_top1"])
+    # the evaluation protocols on the same checkpoint (1 epoch each here; finetune is run by
+    # tests/test_linear.py, here its two command lines are checked to parse as the README writes them)
+    linear = json.loads(run(cmds[7] + " run.epochs=1").stdout.strip().splitlines()[-1])
+    assert linear["epoch"] == 1 and 0.1 < linear["linear_top1"] <= linear["linear_top5"] <= 1.0, linear
+    from raycl.cli import parse
+
+    tuned, scratch = (parse(c.replace("~/raycl_runs", str(runs)).split()[1:]) for c in cmds[8:10])
+    assert (tuned.label_fraction, tuned.from_scratch, scratch.from_scratch) == (0.1, False, True)
+    knn = json.loads(run(cmds[10]).stdout.strip().splitlines()[-1])
+    assert knn["train_rows"] == 1024 and knn["queries"] == 256 and knn["knn_top1"] == out["knn_top1"], (knn, out)
+    run(cmds[11])
+    assert (work / "backbone.safetensors").stat().st_size > 100_000
