@@ -14,6 +14,7 @@ import os
 import re
 from typing import Annotated, Any, Literal, Union
 
+import fsspec
 import yaml
 from pydantic import BaseModel, Field, SerializeAsAny, WithJsonSchema, create_model, field_validator, model_validator
 
@@ -406,7 +407,6 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 def read_yaml(path: str, what: str = "config file"):
     """The YAML document at ``path`` (any fsspec URL); a missing, unreadable or malformed file is one
     ConfigError naming it."""
-    import fsspec
 
     try:
         with fsspec.open(path, "r", encoding="utf-8") as fh:
@@ -565,7 +565,6 @@ def _check_batch(cfg: Config) -> None:
 
 
 def _require_exists(field_name: str, url: str) -> None:
-    import fsspec
 
     try:
         fs, p = fsspec.core.url_to_fs(url)

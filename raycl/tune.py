@@ -32,6 +32,7 @@ from ray import tune
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
 
 from raycl.config import SECTIONS, apply_overrides, from_dict, from_user, read_yaml, resolve_paths
 from raycl.data import build_sources, check_data, eval_ready
@@ -338,7 +339,6 @@ def sweep(
 
 def _tuner(trainable, spec: SweepSpec, name: str, root: str, epochs: int, resume: bool):
     """A new Tuner with ASHA over ``spec``, or the interrupted one at ``root/name`` (``resume``)."""
-    from ray.tune.schedulers import ASHAScheduler
 
     sweep_dir = os.path.join(root, name)
     if resume and tune.Tuner.can_restore(sweep_dir):

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import tempfile
 import time
 
 import numpy as np
+import ray
+import torch
+
+from raycl import api
+from raycl.config import load_config, local_path
+from raycl.data import EpochLoader
+from raycl.data.decode import decode_image
+from raycl.data.parquet import ParquetSource
 
 
 def reference(url, size, channels) -> float:
     """Every row group read and decoded once, in this process: the decode rate of one CPU."""
-    from raycl.data.parquet import ParquetSource
 
     src = ParquetSource(url, size, channels)
     t0 = time.perf_counter()
@@ -30,11 +38,8 @@ def reference(url, size, channels) -> float:
 
 
 def run_rank(url, size, channels, batch, rank, world, epochs, threads, out):
-    import torch
 
     torch.set_num_threads(1)
-    from raycl.data import EpochLoader
-    from raycl.data.parquet import ParquetSource
 
     src = ParquetSource(url, size, channels)
     ld = EpochLoader(src, batch, rank, world, seed=0, decode_workers=threads)
@@ -69,9 +74,6 @@ def raycl_loader(url, size, channels, batch, world, epochs, threads) -> dict:
 
 
 def ray_data(url, size, channels, batch, cpus) -> float:
-    import ray
-
-    from raycl.data.decode import decode_image
 
     ray.init(num_cpus=cpus, logging_level=logging.ERROR, include_dashboard=False)
     try:
@@ -97,10 +99,6 @@ def ray_data(url, size, channels, batch, cpus) -> float:
 
 def training(url, size, channels, batch, workers, preload: bool, overrides=()) -> dict:
     """One epoch of ``raycl train`` (the demo recipe) on the shards; images/s and data wait."""
-    import tempfile
-
-    from raycl import api
-    from raycl.config import load_config
 
     with tempfile.TemporaryDirectory(prefix="raycl-bench-") as tmp:
         cfg = load_config(
@@ -130,8 +128,6 @@ def training(url, size, channels, batch, workers, preload: bool, overrides=()) -
 def checked_run(url: str, workers: int, batch: int, size: int, channels: int, **options) -> dict:
     """``run`` on ``url`` made absolute (Ray Data's readers run in other working directories), once its
     shards pass the checks ``raycl train`` makes (one clear line when there are none, or bad rows)."""
-    from raycl.config import local_path
-    from raycl.data.parquet import ParquetSource
 
     url = local_path(url)
     ParquetSource(url, size, channels).scan()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import time
 
+from raycl import api
 from raycl.config import apply_overrides, from_dict
 from raycl.errors import ConfigError
+from raycl.methods import REGISTRY
 
 # The memory/queue methods train at their papers' lr (0.03 at batch 256, wd 1e-4: MoCo v2, CLSA, InterCLR);
 # the demo's 0.3 is SimCLR's. Before session 5 DeepSpeed clipped every gradient norm at 1.0, which hid the
@@ -52,7 +54,6 @@ PRESETS: dict[str, list[str]] = {
 
 
 def quality(base: dict, methods: list[str], address: str | None = None, log=print) -> list[dict]:
-    from raycl import api
 
     rows = []
     for name in methods:
@@ -87,7 +88,6 @@ def quality(base: dict, methods: list[str], address: str | None = None, log=prin
 def for_method(base: dict, name: str) -> dict:
     """``base`` with ``method.name`` set to ``name``, keeping only the base's method keys that
     method has (the demo's temperature, say; never another method's keys)."""
-    from raycl.methods import REGISTRY
 
     own = REGISTRY[name].Config.model_fields
     method = {k: v for k, v in (base.get("method") or {}).items() if k in own and k != "name"}

@@ -16,10 +16,21 @@ import tempfile
 import time
 from typing import Any
 
+import numpy as np
 import ray.train
 import torch
+import torch.nn.functional as F
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
 
-from raycl.config import from_dict
+from raycl import collectives as dist
+from raycl.bank import MemoryBank, OnlineKMeans, Shard, inter_negatives
+from raycl.config import apply_overrides, from_dict
+from raycl.data import build_sources
+from raycl.methods import MethodBatch, build_method
+from raycl.optim import build_optimizer
+from raycl.train.engine import build_engine, make_views, train_step
+from raycl.train.trainer import init_ray
 
 
 def _time(fn, steps: int) -> float:
@@ -49,8 +60,6 @@ def _report(out: dict) -> None:
 
 def _batch(cfg, rank: int, world: int, synthetic: bool = False):
     if synthetic:  # random images of the configured size: the bench measures compute, not data
-        import numpy as np
-
         rng = np.random.default_rng(rank)
         b = cfg.data.batch_size // world
         shape = (b, cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
@@ -59,7 +68,6 @@ def _batch(cfg, rank: int, world: int, synthetic: bool = False):
             np.arange(rank * b, (rank + 1) * b),
             rng.integers(0, 10, b),
         )
-    from raycl.data import build_sources
 
     data = build_sources(cfg)[0].read_all()
     b = cfg.data.batch_size // world
@@ -68,9 +76,6 @@ def _batch(cfg, rank: int, world: int, synthetic: bool = False):
 
 
 def _overhead_worker(config: dict) -> None:
-    from raycl.methods import MethodBatch, build_method
-    from raycl.optim import build_optimizer
-    from raycl.train.engine import build_engine, make_views, train_step
 
     cfg = from_dict(config["cfg"])
     device = ray.train.torch.get_device()
@@ -109,7 +114,6 @@ def _overhead_worker(config: dict) -> None:
 
 
 def _lars_worker(config: dict) -> None:
-    from raycl.train.engine import build_engine, make_views, train_step
 
     cfg = from_dict(config["cfg"])
     ctx = ray.train.get_context()
@@ -145,10 +149,6 @@ def _lars_worker(config: dict) -> None:
 
 
 def _run(worker, cfg, workers: int, extra: dict, address: str | None) -> tuple[dict, Any]:
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from raycl.train.trainer import init_ray
 
     owned = init_ray(address)
     try:
@@ -215,7 +215,6 @@ def step(
     """raycl's training step (Ray Train worker, DeepSpeed ZeRO-1/2, the config's optimizer and
     precision, SimCLR) against a bare PyTorch loop with the same model, batch, loss, optimizer and
     precision, timed alternately in one worker. One row per ZeRO stage."""
-    from raycl.config import apply_overrides
 
     if arch not in ARCHS:
         raise ValueError(f"bench step: unknown --arch {arch!r}; available: {', '.join(ARCHS)}")
@@ -275,7 +274,6 @@ def lars(cfg, steps: int = 20, repeats: int = 3, workers: int = 2, address: str 
 
 def _random_batches(c: dict, world: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Seeded (index, unit embedding) pairs of the global batch, one per step plus a warm-up."""
-    import torch.nn.functional as F
 
     g = torch.Generator(device="cpu").manual_seed(1)
     return [
@@ -305,8 +303,6 @@ def _naive_semi_hard(bank, km, index, v, batch: int, negatives: int) -> list[tor
 def _bank_worker(config: dict) -> None:
     """One InterCLR bank step (update + k-means + semi-hard negatives), timed on this worker's shard,
     against a naive semi-hard sampler (full sort of every anchor's similarities) on the same rows."""
-    from raycl import collectives as dist
-    from raycl.bank import MemoryBank, OnlineKMeans, Shard, inter_negatives
 
     c = config
     device = ray.train.torch.get_device()

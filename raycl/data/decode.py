@@ -10,13 +10,16 @@ torchvision's CPU decoders, which is how it is tested against Pillow.
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
 
 def decode_image(data: bytes, size: int, channels: int) -> np.ndarray:
     """Encoded bytes -> uint8 [channels, size, size]. Raises whatever PIL raises on bad bytes."""
-    from PIL import Image
 
     with Image.open(io.BytesIO(data)) as f:
         im = f.convert("L" if channels == 1 else "RGB")
@@ -32,16 +35,12 @@ def is_jpeg(data: bytes) -> bool:
 
 def decode_batch(encoded: list[bytes], size: int, channels: int, device="cpu"):
     """A list of encoded images -> uint8 tensor [n, channels, size, size] on ``device``."""
-    import warnings
-
-    import torch
-    import torch.nn.functional as F
 
     with warnings.catch_warnings():
         # torchvision 0.29 marks its decoders deprecated in favour of torchcodec; they are still
         # the ones with batched nvJPEG, and the pinned torchvision keeps them.
         warnings.simplefilter("ignore", DeprecationWarning)
-        from torchvision.io import ImageReadMode, decode_jpeg
+        from torchvision.io import ImageReadMode, decode_jpeg  # under the filter: its import warns
         from torchvision.io import decode_image as tv_decode
 
     mode = ImageReadMode.RGB  # grey is made below with Pillow's weights, so both paths agree

@@ -161,7 +161,7 @@ class EpochLoader:
             fill = np.random.default_rng([self.seed, epoch, step, 1000 + self.rank]).choice(good, size=len(bad))
             images[bad], index[bad], labels[bad] = images[fill], index[fill], labels[fill]
         if self.pin and images is not None:
-            import torch
+            import torch  # the loader is NumPy; torch only for pinned GPU batches
 
             images = torch.from_numpy(images).pin_memory()
         return Batch(index, images, labels, len(bad), encoded)

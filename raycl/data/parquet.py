@@ -16,6 +16,7 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 from raycl.data.decode import decode_image
 from raycl.data.source import Raw, Source
@@ -43,7 +44,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 def encode_png(image: np.ndarray) -> bytes:
     """uint8 [C, H, W] (C = 1 or 3) -> PNG bytes."""
-    from PIL import Image
 
     arr = image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
     buf = io.BytesIO()
@@ -97,7 +97,6 @@ def write_shards(
 
 def check_decodes(data: bytes) -> None:
     """Raise if ``data`` is not an image PIL can decode (header and pixels)."""
-    from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
         im.load()
@@ -332,7 +331,6 @@ class ParquetSource(Source):
     def peek(self) -> tuple[int, int, int] | None:
         """(width, height, bands) of the first row's image, read from its header; None if it does not
         open (the loader then reports the row)."""
-        from PIL import Image
 
         k, g = self.blocks[0]
         with self.fs.open(self.paths[k], "rb") as fh:

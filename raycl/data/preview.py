@@ -14,8 +14,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
-from raycl.data.views import MEAN, STD
+from raycl.data import build_sources
+from raycl.data.source import subset
+from raycl.data.views import MEAN, STD, views_for
+from raycl.methods import build_method
 
 PAD, HEADER = 4, 14  # pixels between cells, and for the column titles
 
@@ -29,7 +33,6 @@ class Grid:
 
 def view_columns(cfg, method, images: torch.Tensor, g: torch.Generator) -> list[tuple[str, torch.Tensor]]:
     """(title, [n, C, h, w] in [0, 1]) per column: the input and what the method's pipeline makes."""
-    from raycl.data.views import views_for
 
     views = views_for(cfg, method)(images, g)
     shown = [v.float() * STD + MEAN for v in views]
@@ -48,11 +51,6 @@ def view_columns(cfg, method, images: torch.Tensor, g: torch.Generator) -> list[
 
 def grid(cfg, samples: int = 6, zoom: int | None = None) -> Grid:
     """A seeded random sample of the training rows (``data.*``) and their views under ``cfg``."""
-    from PIL import Image, ImageDraw
-
-    from raycl.data import build_sources
-    from raycl.data.source import subset
-    from raycl.methods import build_method
 
     train, _ = build_sources(cfg)
     block = subset(train, min(samples, len(train)), cfg.run.seed).read_all()

@@ -7,6 +7,7 @@ shard. Nothing is downloaded unless ``download`` is set (``--download``)."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,7 +20,7 @@ PREFIX = "torchvision:"
 
 
 def open_dataset(name: str, root: str, split: str, download: bool):
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # only for torchvision:NAME sources
 
     cls = getattr(tvd, name, None)
     if not isinstance(cls, type) or name.startswith("_"):
@@ -27,7 +28,6 @@ def open_dataset(name: str, root: str, split: str, download: bool):
             f"{PREFIX}{name}: torchvision.datasets has no dataset class of that name "
             "(e.g. FashionMNIST, MNIST, CIFAR10, CIFAR100, SVHN, STL10)"
         )
-    import inspect
 
     params = inspect.signature(cls).parameters
     if "train" in params:

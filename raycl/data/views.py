@@ -164,7 +164,7 @@ class AutoAugmentViews:
     taken from ``g`` (one per sample), so views stay reproducible from (seed, epoch, step)."""
 
     def __init__(self, base: SimCLRViews):
-        from torchvision.transforms import v2
+        from torchvision.transforms import v2  # AutoAugment only (ImCLR's option)
 
         self.base, self.n_views = base, base.n_views
         self.policy = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)

@@ -19,6 +19,7 @@ import sys
 import threading
 from typing import IO, Any
 
+from raycl.errors import RayclError
 from raycl.progress import fmt_duration
 from raycl.train import ray_logs
 
@@ -179,7 +180,7 @@ class Console:
             print("[raycl] " + text, file=self.out, flush=True)
             return
         if self.bar is None:
-            from tqdm import tqdm
+            from tqdm import tqdm  # a bar only on a terminal
 
             self.bar = tqdm(
                 total=e["total_steps"], file=self.err, dynamic_ncols=True, leave=False, unit="step",
@@ -247,7 +248,6 @@ class _DropRayclTrialErrors(logging.Filter):
     line already say it in one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from raycl.errors import RayclError
 
         return not (record.exc_info and isinstance(record.exc_info[1], RayclError))
 

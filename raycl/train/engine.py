@@ -8,10 +8,11 @@ import numpy as np
 import torch
 
 from raycl import collectives as dist
+from raycl.collectives.batchnorm import convert_global_batchnorm
 from raycl.data.draws import SampleStream
 from raycl.data.views import views_for
 from raycl.methods import MethodBatch, build_method
-from raycl.optim import build_optimizer, build_schedule
+from raycl.optim import LARS, build_optimizer, build_schedule
 
 
 def deepspeed_config(cfg) -> dict:
@@ -47,8 +48,6 @@ def build_engine(cfg, channels: int, steps_per_epoch: int):
         if cfg.distributed.use_gpu:
             method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
         else:
-            from raycl.collectives.batchnorm import convert_global_batchnorm
-
             method = convert_global_batchnorm(method)
     optimizer = build_optimizer(method, cfg.optim, cfg.lr)
     schedule = build_schedule(optimizer, cfg.optim, steps_per_epoch, cfg.run.epochs, cfg.lr)
@@ -61,7 +60,6 @@ def build_engine(cfg, channels: int, steps_per_epoch: int):
 
 def attach_lars(engine, optimizer) -> None:
     """Give LARS the layer boundaries inside ZeRO's flat partitions (see raycl.optim.lars)."""
-    from raycl.optim import LARS
 
     if not isinstance(optimizer, LARS) or engine.optimizer is optimizer:
         return

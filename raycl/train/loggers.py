@@ -83,7 +83,7 @@ def _run_id(path: str, resume: bool, new) -> str:
 
 class TensorBoard:
     def __init__(self, log_dir: str, run_name: str, config: dict, resumed_step: int | None):
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # each logger's package only where it logs
 
         self.dir = os.path.join(log_dir, "tensorboard")
         # purge_step: a run that restarts from a checkpoint at step S replaces what it logged after S
@@ -101,7 +101,7 @@ class TensorBoard:
 class MLflow:
     def __init__(self, log_dir: str, run_name: str, config: dict, resumed_step: int | None):
         warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")  # MLflow's
-        from mlflow import MlflowClient
+        from mlflow import MlflowClient  # optional package (pip install raycl[mlflow])
 
         # MLflow 3 refuses new file stores ("maintenance mode"); its local store is SQLite
         uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///" + os.path.abspath(
@@ -121,7 +121,7 @@ class MLflow:
         self.run_id = _run_id(os.path.join(log_dir, "mlflow_run_id"), resumed_step is not None, new)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # optional package
 
         ts = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, v, ts, step) for k, v in metrics.items()])
@@ -132,7 +132,7 @@ class MLflow:
 
 class WandB:
     def __init__(self, log_dir: str, run_name: str, config: dict, resumed_step: int | None):
-        import wandb
+        import wandb  # optional package (pip install raycl[wandb])
 
         run_id = _run_id(os.path.join(log_dir, "wandb_run_id"), resumed_step is not None, lambda: secrets.token_hex(4))
         self.run = wandb.init(

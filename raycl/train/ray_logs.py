@@ -13,7 +13,7 @@ PRINTER = "ray_print_logs"  # the name Ray gives its printing handler (ray/_priv
 
 def _dispatcher():
     try:
-        from ray._private.ray_logging import global_worker_stdstream_dispatcher
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher  # private: may move
     except ImportError:
         return None
     return global_worker_stdstream_dispatcher
@@ -44,7 +44,7 @@ def replace_printer(new: Callable[[dict], None]) -> Callable | None:
 def autoscaler_events(lines: list[str]) -> list[str]:
     """The autoscaler's events among its periodic status dumps (what Ray itself prints of them)."""
     try:
-        from ray._private.worker import filter_autoscaler_events
+        from ray._private.worker import filter_autoscaler_events  # private: may move
     except ImportError:
         return lines
     return list(filter_autoscaler_events(lines))

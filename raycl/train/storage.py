@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 
+import fsspec
+from pyarrow.fs import FSSpecHandler, PyFileSystem
+
 
 def storage(cfg) -> dict:
     """RunConfig storage arguments: a local path, a URL pyarrow knows, or any other fsspec URL."""
@@ -15,8 +18,6 @@ def storage(cfg) -> dict:
         return {"storage_path": os.path.abspath(os.path.expanduser(path.removeprefix("file://")))}
     if proto in ("s3", "gs", "gcs", "hdfs", "abfs", "abfss"):
         return {"storage_path": path}
-    import fsspec
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     fs, root = fsspec.core.url_to_fs(path)
     return {"storage_path": root, "storage_filesystem": PyFileSystem(FSSpecHandler(fs))}

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import os
+import socket
 
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -14,8 +15,9 @@ from ray.train.torch import TorchTrainer
 
 from raycl.errors import CheckpointError, ConfigError, RayclError
 from raycl.log import get as get_logger
+from raycl.methods import build_method
+from raycl.train import bank_server, console, loggers, zero_state
 from raycl.train import checkpoint as ck
-from raycl.train import console, loggers, zero_state
 from raycl.train.storage import log_dir, run_dir, storage
 from raycl.train.worker import train_loop
 
@@ -46,7 +48,6 @@ def local_ray_options(num_cpus: int | None, env_vars: dict | None = None) -> dic
     another Ray runs on the machine; the worker group then keeps its CPUs and the next trial waits
     forever. Naming the dashboard (the State API server) in every worker's environment avoids that.
     """
-    import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,7 +72,6 @@ def check_resume(cfg) -> str | None:
     latest = latest_local_checkpoint(cfg)
     if latest is None:
         return None
-    from raycl.methods import build_method
 
     state = ck.read_state(latest)
     method = build_method(cfg, cfg.data.channels)
@@ -172,8 +172,6 @@ def _fit(cfg, failure_log):
         log.info(f"run {cfg.run.name!r} has a checkpoint at {resumed_from}: resuming")
     d = cfg.distributed
     if cfg.method.bank_sync_steps:
-        from raycl.train import bank_server
-
         st = storage(cfg)
         # Snapshots go beside the run on local storage, else to a local directory of the head.
         root = (
