@@ -22,6 +22,7 @@ from raycl.data.torchvision_source import convert_torchvision, is_torchvision
 from raycl.errors import ConfigError, DataError
 from raycl.eval import extract, knn_top1, linear_probe
 from raycl.eval.features import rows_per_forward
+from raycl.eval.logreg import select_and_fit
 from raycl.eval.report import Ticker
 from raycl.export import export_backbone
 from raycl.log import get as get_logger
@@ -30,6 +31,9 @@ from raycl.train.checkpoint import load_checkpoint_model, model_file, read_state
 from raycl.train.storage import run_dir
 
 log = get_logger(__name__)
+
+# How ``raycl eval`` fits its linear classifier (``evaluate_backbone``).
+PROTOCOLS = ("linear", "logreg")
 
 
 def demo_config_path() -> str:
@@ -187,19 +191,29 @@ def _features(cfg: Config, backbone: torch.nn.Module, sources, what: str = "enco
 
 
 def evaluate_backbone(
-    cfg: Config, backbone: torch.nn.Module, linear: bool = True, what: str = "encoder", quiet: bool = False
+    cfg: Config,
+    backbone: torch.nn.Module,
+    linear: bool = True,
+    what: str = "encoder",
+    quiet: bool = False,
+    protocol: str = "linear",
 ) -> dict:
-    """kNN monitor (cosine, k, T from cfg.eval) and a linear probe on frozen features; progress lines
-    on stderr unless ``quiet``."""
+    """kNN monitor (cosine, k, T from cfg.eval) and, when ``linear``, a linear classifier on frozen
+    features: ``protocol`` "linear" (softmax by SGD, ``linear_top1``) or "logreg" (regularised
+    logistic regression, C chosen on held-out training rows, ``logreg_*``). Progress lines on stderr
+    unless ``quiet``."""
 
     sources = build_sources(cfg)  # once: opening Parquet shards reads every footer
     skip = eval_ready(*sources)
     if skip:
         log.warning(skip)
-        return {"knn_top1": None, **({"linear_top1": None} if linear else {}), "skipped": skip}
+        return {"knn_top1": None, **({f"{protocol}_top1": None} if linear else {}), "skipped": skip}
     tr, tr_y, te, te_y = _features(cfg, backbone, sources, what, quiet)
     out = {"knn_top1": knn_top1(tr, tr_y, te, te_y, cfg.eval.knn_k, cfg.eval.knn_temperature)}
-    if linear:
+    if linear and protocol == "logreg":
+        ticker = None if quiet else Ticker(f"{what} logistic regression", "values of C", every_s=10.0)
+        out |= select_and_fit(tr, tr_y, te, te_y, seed=cfg.run.seed, progress=ticker) or {"logreg_top1": None}
+    elif linear:
         ticker = None if quiet else Ticker(f"{what} linear probe", "epochs", every_s=10.0)
         out["linear_top1"] = linear_probe(
             tr, tr_y, te, te_y, cfg.eval.linear_epochs, cfg.eval.linear_lr, seed=cfg.run.seed, progress=ticker
@@ -211,10 +225,10 @@ def evaluate_backbone(
 PIXEL_FLOOR_BYTES = 4 << 30
 
 
-def floors(cfg: Config, linear: bool = True, quiet: bool = False) -> dict:
+def floors(cfg: Config, linear: bool = True, quiet: bool = False, protocol: str = "linear") -> dict:
     """What a trained encoder must beat, on the same rows and protocol: the same encoder at random
     init (seed ``run.seed``) and the raw pixels, flattened (``random_init_*``, ``pixels_*``)."""
-    init = random_init_eval(cfg, linear=linear, quiet=quiet)
+    init = random_init_eval(cfg, linear=linear, quiet=quiet, protocol=protocol)
     out = {f"random_init_{k}": v for k, v in init.items() if k != "skipped"}
     rows = (cfg.eval.max_train_samples or 0) + (cfg.eval.max_eval_samples or 0)
     pixel_bytes = 4 * cfg.data.channels * cfg.data.image_size**2 * rows
@@ -224,7 +238,7 @@ def floors(cfg: Config, linear: bool = True, quiet: bool = False) -> dict:
             f"than {PIXEL_FLOOR_BYTES >> 30} GiB (lower eval.max_train_samples)"
         )
         return out
-    pixels = evaluate_backbone(cfg, torch.nn.Flatten(), linear, what="raw-pixel", quiet=quiet)
+    pixels = evaluate_backbone(cfg, torch.nn.Flatten(), linear, "raw-pixel", quiet, protocol)
     return out | {f"pixels_{k}": v for k, v in pixels.items() if k != "skipped"}
 
 
@@ -309,6 +323,7 @@ def finetune_config(checkpoint: str, label_fraction: float, from_scratch: bool =
     subset is written beside the runs (``<run>-rows-<F>-seed<S>.txt``) and named in ``data.rows``, so
     the two runs, and any repeat, train on the same rows."""
     base = linear_config(checkpoint, recipe, overrides)
+    check_data(base)  # unlabeled shards are refused here, with the reason, before a subset is drawn
     rows = label_subset(base, label_fraction, base.run.seed)
     pretrained = base.run.name.removesuffix("-linear")
     path = os.path.join(base.run.storage_path, f"{pretrained}-rows-{label_fraction:g}-seed{base.run.seed}.txt")
@@ -351,24 +366,27 @@ def history(checkpoint: str) -> list[dict]:
     return read_state(os.path.expanduser(checkpoint)).get("history", [])
 
 
-def evaluate(checkpoint: str, linear: bool = True, with_floors: bool = True) -> dict:
-    """kNN and linear top-1 of a checkpoint's encoder on its run's held-out rows, and (``with_floors``)
-    the random-init and raw-pixel floors measured the same way. Data is checked before any is read."""
+def evaluate(checkpoint: str, linear: bool = True, with_floors: bool = True, protocol: str = "linear") -> dict:
+    """kNN and linear top-1 of a checkpoint's encoder on its run's held-out rows (``protocol``: see
+    ``evaluate_backbone``), and (``with_floors``) the random-init and raw-pixel floors measured the same
+    way. Data is checked before any is read."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     cfg, method = load_checkpoint_model(checkpoint)
     check_stored_data(cfg)
-    out = evaluate_backbone(cfg, method.encoder(), linear)
+    out = evaluate_backbone(cfg, method.encoder(), linear, protocol=protocol)
     if with_floors and not out.get("skipped"):
-        out |= floors(cfg, linear)
+        out |= floors(cfg, linear, protocol=protocol)
     return out
 
 
-def random_init_eval(cfg: Config, linear: bool = False, quiet: bool = False) -> dict:
+def random_init_eval(cfg: Config, linear: bool = False, quiet: bool = False, protocol: str = "linear") -> dict:
     """``evaluate_backbone`` of the config's method encoder at random init (seed ``run.seed``): the
     floor a trained encoder must beat."""
 
     torch.manual_seed(cfg.run.seed)
     encoder = build_method(cfg, cfg.data.channels).encoder()
-    return evaluate_backbone(cfg, encoder, linear=linear, what="random-init", quiet=quiet)
+    return evaluate_backbone(cfg, encoder, linear, "random-init", quiet, protocol)
 
 
 def random_init_knn(cfg: Config) -> float:

@@ -29,8 +29,16 @@ def _address(p):
     )  # fmt: skip
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a bad flag is a ConfigError: main prints it as the one ``raycl: error:``
+    line every other bad input gets (argparse's own is a usage block, then the error)."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="raycl", description="Distributed contrastive learning on Ray + DeepSpeed")
+    ap = Parser(prog="raycl", description="Distributed contrastive learning on Ray + DeepSpeed")
     ap.add_argument("--verbose", action="store_true", help="same as RAYCL_VERBOSE=1: show every line Ray prints")
     sub = ap.add_subparsers(dest="cmd", required=True)
     for add in (
@@ -132,6 +140,13 @@ def _eval_parser(sub) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--no-linear", action="store_true", help="kNN only")
     p.add_argument(
+        "--protocol",
+        default="linear",
+        choices=["linear", "logreg"],
+        help="linear: softmax by SGD (the kNN monitor's companion); logreg: L2-regularised logistic regression, "
+        "its strength chosen on a held-out fifth of the training rows (Kornblith et al.)",
+    )
+    p.add_argument(
         "--no-floors", action="store_true", help="skip the random-init and raw-pixel floors (one extraction less)"
     )
     p.set_defaults(handler=evaluate)
@@ -141,7 +156,7 @@ def evaluate(args) -> None:
     from raycl import api
     from raycl.eval.report import floors_table
 
-    out = api.evaluate(args.checkpoint, linear=not args.no_linear, with_floors=not args.no_floors)
+    out = api.evaluate(args.checkpoint, not args.no_linear, not args.no_floors, args.protocol)
     print(floors_table(out))
     print(json.dumps(out))
 
@@ -306,6 +321,7 @@ def _bench_parser(sub) -> None:
         _bench_bank_parser,
         _bench_quality_parser,
         _bench_data_parser,
+        _bench_linear_parser,
     ):
         add(bsub)
 
@@ -422,6 +438,31 @@ def bench_quality(args) -> None:
     print(json.dumps(rows))
 
 
+def _bench_linear_parser(bsub) -> None:
+    c = bsub.add_parser("linear", help="linear evaluation's images/s vs pre-training's, same workers and data")
+    c.add_argument("--config", default=None, help="default: the demo config")
+    c.add_argument("--epochs", type=int, default=1, help="epochs of each run (default 1)")
+    _overrides(c)
+    _address(c)
+    c.set_defaults(handler=bench_linear)
+
+
+def bench_linear(args) -> None:
+    from raycl import api
+    from raycl.bench.protocols import linear_vs_pretraining
+
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs: expected an integer >= 1, got {args.epochs}")
+    cfg = api.load_config(args.config or api.demo_config_path(), args.overrides)
+    out = linear_vs_pretraining(cfg, args.epochs, args.address)
+    print(
+        f"{out['workers']} workers, batch {out['batch']}: pre-training ({out['method']}) "
+        f"{out['pretraining_images_per_s']:,.0f} images/s, linear evaluation {out['linear_images_per_s']:,.0f} "
+        f"images/s ({out['linear_over_pretraining']:.2f}x)"
+    )
+    print(json.dumps(out))
+
+
 def _bench_data_parser(bsub) -> None:
     c = bsub.add_parser(
         "data",
@@ -472,10 +513,10 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse(argv)
-    if args.verbose:
-        os.environ["RAYCL_VERBOSE"] = "1"  # read by the console wherever a run starts
     try:
+        args = parse(argv)
+        if args.verbose:
+            os.environ["RAYCL_VERBOSE"] = "1"  # read by the console wherever a run starts
         args.handler(args)
         return 0
     except RayclError as e:

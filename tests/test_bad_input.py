@@ -117,6 +117,22 @@ ROWS = [
                           "--out", "{tmp}/v.png"], "label 1000000000 at row 2"),
     ("bench-data-index-duplicate", ["bench", "data", "{tmp}/d_dup"], "index 3 appears 2 times"),
     ("neighbours-label-null", ("neighbours", "{tmp}/ck_d_label_null"), "column 'label' is null at row 2"),
+    # -- evaluation commands (issue 23): refused on the driver, before Ray starts -----------------
+    ("eval-protocol-unknown", ["eval", "{tmp}/ck_good", "--protocol", "svm"], "--protocol: invalid choice: 'svm'"),
+    ("linear-layer-missing", ["linear", "{tmp}/ck_good", "method.layer=layer9"],
+     "method.layer: 'layer9' is not a layer of resnet18"),
+    ("linear-other-architecture", ["linear", "{tmp}/ck_width"], "does not match this model"),
+    ("linear-unlabeled", ["linear", "{tmp}/ck_d_unlabeled"], "learns from class labels"),
+    ("finetune-fraction-zero", ["finetune", "{tmp}/ck_good", "--label-fraction", "0"],
+     "--label-fraction: expected a fraction in (0, 1], got 0"),
+    ("finetune-fraction-above-one", ["finetune", "{tmp}/ck_good", "--label-fraction", "1.5"], "got 1.5"),
+    ("finetune-subset-below-classes", ["finetune", "{tmp}/ck_good", "--label-fraction", "0.001"],
+     "fewer than the 10 classes"),
+    ("finetune-unlabeled", ["finetune", "{tmp}/ck_d_unlabeled", "--label-fraction", "0.5"], "learns from class labels"),
+    ("knn-k-zero", ["knn", "{tmp}/ck_good", "--k", "0"], "--k: expected"),
+    ("knn-workers-zero", ["knn", "{tmp}/ck_good", "--workers", "0"], "--workers: expected"),
+    ("export-format-unknown", ["export", "{tmp}/ck_good", "{tmp}/b.onnx", "--format", "onnx"], "invalid choice: 'onnx'"),
+    ("export-other-architecture", ["export", "{tmp}/ck_width", "{tmp}/b.safetensors"], "does not match this model"),
     # -- runs -------------------------------------------------------------------------------------
     ("run-name-escapes", cs("run.name=../../../../tmp/escaped"), "run.name: '../../../../tmp/escaped' must be one"),
     ("run-name-dotdot", cs("run.name=.."), "run.name: '..' must be one folder name"),
@@ -254,6 +270,12 @@ def bad(tmp_path_factory):
 
     shutil.rmtree(t / "d_gone")
     shard("d_unlabeled", rows(list(range(64)), [-1] * 64))
+    (t / "ck_good").mkdir()
+    torch.save(good, t / "ck_good" / "model.pt")
+    (t / "ck_d_unlabeled").mkdir()
+    run = from_dict({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "dataset": "parquet",
+                                                "path": str(t / "d_unlabeled"), "num_samples": None}})
+    torch.save({"config": run.to_dict(), "state_dict": method.state_dict()}, t / "ck_d_unlabeled" / "model.pt")
     shard("d_labeled", rows(list(range(64)), [i % 5 for i in range(64)]))
     shard("d_nolabel", pa.table({"index": np.arange(n), "image": [png] * n}))
     (t / "d_empty").mkdir()

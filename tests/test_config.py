@@ -212,5 +212,5 @@ def test_overrides_may_follow_options_on_the_command_line():
 
     args = parse(["finetune", "ck", "run.seed=1", "--label-fraction", "0.1", "run.epochs=5", "optim.base_lr=0.05"])
     assert args.overrides == ["run.seed=1", "run.epochs=5", "optim.base_lr=0.05"] and args.label_fraction == 0.1
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="unrecognized arguments: --bogus"):
         parse(["finetune", "ck", "--label-fraction", "0.1", "--bogus"])

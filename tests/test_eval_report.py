@@ -30,3 +30,11 @@ def test_the_floors_table_lists_the_encoder_and_each_floor_measured():
         "random init      0.7569        0.7967",
         "raw pixels       0.8120             -"]
     assert len(floors_table({"knn_top1": 0.5}).splitlines()) == 2   # no floors measured: no floor rows
+
+
+def test_slow_units_show_their_rate_to_two_digits_not_as_zero():
+    lines = []
+    tick = Ticker("encoder logistic regression", "values of C", every_s=0.0, say=lines.append)
+    tick.t0 -= 8.0                                # 2 values in 8 s
+    tick(2, 12)
+    assert "| 0.25 values of C/s | ETA 0m40s" in lines[0], lines[0]

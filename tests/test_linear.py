@@ -169,3 +169,24 @@ def test_finetune_and_its_from_scratch_baseline_train_on_ray_on_the_same_subset(
     for out in runs:   # 25 % of the 409 training digits is ~102 rows: 4 steps of 32 an epoch
         assert out["epoch"] == 2 and out["global_step"] == 8 and 0 <= out["linear_top1"] <= out["linear_top5"] <= 1
         assert out["best_linear_top1"] is not None
+
+
+@pytest.mark.slow
+def test_bench_linear_measures_both_runs_on_the_same_workers(ray_cluster, tiny_cfg, tmp_path, capsys):
+    from raycl.api import history
+    from raycl.cli import main
+
+    (tmp_path / "b.yaml").write_text(tiny_cfg("run.log_every=100").to_yaml())
+    assert main(["bench", "linear", "--config", str(tmp_path / "b.yaml")]) == 0
+    line, payload = capsys.readouterr().out.strip().splitlines()[-2:]
+    out = json.loads(payload)
+    runs = sorted((tmp_path / "runs").glob("bench-linear-*"))
+    assert [r.name.endswith("-linear") for r in runs] == [False, True]   # pre-training, then its linear run
+    rates = []
+    for run in runs:
+        (checkpoint_dir,) = run.glob("checkpoint_*/")
+        (epoch,) = history(str(checkpoint_dir))
+        rates.append(epoch["images_per_s"])
+    assert out["pretraining_images_per_s"] == round(rates[0], 1) and out["linear_images_per_s"] == round(rates[1], 1)
+    assert out["linear_over_pretraining"] == round(rates[1] / rates[0], 2) and out["workers"] == 2
+    assert line.startswith("2 workers, batch 64: pre-training (simclr)") and line.endswith("x)")

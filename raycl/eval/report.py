@@ -27,8 +27,9 @@ class Ticker:
         self.last = now
         rate = done / max(now - self.t0, 1e-9)
         eta = (total - done) / rate if rate > 0 else 0.0
+        rate_text = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a logreg fit: 0.31 values of C/s
         self.say(
-            f"eval: {self.what} {done:,}/{total:,} {self.unit} | {rate:,.0f} {self.unit}/s | "
+            f"eval: {self.what} {done:,}/{total:,} {self.unit} | {rate_text} {self.unit}/s | "
             f"{'done in ' + fmt_duration(now - self.t0) if done >= total else 'ETA ' + fmt_duration(eta)}"
         )
 
@@ -36,14 +37,20 @@ class Ticker:
 ROWS = (("encoder", ""), ("random init", "random_init_"), ("raw pixels", "pixels_"))
 
 
+COLUMNS = (("knn_top1", "kNN top-1"), ("linear_top1", "linear top-1"), ("logreg_top1", "logreg top-1"))
+
+
 def floors_table(result: dict) -> str:
-    """kNN / linear top-1 of the encoder and of the floors it is compared with, one row each."""
-    lines = [f"{'':<12} {'kNN top-1':>10} {'linear top-1':>13}"]
+    """kNN / linear (or logistic-regression) top-1 of the encoder and of the floors it is compared
+    with, one row each."""
+    columns = [(key, title) for key, title in COLUMNS if key in result]
+    widths = [len(title) + 1 for _, title in columns]
+    lines = [f"{'':<12}" + "".join(f" {title:>{w}}" for (_, title), w in zip(columns, widths))]
     for label, prefix in ROWS:
-        knn, lin = result.get(prefix + "knn_top1"), result.get(prefix + "linear_top1")
-        if knn is None and lin is None:
+        values = [result.get(prefix + key) for key, _ in columns]
+        if all(v is None for v in values):
             continue
-        lines.append(f"{label:<12} {_fmt(knn):>10} {_fmt(lin):>13}")
+        lines.append(f"{label:<12}" + "".join(f" {_fmt(v):>{w}}" for v, w in zip(values, widths)))
     return "\n".join(lines)
 
 
