@@ -54,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
         _config_parser,
         _data_parser,
         _bench_parser,
+        _doctor_parser,
     ):
         add(sub)
     return ap
@@ -498,6 +499,27 @@ def bench_data(args) -> None:
         train_rounds=args.train_rounds, say=lambda line: print(line, flush=True),
     )  # fmt: skip
     print(json.dumps(out))
+
+
+def _doctor_parser(sub) -> None:
+    p = sub.add_parser("doctor", help="check and measure this node (or every GPU node of --address): one table")
+    p.add_argument("--quick", action="store_true", help="sizes that fit in about 8 minutes on one GPU")
+    p.add_argument("--out", default=None, help="folder for doctor.json and doctor.md (default: print only)")
+    _overrides(p)
+    _address(p)
+    p.set_defaults(handler=doctor)
+
+
+def doctor(args) -> None:
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ConfigError(f"--out: {args.out!r} is an existing file; give a folder")
+    from raycl.bench import doctor as bench
+
+    rows = bench.doctor(args.quick, args.address, args.overrides)
+    print(bench.table(rows))
+    if args.out:
+        for path in bench.write(rows, os.path.abspath(args.out), args.quick):
+            print(f"wrote {path}")
 
 
 def parse(argv=None) -> argparse.Namespace:

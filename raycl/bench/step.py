@@ -11,42 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import tempfile
 import time
 from typing import Any
 
-import numpy as np
 import ray.train
 import torch
-import torch.nn.functional as F
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from raycl import collectives as dist
-from raycl.bank import MemoryBank, OnlineKMeans, Shard, inter_negatives
+from raycl.bench.measure import alternate, batch_of, measure_bank, measure_step
 from raycl.config import apply_overrides, from_dict
-from raycl.data import build_sources
-from raycl.methods import MethodBatch, build_method
-from raycl.optim import build_optimizer
 from raycl.train.engine import build_engine, make_views, train_step
 from raycl.train.trainer import init_ray
-
-
-def _time(fn, steps: int) -> float:
-    fn()  # warm-up step
-    t = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - t) / steps
-
-
-def _alternate(a, b, steps: int, repeats: int) -> tuple[float, float]:
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(_time(a, steps))
-        tb.append(_time(b, steps))
-    return statistics.median(ta), statistics.median(tb)
 
 
 def _report(out: dict) -> None:
@@ -58,59 +35,16 @@ def _report(out: dict) -> None:
         ray.train.report({"done": 1}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
-def _batch(cfg, rank: int, world: int, synthetic: bool = False):
-    if synthetic:  # random images of the configured size: the bench measures compute, not data
-        rng = np.random.default_rng(rank)
-        b = cfg.data.batch_size // world
-        shape = (b, cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
-        return (
-            rng.integers(0, 256, shape, dtype=np.uint8),
-            np.arange(rank * b, (rank + 1) * b),
-            rng.integers(0, 10, b),
-        )
-
-    data = build_sources(cfg)[0].read_all()
-    b = cfg.data.batch_size // world
-    sl = slice(rank * b, (rank + 1) * b)
-    return data.images[sl], data.index[sl], data.labels[sl]
-
-
 def _overhead_worker(config: dict) -> None:
-
     cfg = from_dict(config["cfg"])
     device = ray.train.torch.get_device()
-    images, index, labels = _batch(cfg, 0, 1, config.get("synthetic", False))
-    torch.manual_seed(cfg.run.seed)
-    bare = build_method(cfg, cfg.data.channels).to(device)
-    opt = build_optimizer(bare, cfg.optim, cfg.lr)
-    views = make_views(cfg, bare)
-    g = torch.Generator(device=device).manual_seed(0)
-    t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-    # The bare loop's bf16 is autocast over fp32 weights (what a PyTorch user writes); DeepSpeed's is
-    # bf16 weights with fp32 master copies.
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if cfg.distributed.precision == "bf16"
-        else torch.autocast(device.type, enabled=False)
-    )
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    _report(measure_step(cfg, device, config["steps"], config["repeats"], config.get("synthetic", False)))
 
-    def bare_step():
-        with autocast:
-            loss, _ = bare(MethodBatch(views(t(images), g), t(index), t(labels)))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sync()
 
-    engine = build_engine(cfg, cfg.data.channels, steps_per_epoch=1000)
-
-    def raycl_step():
-        train_step(engine, views, images, index, labels, cfg.distributed.grad_accum, g, device)
-        sync()
-
-    t_bare, t_raycl = _alternate(bare_step, raycl_step, config["steps"], config["repeats"])
-    _report({"bare_step_s": t_bare, "raycl_step_s": t_raycl, "threads": torch.get_num_threads()})
+def _bank_worker(config: dict) -> None:
+    """One InterCLR bank step (update + k-means + semi-hard negatives), timed on this worker's shard,
+    against a naive semi-hard sampler (full sort of every anchor's similarities) on the same rows."""
+    _report(measure_bank(config, ray.train.torch.get_device()))
 
 
 def _lars_worker(config: dict) -> None:
@@ -118,7 +52,7 @@ def _lars_worker(config: dict) -> None:
     cfg = from_dict(config["cfg"])
     ctx = ray.train.get_context()
     device = ray.train.torch.get_device()
-    images, index, labels = _batch(cfg, ctx.get_world_rank(), ctx.get_world_size())
+    images, index, labels = batch_of(cfg, ctx.get_world_rank(), ctx.get_world_size())
     engines = {}
     for name in ("sgd", "lars"):
         c = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"name": name})})
@@ -129,7 +63,7 @@ def _lars_worker(config: dict) -> None:
         n: (lambda e=e: train_step(e, views, images, index, labels, cfg.distributed.grad_accum, g, device))
         for n, e in engines.items()
     }
-    t_sgd, t_lars = _alternate(step["sgd"], step["lars"], config["steps"], config["repeats"])
+    t_sgd, t_lars = alternate(step["sgd"], step["lars"], config["steps"], config["repeats"])
     params = [p for p in engines["lars"].module.parameters() if p.requires_grad]
     lars_opt = engines["lars"].optimizer.optimizer if hasattr(engines["lars"].optimizer, "optimizer") else None
     layers = (
@@ -270,92 +204,6 @@ def lars(cfg, steps: int = 20, repeats: int = 3, workers: int = 2, address: str 
         "grad_reduce_bytes": m["grad_reduce_bytes"],
         "bytes_ratio": round(m["norm_allreduce_bytes"] / m["grad_reduce_bytes"], 6),
     }
-
-
-def _random_batches(c: dict, world: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Seeded (index, unit embedding) pairs of the global batch, one per step plus a warm-up."""
-
-    g = torch.Generator(device="cpu").manual_seed(1)
-    return [
-        (
-            torch.randint(c["n"], (c["batch"] * world,), generator=g).to(device),
-            F.normalize(torch.randn(c["batch"] * world, c["dim"], generator=g), dim=1).to(device),
-        )
-        for _ in range(c["steps"] + 1)
-    ]
-
-
-def _naive_semi_hard(bank, km, index, v, batch: int, negatives: int) -> list[torch.Tensor]:
-    """The reference sampler: full descending sort of each anchor's similarities to all N rows (the
-    whole bank on one worker), drop the anchor's cluster, K uniform draws from the nearest 10%."""
-    rows, labels = bank.full(), km.all_labels()
-    a, alab = v[:batch], labels[index[:batch]]
-    order = (a @ rows.t()).argsort(dim=1, descending=True)
-    keep = labels[order] != alab.view(-1, 1)
-    nearest = int(0.1 * rows.shape[0])
-    picks = []
-    for row in range(len(a)):
-        cand = order[row][keep[row]][:nearest]
-        picks.append(cand[torch.randperm(len(cand), device=cand.device)[:negatives]])
-    return picks
-
-
-def _bank_worker(config: dict) -> None:
-    """One InterCLR bank step (update + k-means + semi-hard negatives), timed on this worker's shard,
-    against a naive semi-hard sampler (full sort of every anchor's similarities) on the same rows."""
-
-    c = config
-    device = ray.train.torch.get_device()
-    r, w = dist.rank(), dist.world_size()
-    t0 = time.perf_counter()
-    bank = MemoryBank(c["n"], c["dim"], 0.5, Shard(r, w), seed=0).to(device)
-    km = OnlineKMeans(c["clusters"], bank, seed=0).to(device)
-    km.bank = [bank]
-    km.initialize(iters=c["kmeans_iters"])
-    init_s = time.perf_counter() - t0
-    batches = _random_batches(c, w, device)
-    sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
-    parts: dict[str, list[float]] = {"update": [], "kmeans": [], "semi_hard": []}
-
-    def step(i):
-        index, v = batches[i]
-        a_index, a_v = (index, v) if w > 1 else (index[: c["batch"]], v[: c["batch"]])
-        t = time.perf_counter()
-        bank.update(index, v)
-        sync()
-        t1 = time.perf_counter()
-        km.step(index)
-        sync()
-        t2 = time.perf_counter()
-        inter_negatives(bank, km, a_v, a_index, km.labels_of(a_index), c["negatives"], "semi_hard", 0, i)
-        sync()
-        t3 = time.perf_counter()
-        return t1 - t, t2 - t1, t3 - t2
-
-    step(0)  # warm-up
-    before = dict(dist.traffic)
-    for i in range(1, c["steps"] + 1):
-        for k, dt in zip(parts, step(i)):
-            parts[k].append(dt)
-    traffic = {k: (dist.traffic[k] - before[k]) / c["steps"] for k in before}
-
-    naive = []
-    for i in range(1, min(c["steps"], 3) + 1):
-        t = time.perf_counter()
-        _naive_semi_hard(bank, km, *batches[i], c["batch"], c["negatives"])
-        sync()
-        naive.append(time.perf_counter() - t)
-    _report(
-        {
-            "parts_ms": {k: 1000 * statistics.median(v) for k, v in parts.items()},
-            "naive_semi_hard_ms": 1000 * statistics.median(naive),
-            "traffic_bytes_per_step": traffic,
-            "bank_bytes_per_worker": bank.nbytes() + km.labels.numel() * km.labels.element_size(),
-            "centroid_bytes": km.centroids.numel() * km.centroids.element_size(),
-            "init_s": init_s,
-            "device": str(device),
-        }
-    )
 
 
 def bank(
