@@ -133,6 +133,8 @@ ROWS = [
     ("knn-workers-zero", ["knn", "{tmp}/ck_good", "--workers", "0"], "--workers: expected"),
     ("export-format-unknown", ["export", "{tmp}/ck_good", "{tmp}/b.onnx", "--format", "onnx"], "invalid choice: 'onnx'"),
     ("export-other-architecture", ["export", "{tmp}/ck_width", "{tmp}/b.safetensors"], "does not match this model"),
+    ("doctor-out-is-file", ["doctor", "--out", "{tmp}/scalar.yaml"], "--out: '{tmp}/scalar.yaml' is an existing file"),
+    ("doctor-flag-unknown", ["doctor", "--quik"], "unrecognized arguments: --quik"),
     # -- runs -------------------------------------------------------------------------------------
     ("run-name-escapes", cs("run.name=../../../../tmp/escaped"), "run.name: '../../../../tmp/escaped' must be one"),
     ("run-name-dotdot", cs("run.name=.."), "run.name: '..' must be one folder name"),

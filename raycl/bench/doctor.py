@@ -21,6 +21,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from raycl.bench import doctor_checks as checks
 from raycl.bench.step import ARCHS
 from raycl.config import apply_overrides, load_config
+from raycl.train import console
 from raycl.train.trainer import init_ray
 
 CPU_STEP = ["model.backbone=resnet18", "model.stem=small", "model.width=16", "data.image_size=32",
@@ -123,6 +124,7 @@ def doctor(quick: bool = False, address: str | None = None, overrides: list[str]
     fixed = ["method.name=simclr", "distributed.workers=1", "run.log_every=1000"]
     base = load_config(None, fixed + list(overrides or [])).to_dict()
     owned = init_ray(address)
+    console.drop_forwarded_noise()  # the tasks' DeepSpeed start-up lines, as a run's console drops them
     try:
         remote = ray.remote(node_checks)
         tasks, seen = [], []
