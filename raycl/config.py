@@ -63,6 +63,18 @@ class DataConfig(Section):
         description="a file listing the training rows to use (row numbers, one per line): a label subset, "
         "as raycl finetune writes",
     )
+    # SimCLR's augmentation (Chen et al. appendix A) at its paper strengths unless set; small grey
+    # digits want milder crops and no flips (the demo recipe).
+    crop_scale: list[Number] | None = Field(
+        None, description="random resized crop area range [lo, hi]; default [0.2, 1] under 64 px, [0.08, 1] above"
+    )
+    flip_p: Number = Field(0.5, ge=0.0, le=1.0, description="horizontal flip probability of contrastive views")
+    jitter_p: Number = Field(
+        0.8, ge=0.0, le=1.0, description="colour jitter probability (brightness and contrast on grey)"
+    )
+    blur_p: Number | None = Field(
+        None, ge=0.0, le=1.0, description="Gaussian blur probability; default 0.5 at 64 px and up, else 0"
+    )
 
     @model_validator(mode="after")
     def _sources(self) -> DataConfig:
@@ -73,6 +85,13 @@ class DataConfig(Section):
         if self.num_samples is not None and self.dataset != "demo":
             raise ConfigError("data.num_samples: only applies to the demo dataset; write a smaller shard set instead")
         return self
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _crop_scale(cls, v):
+        if v is not None and (len(v) != 2 or not 0 < v[0] <= v[1] <= 1):
+            raise ValueError("expected [lo, hi] with 0 < lo <= hi <= 1")
+        return v
 
     @model_validator(mode="after")
     def _decoding(self) -> DataConfig:

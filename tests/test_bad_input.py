@@ -63,6 +63,8 @@ ROWS = [
     ("channels-two", cs("data.channels=2"), "data.channels: expected one of 1, 3"),
     ("num-samples-zero", cs("data.num_samples=0"), "data.num_samples: must be >= 1"),
     ("list-as-section", cs("data=[1]"), "expected section.key=value"),
+    ("crop-scale-reversed", cs("data.crop_scale=[0.9, 0.2]"), "data.crop_scale: expected [lo, hi] with 0 < lo <= hi"),
+    ("flip-p-above-one", cs("data.flip_p=2"), "data.flip_p: must be <= 1"),
     # -- config files ---------------------------------------------------------------------------
     ("yaml-list", ["config", "show", "{tmp}/list.yaml", "optim.base_lr=0.1"], "expected a mapping of sections"),
     ("yaml-scalar", ["config", "show", "{tmp}/scalar.yaml"], "expected a mapping of sections"),

@@ -147,3 +147,22 @@ def test_every_epoch_draws_new_augmentations_and_a_replayed_step_the_same():
     for other in (draw(0, 1, 3), draw(0, 2, 3), draw(0, 0, 4), draw(1, 0, 3)):
         changed = (first - other).abs().flatten(2).amax(2) > 1e-3   # per view and sample
         assert changed.float().mean() > 0.9, changed
+
+
+def test_the_data_section_sets_the_contrastive_augmentation_strengths():
+    from raycl.config import load_config
+    from raycl.data.views import SimCLRViews, views_for
+    from raycl.methods import build_method
+
+    cfg = load_config(None, ["data.crop_scale=[0.5, 1]", "data.flip_p=0", "data.jitter_p=0.25", "data.blur_p=0.1"])
+    views = views_for(cfg, build_method(cfg, 1))
+    assert isinstance(views, SimCLRViews)
+    assert (views.scale, views.flip_p, views.jitter_p, views.blur_p) == ([0.5, 1.0], 0.0, 0.25, 0.1)
+    default = views_for(load_config(None, []), build_method(load_config(None, []), 1))
+    assert (default.scale, default.flip_p, default.jitter_p, default.blur_p) == ((0.2, 1.0), 0.5, 0.8, 0.0)
+    # no flips: every view of a left-right asymmetric image keeps its orientation (crop at full scale)
+    img = torch.zeros(64, 1, 28, 28, dtype=torch.uint8)
+    img[..., :14] = 255
+    cfg = load_config(None, ["data.crop_scale=[1, 1]", "data.flip_p=0", "data.jitter_p=0"])
+    v1, v2 = views_for(cfg, build_method(cfg, 1))(img, torch.Generator().manual_seed(0))
+    assert bool((v1[..., 3:11].mean((1, 2, 3)) > v1[..., 17:25].mean((1, 2, 3))).all())

@@ -47,6 +47,7 @@ def test_the_readme_walkthrough_runs_as_written_with_relative_paths(tmp_path):
     assert [c.split()[:3] for c in cmds[2:]] == [["raycl", "data", "convert"], ["raycl", "data", "convert"],
                                                  ["raycl", "train", "raycl/configs/demo.yaml"],
                                                  ["raycl", "eval", "~/raycl_runs/fmnist"],
+                                                 ["raycl", "eval", "~/raycl_runs/fmnist"],
                                                  ["raycl", "bench", "data"],
                                                  ["raycl", "linear", "~/raycl_runs/fmnist"],
                                                  ["raycl", "finetune", "~/raycl_runs/fmnist"],
@@ -91,18 +92,21 @@ def test_the_readme_walkthrough_runs_as_written_with_relative_paths(tmp_path):
 
     cfg, _ = load_checkpoint_model(ckpt[0])
     assert cfg.data.path == str(work / "shards" / "train") and cfg.data.eval_path == str(work / "shards" / "test")
-    bench = run(cmds[6] + " --no-ray-data --no-train")
+    logreg = json.loads(run(cmds[6] + " --no-floors").stdout.strip().splitlines()[-1])
+    assert cmds[6].endswith("--protocol logreg") and 0.1 < logreg["logreg_top1"] <= 1.0 and logreg["logreg_c"] > 0
+    assert logreg["knn_top1"] == out["knn_top1"]
+    bench = run(cmds[7] + " --no-ray-data --no-train")
     assert json.loads(bench.stdout.strip().splitlines()[-1])["raycl"]["images_per_s"] > 0
     assert np.isfinite(out["knn_top1"])
     # the evaluation protocols on the same checkpoint (1 epoch each here; finetune is run by
     # tests/test_linear.py, here its two command lines are checked to parse as the README writes them)
-    linear = json.loads(run(cmds[7] + " run.epochs=1").stdout.strip().splitlines()[-1])
+    linear = json.loads(run(cmds[8] + " run.epochs=1").stdout.strip().splitlines()[-1])
     assert linear["epoch"] == 1 and 0.1 < linear["linear_top1"] <= linear["linear_top5"] <= 1.0, linear
     from raycl.cli import parse
 
-    tuned, scratch = (parse(c.replace("~/raycl_runs", str(runs)).split()[1:]) for c in cmds[8:10])
+    tuned, scratch = (parse(c.replace("~/raycl_runs", str(runs)).split()[1:]) for c in cmds[9:11])
     assert (tuned.label_fraction, tuned.from_scratch, scratch.from_scratch) == (0.1, False, True)
-    knn = json.loads(run(cmds[10]).stdout.strip().splitlines()[-1])
+    knn = json.loads(run(cmds[11]).stdout.strip().splitlines()[-1])
     assert knn["train_rows"] == 1024 and knn["queries"] == 256 and knn["knn_top1"] == out["knn_top1"], (knn, out)
-    run(cmds[11])
+    run(cmds[12])
     assert (work / "backbone.safetensors").stat().st_size > 100_000

@@ -132,7 +132,7 @@ def doctor(quick: bool = False, address: str | None = None, overrides: list[str]
             gpus = int(node["Resources"].get("GPU", 0))
             strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
             tasks.append(remote.options(scheduling_strategy=strategy, num_gpus=gpus, num_cpus=1).remote(base, quick))
-            seen.append(checks.row("GPUs seen by Ray", node.get("NodeManagerAddress", ""), float(gpus), "GPUs",
+            seen.append(checks.row("GPUs seen by Ray", node.get("NodeManagerAddress", ""), gpus, "GPUs",
                                    status="info"))  # fmt: skip
         rows = []
         for node_rows, ray_row in zip(ray.get(tasks), seen):

@@ -59,7 +59,7 @@ def versions() -> list[dict]:
     gpus = ", ".join(f"{n} x{names.count(n)}" for n in dict.fromkeys(names)) or "none"
     host = socket.gethostname()
     return [dict(row("versions", setting, status="info"), node=host),
-            dict(row("GPUs seen by torch", gpus, float(len(names)), "GPUs", status="info"), node=host)]  # fmt: skip
+            dict(row("GPUs seen by torch", gpus, len(names), "GPUs", status="info"), node=host)]  # fmt: skip
 
 
 # -- collectives: bus bandwidth as nccl-tests defines it ------------------------------------------

@@ -200,4 +200,6 @@ def views_for(cfg, method):
             cfg.data.image_size, n_views=method.n_views, scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0, blur_p=0.0
         )
         return AutoAugmentViews(views) if method.autoaugment else views
-    return SimCLRViews(cfg.data.image_size, n_views=method.n_views)
+    d = cfg.data
+    return SimCLRViews(d.image_size, n_views=method.n_views, scale=d.crop_scale, flip_p=d.flip_p,
+                       jitter_p=d.jitter_p, blur_p=d.blur_p)  # fmt: skip
