@@ -234,3 +234,17 @@ def test_bank_write_sets_rows_without_momentum():
     before = bank.rows.clone()
     bank.write(torch.tensor([1, 4, 9]), 2 * v)
     assert torch.allclose(bank.rows[[1, 4, 9]], v) and torch.equal(bank.rows[[0, 2]], before[[0, 2]])
+
+
+def test_assignment_in_chunks_equals_the_whole_similarity_matrix(monkeypatch):
+    """The bank's rows are assigned a chunk at a time (1.28M x 10,000 similarities at once would be 51 GB);
+    with a chunk of 7 rows the labels equal argmax over the whole matrix."""
+    from raycl.bank import kmeans
+
+    g = torch.Generator().manual_seed(0)
+    rows = torch.nn.functional.normalize(torch.randn(100, 16, generator=g), dim=1)
+    cent = torch.nn.functional.normalize(torch.randn(9, 16, generator=g), dim=1)
+    whole = (rows @ cent.t()).argmax(1)
+    monkeypatch.setattr(kmeans, "ASSIGN_CHUNK_ELEMENTS", 7 * 9)
+    assert torch.equal(kmeans.assign(rows, cent), whole)
+    assert kmeans.assign(rows[:0], cent).shape == (0,)

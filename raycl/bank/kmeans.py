@@ -41,8 +41,17 @@ def initial_rows(n: int, k: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k]
 
 
+# Similarities computed per chunk of rows: the whole bank at once is N x k floats (1.28M rows x 10,000
+# clusters: 51 GB), a chunk at most this many (1 GiB of fp32); the labels are the same.
+ASSIGN_CHUNK_ELEMENTS = 1 << 28
+
+
 def assign(rows: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    return (rows @ centroids.t()).argmax(1) if len(rows) else torch.zeros(0, dtype=torch.long, device=rows.device)
+    """Each row's nearest centroid (largest dot product: rows and centroids are unit vectors)."""
+    if not len(rows):
+        return torch.zeros(0, dtype=torch.long, device=rows.device)
+    step = max(1, ASSIGN_CHUNK_ELEMENTS // max(1, len(centroids)))
+    return torch.cat([(rows[s : s + step] @ centroids.t()).argmax(1) for s in range(0, len(rows), step)])
 
 
 def cluster_sums(rows, labels, k):

@@ -106,7 +106,9 @@ def node_checks(base: dict, quick: bool) -> list[dict]:
         "step vs bare PyTorch", checks.step_row, base, label, overrides, device, p["steps"], p["repeats"])]  # fmt: skip
     rows += steps + [checks.skipped("step vs bare PyTorch", s, why) for s, why in p["skipped_variants"]]
     rows += guarded("bank step", checks.bank_row, p["bank"], device)
-    eats = next((r["value"] for r in steps if r["status"] != "failed"), None)
+    # what decode must keep up with: the 224 px step (the size decoded), else the first one measured
+    measured = [r for r in steps if r["status"] != "failed"]
+    eats = next((r["value"] for r in measured if "224 px" in r["setting"]), measured[0]["value"] if measured else None)
     rows += guarded("decode", checks.decode_rows, *p["decode"], device, eats)
     loader_base, loader_rows = p["loader"]
     rows += guarded("loader", checks.loader_row, apply_overrides(base, loader_base), loader_rows, device, p["steps"])

@@ -50,7 +50,8 @@ def package_version(name: str) -> str:
 
 def versions() -> list[dict]:
     cuda = torch.cuda.is_available()
-    nccl = ".".join(map(str, torch.cuda.nccl.version())) if cuda else "-"
+    nccl_version = torch.cuda.nccl.version() if cuda else "-"  # a tuple (2, 21, 5); an int on old builds
+    nccl = ".".join(map(str, nccl_version)) if isinstance(nccl_version, tuple) else str(nccl_version)
     setting = (
         f"Python {platform.python_version()} · torch {torch.__version__} · CUDA {torch.version.cuda or '-'} · "
         f"NCCL {nccl} · Ray {package_version('ray')} · DeepSpeed {package_version('deepspeed')}"
