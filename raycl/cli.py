@@ -420,23 +420,53 @@ def bench_bank(args) -> None:
 
 
 def _bench_quality_parser(bsub) -> None:
-    c = bsub.add_parser("quality", help="every method, same budget, built-in digits: kNN / linear top-1, images/s")
+    c = bsub.add_parser(
+        "quality", help="every method, same budget, several seeds: kNN / linear top-1 against both floors"
+    )
     c.add_argument("--config", default=None, help="default: the demo config")
     c.add_argument("--methods", default="all", help="comma-separated method names (default: all)")
+    c.add_argument("--seeds", default="0", help="comma-separated run seeds (default: 0)")
+    c.add_argument(
+        "--tune", action="store_true", help="first choose each method's values of the config's sweep: space on a "
+        "validation split of the training rows",
+    )  # fmt: skip
+    c.add_argument("--out", default=None, help="JSON file of results, saved after every run; a rerun continues it")
     _overrides(c)
     _address(c)
     c.set_defaults(handler=bench_quality)
 
 
 def bench_quality(args) -> None:
-    from raycl import api
-    from raycl.bench.quality import PRESETS, format_table, quality
+    import dataclasses
 
-    cfg = api.load_config(args.config or api.demo_config_path(), args.overrides)
+    from raycl import api
+    from raycl.bench.quality import PRESETS, format_summary, quality
+
+    seeds = _int_list("--seeds", args.seeds)
+    tune = None
+    if args.tune:
+        from raycl.tune import load_sweep
+
+        if args.config is None:
+            raise ConfigError("--tune: needs --config with a 'sweep:' section (the space each method is tuned over)")
+        base, spec = load_sweep(args.config, args.overrides)
+        tune = {k: v for k, v in dataclasses.asdict(spec).items() if k != "name"}
+    else:
+        base = api.load_config(args.config or api.demo_config_path(), args.overrides).to_dict()
     names = list(PRESETS) if args.methods == "all" else args.methods.split(",")
-    rows = quality(cfg.to_dict(), names, args.address)
-    print(format_table(rows))
-    print(json.dumps(rows))
+    out = quality(base, names, seeds, args.address, tune=tune, out=args.out)
+    print(format_summary(out["summary"]))
+    print(json.dumps(out["summary"]))
+
+
+def _int_list(flag: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{flag}: {text!r} repeats a value")
+    return values
 
 
 def _bench_linear_parser(bsub) -> None:

@@ -63,6 +63,11 @@ class DataConfig(Section):
         description="a file listing the training rows to use (row numbers, one per line): a label subset, "
         "as raycl finetune writes",
     )
+    validation: bool = Field(
+        False,
+        description="hold out eval_fraction of the training rows, train on the rest and monitor on those "
+        "(hyper-parameter search that never sees the held-out shards or digits)",
+    )
     # SimCLR's augmentation (Chen et al. appendix A) at its paper strengths unless set; small grey
     # digits want milder crops and no flips (the demo recipe).
     crop_scale: list[Number] | None = Field(

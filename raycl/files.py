@@ -1,8 +1,9 @@
-"""Reading tensor files raycl did not just write: tensors and plain containers only, never a pickle
-that could run code (every ``torch.load`` in raycl is this one)."""
+"""Files: reading tensor files raycl did not just write (tensors and plain containers only, never a
+pickle that could run code: every ``torch.load`` in raycl is this one), and writing files whole."""
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import torch
@@ -33,3 +34,10 @@ def safe_load(path: str, what: str = "file"):
             f"{what} {path!r} is truncated or not a torch file ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''})"
         ) from None
+
+
+def write_atomic(path: str, text: str) -> None:
+    """``text`` written whole to ``path``: a reader (or a run interrupted here) never sees half a file."""
+    with open(path + ".tmp", "w") as fh:
+        fh.write(text)
+    os.replace(path + ".tmp", path)

@@ -37,6 +37,7 @@ from ray.tune.schedulers import ASHAScheduler
 from raycl.config import SECTIONS, apply_overrides, from_dict, from_user, read_yaml, resolve_paths
 from raycl.data import build_sources, check_data, eval_ready
 from raycl.errors import ConfigError, RayclError
+from raycl.files import write_atomic
 from raycl.log import get as get_logger
 from raycl.methods import REGISTRY, MethodConfig
 from raycl.train.console import attached, quiet_trial_errors
@@ -305,6 +306,14 @@ def sweep(
     """Run the sweep; returns the results table and the path of the best config's YAML."""
 
     base, spec = load_sweep(path, overrides)
+    return sweep_config(base, spec, address, resume, num_cpus)
+
+
+def sweep_config(
+    base: dict, spec: SweepSpec, address: str | None = None, resume: bool = True, num_cpus: int | None = None
+) -> dict:
+    """``sweep`` of a config already read (absolute paths) and its parsed ``sweep:`` section."""
+
     check_sweep_data(base, spec)
     cfg = from_dict(base)
     st = storage(cfg)
@@ -385,9 +394,7 @@ def _write_best_config(base: dict, spec: SweepSpec, best: dict, name: str, sweep
     best_raw = apply_overrides(base, _overrides({k: best[k] for k in spec.space}))
     best_raw.setdefault("run", {})["name"] = f"{name}-best"
     best_yaml = os.path.join(sweep_dir, "best_config.yaml")
-    with open(best_yaml + ".tmp", "w") as fh:  # atomic: a reader never sees half a config
-        fh.write(from_dict(best_raw).to_yaml())
-    os.replace(best_yaml + ".tmp", best_yaml)
+    write_atomic(best_yaml, from_dict(best_raw).to_yaml())
     return best_yaml
 
 

@@ -110,27 +110,89 @@ def test_method_beats_the_random_init_encoder(ray_cluster, tmp_path, name):
     assert float(np.median(margins)) > 0.02, f"{name}: kNN minus random init per seed {margins}; {figures}"
 
 
-def test_bench_quality_prints_one_row_per_method_and_both_floors(ray_cluster, tiny_cfg, tmp_path, capsys):
+def test_bench_quality_over_two_seeds_against_both_floors_saves_and_continues(ray_cluster, tiny_cfg, tmp_path,
+                                                                             capsys):
+    import math
+    import os
+
     from raycl import api
     from raycl.cli import main
+    from raycl.config import apply_overrides, from_dict
     from raycl.methods import build_method
 
     cfg = tiny_cfg("run.epochs=1")
     (tmp_path / "q.yaml").write_text(cfg.to_yaml())
-    assert main(["bench", "quality", "--config", str(tmp_path / "q.yaml"), "--methods", "supervised_ce"]) == 0
-    out = capsys.readouterr().out
-    header, row, floor_row, pixels_row, payload = out.strip().splitlines()[-5:]
-    assert header.split() == ["method", "knn_top1", "linear_top1", "images_per_s", "wall_s"]
-    rows = json.loads(payload)
-    assert [r["method"] for r in rows] == ["supervised_ce", "random init", "raw pixels"]
-    assert row.split()[0] == "supervised_ce" and floor_row.startswith("random init")
-    assert pixels_row.startswith("raw pixels")
-    pixels = api.evaluate_backbone(cfg, torch.nn.Flatten(), linear=True)   # the pixels, flattened, same rows
-    assert rows[2]["knn_top1"] == round(pixels["knn_top1"], 4)
-    assert rows[2]["linear_top1"] == round(pixels["linear_top1"], 4)
-    # the floor is the method-independent random encoder, evaluated here without raycl.train
-    torch.manual_seed(cfg.run.seed)
-    expect = api.evaluate_backbone(cfg, build_method(cfg, 1).backbone, linear=True)
-    assert rows[1]["knn_top1"] == round(expect["knn_top1"], 4)
-    assert rows[1]["linear_top1"] == round(expect["linear_top1"], 4)
-    assert 0.0 <= rows[0]["knn_top1"] <= 1.0 and rows[0]["images_per_s"] > 0
+    res = tmp_path / "res.json"
+    args = ["bench", "quality", "--config", str(tmp_path / "q.yaml"), "--methods", "supervised_ce", "--seeds", "0,1",
+            "--out", str(res)]
+    assert main(args) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    summary, state = json.loads(out[-1]), json.loads(res.read_text())
+    assert [row["method"] for row in summary] == ["supervised_ce", "random init", "raw pixels"]
+    assert out[-5].split()[:2] == ["method", "seeds"] and out[-4].startswith("supervised_ce")
+    runs = state["runs"]
+    assert [(r["method"], r["seed"]) for r in runs] == [("supervised_ce", 0), ("supervised_ce", 1)]
+    for r in runs:    # each row is its own checkpoint, trained with its seed, evaluated again here
+        assert api.load_checkpoint_model(r["checkpoint"])[0].run.seed == r["seed"]
+        again = api.evaluate(r["checkpoint"], with_floors=False)
+        assert (r["knn_top1"], r["linear_top1"]) == (round(again["knn_top1"], 4), round(again["linear_top1"], 4))
+    # the floors of each seed, measured here without raycl.bench: the seed's random encoder, the pixels
+    floors = {}
+    for seed in (0, 1):
+        seeded = from_dict(apply_overrides(cfg.to_dict(), [f"run.seed={seed}"]))
+        torch.manual_seed(seed)
+        init = api.evaluate_backbone(seeded, build_method(seeded, 1).backbone, linear=True, quiet=True)
+        pixels = api.evaluate_backbone(seeded, torch.nn.Flatten(), linear=True, quiet=True)
+        floors[seed] = {"random init": init, "raw pixels": pixels}
+
+    def mean_sd(values):   # a hand-written mean and sample standard deviation of two values
+        return round((values[0] + values[1]) / 2, 4), round(abs(values[0] - values[1]) / math.sqrt(2), 4)
+
+    expect = {"supervised_ce": {m: mean_sd([r[m] for r in runs]) for m in ("knn_top1", "linear_top1")}}
+    for label in ("random init", "raw pixels"):
+        expect[label] = {m: mean_sd([floors[s][label][m] for s in (0, 1)]) for m in ("knn_top1", "linear_top1")}
+    for row in summary:
+        for m in ("knn_top1", "linear_top1"):
+            assert (row[f"{m}_mean"], row[f"{m}_sd"]) == pytest.approx(expect[row["method"]][m], abs=1e-4), row
+    beats = all(expect["supervised_ce"][m][0] > expect[f][m][0] for f in ("random init", "raw pixels")
+                for m in ("knn_top1", "linear_top1"))
+    assert summary[0]["beats_floors"] == beats and summary[0]["seeds"] == 2
+    # run again with the same --out: nothing trains again, the same table
+    trained = sorted(os.listdir(tmp_path / "runs"))
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
+    assert sorted(os.listdir(tmp_path / "runs")) == trained
+    # other seeds with that file: one line, nothing overwritten
+    assert main([*args[:-3], "0,2", "--out", str(res)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and "other arguments" in err[0], err
+    assert json.loads(res.read_text())["runs"] == runs
+
+
+def test_bench_quality_tune_chooses_on_a_validation_split_and_trains_with_the_choice(ray_cluster, tiny_cfg,
+                                                                                     tmp_path, capsys):
+    import yaml
+
+    from raycl import api
+    from raycl.cli import main
+
+    cfg = tiny_cfg("run.epochs=1")
+    space = {"optim.base_lr": {"grid": [0.001, 0.3]}}
+    (tmp_path / "q.yaml").write_text(yaml.safe_dump({**cfg.to_dict(), "sweep": {"space": space, "max_concurrent": 1}}))
+    res = tmp_path / "res.json"
+    assert main(["bench", "quality", "--config", str(tmp_path / "q.yaml"), "--methods", "supervised_ce", "--tune",
+                 "--out", str(res)]) == 0
+    state = json.loads(res.read_text())
+    chosen = state["tuned"]["supervised_ce"]["optim.base_lr"]
+    # the sweep's own trials, read back from Tune's results: the choice is the best validation kNN
+    trials = {}
+    sweep_dir = tmp_path / "runs" / "quality-tune-supervised_ce"
+    for result in sweep_dir.glob("*/result.json"):
+        lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        trials[lines[-1]["config"]["optim.base_lr"]] = max(line["knn_top1"] for line in lines)
+    assert set(trials) == {0.001, 0.3} and chosen == max(trials, key=trials.get), trials
+    trial_cfg = yaml.safe_load((sweep_dir / "best_config.yaml").read_text())
+    assert trial_cfg["data"]["validation"] is True   # chosen on the training rows alone
+    run_cfg, _ = api.load_checkpoint_model(state["runs"][0]["checkpoint"])
+    assert run_cfg.optim.base_lr == chosen and run_cfg.data.validation is False   # scored on the held-out rows
+    assert f"chosen on the validation split: {{'optim.base_lr': {chosen}}}" in capsys.readouterr().out

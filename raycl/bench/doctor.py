@@ -21,6 +21,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from raycl.bench import doctor_checks as checks
 from raycl.bench.step import ARCHS
 from raycl.config import apply_overrides, load_config
+from raycl.files import write_atomic
 from raycl.train import console
 from raycl.train.trainer import init_ray
 
@@ -174,8 +175,6 @@ def write(rows: list[dict], out: str, quick: bool) -> list[str]:
     paths = []
     for name, text in texts.items():
         path = os.path.join(out, name)
-        with open(path + ".tmp", "w") as fh:
-            fh.write(text)
-        os.replace(path + ".tmp", path)
+        write_atomic(path, text)
         paths.append(path)
     return paths

@@ -1,18 +1,28 @@
-"""``raycl bench quality``: every method for the same small budget on the built-in digits, one table.
+"""``raycl bench quality``: every method for the same budget over several seeds, one table, two floors.
 
 Each method runs the real path (``raycl train`` on Ray + DeepSpeed, then kNN and a linear probe on the
-frozen encoder) from the same base config; ``PRESETS`` holds the few method keys the digits need
-(bank sizes, queue length, strong-view size for 28 px images). Two floors close the table, measured on
-the same rows by the same protocol: the encoder at random init, and the raw pixels.
+frozen encoder) from one base config (the built-in digits, or shards); ``PRESETS`` holds the few method
+keys small images need (bank sizes, queue length, strong-view size). With a ``sweep:`` space (``tune``),
+each method's values are first chosen by ``raycl sweep`` on a split of the training rows alone
+(``data.validation``): the held-out rows the table reports are never seen while choosing. Two floors
+close the table, measured per seed on the same rows by the same protocol: the encoder at random init,
+and the raw pixels. With ``out``, every finished run, choice and floor is saved at once; a rerun with
+the same arguments continues where the last one stopped.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 from raycl import api
 from raycl.config import apply_overrides, from_dict
 from raycl.errors import ConfigError
+from raycl.files import write_atomic
 from raycl.methods import REGISTRY
 
 # The memory/queue methods train at their papers' lr (0.03 at batch 256, wd 1e-4: MoCo v2, CLSA, InterCLR);
@@ -53,36 +63,140 @@ PRESETS: dict[str, list[str]] = {
 }
 
 
-def quality(base: dict, methods: list[str], address: str | None = None, log=print) -> list[dict]:
+def quality(
+    base: dict,
+    methods: list[str],
+    seeds: list[int] | None = None,
+    address: str | None = None,
+    tune: dict | None = None,
+    out: str | None = None,
+    log: Callable[[str], Any] = print,
+) -> dict:
+    """Train and evaluate every method on every seed (after choosing its values on a validation
+    split when ``tune``), then the floors; ``{"runs", "tuned", "floors", "summary"}``."""
+    for name in methods:
+        method_config(base, name)  # an unknown method fails before anything trains
+    seeds = [0] if seeds is None else seeds
+    state = load_state(out, {"base": base, "seeds": seeds, "tune": tune})
+    for name in methods:
+        raw = method_config(base, name)
+        if tune is not None:
+            if name not in state["tuned"]:
+                state["tuned"][name] = tune_method(raw, tune, name, address)
+                save_state(state, out)
+            raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in state["tuned"][name].items()])
+            log(f"{name}: chosen on the validation split: {state['tuned'][name]}")
+        for seed in seeds:
+            if not any(r["method"] == name and r["seed"] == seed for r in state["runs"]):
+                state["runs"].append(run_once(raw, name, seed, address))
+                save_state(state, out)
+                log(format_runs(state["runs"][-1:], header=len(state["runs"]) == 1))
+    for seed in seeds:
+        if str(seed) not in state["floors"]:
+            cfg = from_dict(apply_overrides(base, [f"run.seed={seed}"]))
+            state["floors"][str(seed)] = api.floors(cfg, linear=True)
+            save_state(state, out)
+    state["summary"] = summarise(state, methods, seeds)
+    save_state(state, out)
+    return state
 
+
+def method_config(base: dict, name: str) -> dict:
+    """The base config as ``name`` trains it: the base's keys that method has, then its preset."""
+    if name not in PRESETS:
+        raise ConfigError(f"bench quality: no preset for method {name!r}; known: {', '.join(PRESETS)}")
+    return apply_overrides(for_method(base, name), PRESETS[name])
+
+
+def run_once(raw: dict, name: str, seed: int, address: str | None) -> dict:
+    """One training run and its evaluation on the held-out rows (the floors are measured once a seed)."""
+    cfg = from_dict(apply_overrides(raw, [f"run.name=quality-{name}-s{seed}-{int(time.time())}", f"run.seed={seed}"]))
+    t0 = time.perf_counter()
+    metrics = api.train(cfg, address)
+    ev = api.evaluate(metrics["checkpoint"], with_floors=False)
+    return {
+        "method": name,
+        "seed": seed,
+        "knn_top1": round(ev["knn_top1"], 4),
+        "linear_top1": round(ev["linear_top1"], 4),
+        "images_per_s": round(metrics["images_per_s"], 1),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "checkpoint": metrics["checkpoint"],
+    }
+
+
+def tune_method(raw: dict, tune: dict, name: str, address: str | None) -> dict:
+    """The values of ``tune``'s space with the best sweep metric for ``name``, the sweep trained on
+    the training rows minus a validation share and scored on that share."""
+    from raycl.config import from_user
+    from raycl.tune import parse_sweep, sweep_config
+
+    base = apply_overrides(raw, ["data.validation=true", f"run.name=quality-tune-{name}"])
+    from_user(base)
+    spec = parse_sweep({"name": f"quality-tune-{name}", **tune}, base)
+    result = sweep_config(base, spec, address)
+    key, sign = "best_" + spec.metric, 1 if spec.mode == "max" else -1
+    finished = [t for t in result["trials"] if t[key] is not None]
+    return max(finished, key=lambda t: sign * t[key])["config"]
+
+
+def load_state(out: str | None, args: dict) -> dict:
+    """What a previous run with the same arguments saved in ``out``, or a fresh state."""
+    args = json.loads(json.dumps(args))  # as it reads back: tuples are lists
+    fresh = {**args, "tuned": {}, "runs": [], "floors": {}}
+    if out is None or not os.path.exists(out):
+        return fresh
+    try:
+        with open(out) as fh:
+            saved = json.load(fh)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--out: {out!r} is not a bench quality results file ({e})") from None
+    if not isinstance(saved, dict) or any(saved.get(k) != v for k, v in args.items()):
+        raise ConfigError(
+            f"--out: {out!r} holds results of other arguments (config, seeds or sweep space); "
+            "name another file to start afresh"
+        )
+    return {**fresh, **{k: saved[k] for k in ("tuned", "runs", "floors") if k in saved}}
+
+
+def save_state(state: dict, out: str | None) -> None:
+    if out is not None:
+        write_atomic(out, json.dumps(state, indent=1))
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+METRICS = ("knn_top1", "linear_top1")
+
+
+def summarise(state: dict, methods: list[str], seeds: list[int]) -> list[dict]:
+    """Per method, then per floor: mean and sample standard deviation over the seeds of kNN and linear
+    top-1; a method's ``beats_floors``: its means above both floors' means on both protocols."""
+    per_seed = [state["floors"][str(s)] for s in seeds]
+    floors = [
+        summary_row(label, [{m: f.get(f"{key}{m}") for m in METRICS} for f in per_seed])
+        for label, key in (("random init", "random_init_"), ("raw pixels", "pixels_"))
+        if all(f.get(f"{key}knn_top1") is not None for f in per_seed)
+    ]
     rows = []
     for name in methods:
-        if name not in PRESETS:
-            raise ConfigError(f"bench quality: no preset for method {name!r}; known: {', '.join(PRESETS)}")
-        cfg = from_dict(
-            apply_overrides(for_method(base, name), [f"run.name=quality-{name}-{int(time.time())}", *PRESETS[name]])
+        row = summary_row(name, [r for r in state["runs"] if r["method"] == name and r["seed"] in seeds])
+        row["beats_floors"] = all(
+            f"{m}_mean" in floor and row[f"{m}_mean"] > floor[f"{m}_mean"] for floor in floors for m in METRICS
         )
-        t0 = time.perf_counter()
-        metrics = api.train(cfg, address)
-        ev = api.evaluate(metrics["checkpoint"], with_floors=False)  # the floors are the same rows: once below
-        rows.append(
-            {
-                "method": name,
-                "knn_top1": round(ev["knn_top1"], 4),
-                "linear_top1": round(ev["linear_top1"], 4),
-                "images_per_s": round(metrics["images_per_s"], 1),
-                "wall_s": round(time.perf_counter() - t0, 1),
-            }
-        )
-        log(format_table(rows[-1:], header=len(rows) == 1))
-    floors = api.floors(from_dict(base), linear=True)
-    for label, key in (("random init", "random_init_"), ("raw pixels", "pixels_")):
-        if f"{key}knn_top1" in floors:
-            linear = floors.get(f"{key}linear_top1")
-            rows.append({"method": label, "knn_top1": round(floors[f"{key}knn_top1"], 4),
-                         "linear_top1": None if linear is None else round(linear, 4),
-                         "images_per_s": None, "wall_s": None})  # fmt: skip
-    return rows
+        rows.append(row)
+    return rows + floors
+
+
+def summary_row(label: str, runs: list[dict]) -> dict:
+    row: dict[str, Any] = {"method": label, "seeds": len(runs)}
+    for metric in (*METRICS, "images_per_s"):
+        values = [r[metric] for r in runs if r.get(metric) is not None]
+        if values:
+            row[f"{metric}_mean"], row[f"{metric}_sd"] = (round(v, 4) for v in mean_sd(values))
+    return row
 
 
 def for_method(base: dict, name: str) -> dict:
@@ -94,9 +208,29 @@ def for_method(base: dict, name: str) -> dict:
     return {**base, "method": {"name": name, **method}}
 
 
-def format_table(rows: list[dict], header: bool = True) -> str:
-    cols = ("method", "knn_top1", "linear_top1", "images_per_s", "wall_s")
-    fmt = "{:<14} {:>9} {:>12} {:>13} {:>8}"
-    lines = [fmt.format(*cols)] if header else []
-    lines += [fmt.format(*("-" if r[c] is None else r[c] for c in cols)) for r in rows]
+RUN_COLUMNS = ("method", "seed", "knn_top1", "linear_top1", "images_per_s", "wall_s")
+
+
+def format_runs(rows: list[dict], header: bool = True) -> str:
+    fmt = "{:<14} {:>4} {:>9} {:>12} {:>13} {:>8}"
+    lines = [fmt.format(*RUN_COLUMNS)] if header else []
+    return "\n".join(lines + [fmt.format(*(r[c] for c in RUN_COLUMNS)) for r in rows])
+
+
+def format_summary(rows: list[dict]) -> str:
+    """The table: mean +- sd over the seeds; '*' marks a method above both floors on both protocols."""
+
+    def cell(row, metric):
+        if f"{metric}_mean" not in row:
+            return "-"
+        return f"{row[metric + '_mean']:.4f} +- {row[metric + '_sd']:.4f}"
+
+    fmt = "{:<16} {:>5} {:>18} {:>18} {:>12}"
+    lines = [fmt.format("method", "seeds", "kNN top-1", "linear top-1", "images/s")]
+    for row in rows:
+        speed = f"{row['images_per_s_mean']:.0f}" if "images_per_s_mean" in row else "-"
+        mark = " *" if row.get("beats_floors") else ""
+        lines.append(
+            fmt.format(row["method"] + mark, row["seeds"], cell(row, "knn_top1"), cell(row, "linear_top1"), speed)
+        )
     return "\n".join(lines)

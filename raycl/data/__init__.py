@@ -21,11 +21,22 @@ log = get_logger(__name__)
 def build_sources(cfg) -> tuple[Source, Source]:
     """(train, held-out) sources for a config. Without ``data.eval_path`` a Parquet run holds out
     ``data.eval_fraction`` of its rows for the monitor's queries (those rows are still trained on).
-    ``data.rows`` keeps only the listed training rows (a label subset for fine-tuning)."""
+    ``data.rows`` keeps only the listed training rows (a label subset for fine-tuning);
+    ``data.validation`` splits the training rows in two and leaves the held-out ones unused."""
     train, held = _all_sources(cfg)
     if cfg.data.rows:
         train = RowSubset(train, read_rows(cfg.data.rows, len(train)))
+    if cfg.data.validation:
+        return validation_split(train, cfg.data.eval_fraction, cfg.run.seed)
     return train, held
+
+
+def validation_split(train: Source, fraction: float, seed: int) -> tuple[Source, Source]:
+    """(the rest, a seeded ``fraction`` of ``train``'s rows): disjoint, so neither the training step
+    nor the kNN monitor's bank sees a row it is scored on."""
+    order = np.random.default_rng([seed, 0x7A11D]).permutation(len(train))
+    held = max(1, int(len(train) * fraction))
+    return RowSubset(train, order[held:]), RowSubset(train, order[:held])
 
 
 def read_rows(path: str, n: int) -> np.ndarray:
