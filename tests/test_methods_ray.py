@@ -93,14 +93,15 @@ def test_method_beats_the_random_init_encoder(ray_cluster, tmp_path, name):
     for InterCLR, whose margin at this budget is +0.061, +0.040, -0.002 (seeds 0-2): one seed alone
     passes or fails by luck, as MoCo v2's and TCL's did before session 8."""
     from raycl import api
-    from raycl.bench.quality import PRESETS
+    from raycl.bench.quality import preset
     from raycl.config import load_config
 
     margins, figures = [], []
     for seed in QUALITY_SEEDS.get(name, [0]):
+        base = load_config(api.demo_config_path(), QUALITY).to_dict()
         cfg = load_config(api.demo_config_path(), QUALITY + [f"method.name={name}", f"run.name=q-{name}-{seed}",
                                                                f"run.storage_path={tmp_path}", f"run.seed={seed}",
-                                                               *PRESETS[name]])
+                                                               *preset(name, base)])
         res = fit(cfg)
         ev = api.evaluate(res.checkpoint.path, linear=False)  # with both floors, on the same rows
         assert ev["random_init_knn_top1"] == api.random_init_knn(cfg)   # the floor is the run's seed's encoder

@@ -52,7 +52,7 @@ PRESETS: dict[str, list[str]] = {
     "tcl": ["method.supervised=true", "method.k1=4000", "method.k2=1", "method.temperature=0.1"],
     "simclic": ["method.perturbation=noise", "method.noise_eps=0.5"],
     "interclr": [
-        "method.bank_size=4000",
+        "method.bank_size={train_rows}",
         "method.num_clusters=100",
         "method.num_negatives=1024",
         "method.temperature=0.1",
@@ -78,17 +78,20 @@ def quality(
         method_config(base, name)  # an unknown method fails before anything trains
     seeds = [0] if seeds is None else seeds
     state = load_state(out, {"base": base, "seeds": seeds, "tune": tune})
+    configs = {}
     for name in methods:
-        raw = method_config(base, name)
+        configs[name] = method_config(base, name)
         if tune is not None:
             if name not in state["tuned"]:
-                state["tuned"][name] = tune_method(raw, tune, name, address)
+                state["tuned"][name] = tune_method(configs[name], tune, name, address)
                 save_state(state, out)
-            raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in state["tuned"][name].items()])
-            log(f"{name}: chosen on the validation split: {state['tuned'][name]}")
-        for seed in seeds:
+            chosen = state["tuned"][name]
+            configs[name] = apply_overrides(configs[name], [f"{k}={json.dumps(v)}" for k, v in chosen.items()])
+            log(f"{name}: chosen on the validation split: {chosen}")
+    for seed in seeds:  # seed-major: a run stopped early still has every method on its first seeds
+        for name in methods:
             if not any(r["method"] == name and r["seed"] == seed for r in state["runs"]):
-                state["runs"].append(run_once(raw, name, seed, address))
+                state["runs"].append(run_once(configs[name], name, seed, address))
                 save_state(state, out)
                 log(format_runs(state["runs"][-1:], header=len(state["runs"]) == 1))
     for seed in seeds:
@@ -103,9 +106,21 @@ def quality(
 
 def method_config(base: dict, name: str) -> dict:
     """The base config as ``name`` trains it: the base's keys that method has, then its preset."""
+    return apply_overrides(for_method(base, name), preset(name, base))
+
+
+def preset(name: str, base: dict) -> list[str]:
+    """``PRESETS[name]`` for ``base``'s data: ``{train_rows}`` (a memory bank's size) becomes the
+    largest training sample index + 1."""
     if name not in PRESETS:
         raise ConfigError(f"bench quality: no preset for method {name!r}; known: {', '.join(PRESETS)}")
-    return apply_overrides(for_method(base, name), PRESETS[name])
+    if not any("{train_rows}" in o for o in PRESETS[name]):
+        return PRESETS[name]
+    from raycl.data import build_sources
+
+    train, _ = build_sources(from_dict(base))
+    rows = 1 + max(int(train.read_raw(i).index.max()) for i in range(len(train.block_sizes)) if train.block_sizes[i])
+    return [o.replace("{train_rows}", str(rows)) for o in PRESETS[name]]
 
 
 def run_once(raw: dict, name: str, seed: int, address: str | None) -> dict:
