@@ -177,3 +177,31 @@ def test_the_driver_says_how_shard_images_are_converted_for_the_model(tmp_path, 
         return
     assert note.startswith("[raycl] data.path: ") and all(s in note for s in says), note
     assert err == note + "\n"
+
+
+def test_data_validation_splits_the_training_rows_and_leaves_the_held_out_ones_unused(tmp_path):
+    """data.validation: the training step and the kNN monitor's bank get one part of the training rows,
+    the monitor's queries the other (a seeded eval_fraction), and the held-out shards none of either."""
+    import numpy as np
+
+    from raycl.config import load_config
+    from raycl.data import build_sources
+
+    def ids(src):
+        return np.concatenate([src.read_raw(i).index for i in range(len(src.block_sizes)) if src.block_sizes[i]])
+
+    images, labels = digits(120)
+    write_shards(str(tmp_path / "s"), np.arange(120), [encode_png(im) for im in images], labels,
+                 rows_per_shard=50, row_group_size=16)
+    for data in (["data.num_samples=500"], ["data.dataset=parquet", f"data.path={tmp_path / 's'}",
+                                            f"data.eval_path={tmp_path / 's'}"]):
+        plain_train, _ = build_sources(load_config(None, data))
+        train, held = build_sources(load_config(None, [*data, "data.validation=true", "data.eval_fraction=0.3"]))
+        t, h = ids(train), ids(held)
+        assert len(h) == int(len(plain_train) * 0.3) and len(t) + len(h) == len(plain_train)
+        assert not set(t.tolist()) & set(h.tolist())
+        assert sorted(np.concatenate([t, h]).tolist()) == sorted(ids(plain_train).tolist())
+        again = build_sources(load_config(None, [*data, "data.validation=true", "data.eval_fraction=0.3"]))[1]
+        other_seed = build_sources(load_config(None, [*data, "data.validation=true", "data.eval_fraction=0.3",
+                                                      "run.seed=1"]))[1]
+        assert np.array_equal(ids(again), h) and not np.array_equal(ids(other_seed), h)

@@ -44,7 +44,7 @@ def test_a_shard_with_fewer_rows_than_k_pads_and_the_padding_never_votes():
 
 
 @pytest.mark.slow
-def test_raycl_knn_on_1_2_3_workers_equals_the_single_process_knn(ray_cluster, tmp_path, capsys):
+def test_raycl_knn_on_1_and_3_workers_equals_the_single_process_knn(ray_cluster, tmp_path, capsys):
     from raycl import api
     from raycl.cli import main
     from raycl.data import build_sources
@@ -57,7 +57,7 @@ def test_raycl_knn_on_1_2_3_workers_equals_the_single_process_knn(ray_cluster, t
     train_src, eval_src = build_sources(cfg)
     feats, labels = extract(method.encoder(), train_src)
     queries, query_labels = extract(method.encoder(), eval_src)
-    for workers, k in ((1, None), (2, 5), (3, None)):   # None: the run's eval.knn_k (20)
+    for workers, k in ((1, None), (3, 5)):   # None: the run's eval.knn_k (20)
         expect = knn_top1(feats, labels, queries, query_labels, k or 20, cfg.eval.knn_temperature)
         if k is None:
             assert main(["knn", str(folder), "--workers", str(workers)]) == 0

@@ -69,14 +69,14 @@ def test_a_checkpoint_that_does_not_fit_the_model_section_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_linear_evaluation_on_1_2_3_workers_trains_the_same_head(ray_cluster, tmp_path, capsys):
+def test_linear_evaluation_on_1_and_3_workers_trains_the_same_head(ray_cluster, tmp_path, capsys):
     from raycl.cli import main
     from raycl.train.checkpoint import load_model_file
 
     folder, _, pretrained = checkpoint(tmp_path, "model.width=8", "data.num_samples=256", "data.batch_size=48",
                                        f"run.storage_path={tmp_path}/runs", "run.name=pre")
     heads, tops = [], []
-    for workers in (1, 2, 3):
+    for workers in (1, 3):   # 3: shards of unequal size (256 rows, batch 48 = 16 a worker)
         assert main(["linear", str(folder), f"distributed.workers={workers}", "run.epochs=2",
                      f"run.name=lin{workers}", "distributed.torch_threads=1", "run.log_every=100"]) == 0
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -106,7 +106,8 @@ def quality(
 
 def method_config(base: dict, name: str) -> dict:
     """The base config as ``name`` trains it: the base's keys that method has, then its preset."""
-    return apply_overrides(for_method(base, name), preset(name, base))
+    values = preset(name, base)  # first: an unknown name is one line
+    return apply_overrides(for_method(base, name), values)
 
 
 def preset(name: str, base: dict) -> list[str]:
@@ -166,7 +167,9 @@ def load_state(out: str | None, args: dict) -> dict:
             saved = json.load(fh)
     except (OSError, ValueError) as e:
         raise ConfigError(f"--out: {out!r} is not a bench quality results file ({e})") from None
-    if not isinstance(saved, dict) or any(saved.get(k) != v for k, v in args.items()):
+    if not isinstance(saved, dict) or not isinstance(saved.get("runs"), list):
+        raise ConfigError(f"--out: {out!r} is not a bench quality results file (no 'runs' list)")
+    if any(saved.get(k) != v for k, v in args.items()):
         raise ConfigError(
             f"--out: {out!r} holds results of other arguments (config, seeds or sweep space); "
             "name another file to start afresh"
