@@ -50,6 +50,7 @@ PRESETS: dict[str, list[str]] = {
     ],
     "supcon": ["method.temperature=0.1"],
     "tcl": ["method.supervised=true", "method.k1=4000", "method.k2=1", "method.temperature=0.1"],
+    "tcl_self": ["method.supervised=false", "method.k1=1", "method.k2=1.5"],  # the paper's self-supervised TCL
     "simclic": ["method.perturbation=noise", "method.noise_eps=0.5"],
     "interclr": [
         "method.bank_size={train_rows}",
@@ -61,6 +62,10 @@ PRESETS: dict[str, list[str]] = {
     "imclr": ["method.concat_k=2"],
     "supervised_ce": [],
 }
+
+
+# Rows of the table that are one method with other settings: the row's name -> the method's.
+VARIANTS = {"tcl_self": "tcl"}
 
 
 def quality(
@@ -107,7 +112,7 @@ def quality(
 def method_config(base: dict, name: str) -> dict:
     """The base config as ``name`` trains it: the base's keys that method has, then its preset."""
     values = preset(name, base)  # first: an unknown name is one line
-    return apply_overrides(for_method(base, name), values)
+    return apply_overrides(for_method(base, VARIANTS.get(name, name)), values)
 
 
 def preset(name: str, base: dict) -> list[str]:
