@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from raycl.config import Config, apply_overrides, check_paths, ensure_config, load_config, read_yaml
-from raycl.data import build_sources, check_data, eval_ready, subset
+from raycl.data import build_sources, check_data, eval_ready, eval_sources, subset
 from raycl.data.parquet import convert_image_folder
 from raycl.data.preview import grid
 from raycl.data.torchvision_source import convert_torchvision, is_torchvision
@@ -138,7 +138,7 @@ def neighbours(checkpoint: str, queries: int = 5, k: int = 5, seed: int = 0) -> 
     cfg, method = load_checkpoint_model(checkpoint)
     check_stored_data(cfg)
     e = cfg.eval
-    train_src, eval_src = build_sources(cfg)
+    train_src, eval_src = eval_sources(cfg)
     train_src, eval_src = (
         subset(train_src, e.max_train_samples, cfg.run.seed),
         subset(eval_src, e.max_eval_samples, cfg.run.seed),
@@ -203,7 +203,7 @@ def evaluate_backbone(
     logistic regression, C chosen on held-out training rows, ``logreg_*``). Progress lines on stderr
     unless ``quiet``."""
 
-    sources = build_sources(cfg)  # once: opening Parquet shards reads every footer
+    sources = eval_sources(cfg)  # once: opening Parquet shards reads every footer
     skip = eval_ready(*sources)
     if skip:
         log.warning(skip)

@@ -205,3 +205,34 @@ def test_data_validation_splits_the_training_rows_and_leaves_the_held_out_ones_u
         other_seed = build_sources(load_config(None, [*data, "data.validation=true", "data.eval_fraction=0.3",
                                                       "run.seed=1"]))[1]
         assert np.array_equal(ids(again), h) and not np.array_equal(ids(other_seed), h)
+
+
+def test_a_held_out_share_of_the_training_shards_is_not_in_the_knn_bank(tmp_path):
+    """Without data.eval_path the monitor's queries are a share of data.path (still trained on): the
+    kNN bank and the probe's training rows are the other rows, so no query votes for itself. The
+    figure equals a kNN written here over the pixels with the queries taken out of the bank."""
+    import numpy as np
+    import torch
+
+    from raycl.api import evaluate_backbone
+    from raycl.config import load_config
+    from raycl.data import build_sources, eval_sources
+    from raycl.data.views import eval_view
+    from raycl.eval import knn_top1
+
+    images, _ = digits(300)
+    labels = np.random.default_rng(0).integers(0, 10, 300)   # labels no neighbour can predict
+    write_shards(str(tmp_path / "s"), np.arange(300), [encode_png(im) for im in images], labels,
+                 rows_per_shard=100, row_group_size=32)
+    cfg = load_config(None, ["data.dataset=parquet", f"data.path={tmp_path / 's'}", "eval.knn_k=5"])
+    train, held = build_sources(cfg)
+    bank, queries = eval_sources(cfg)
+    assert len(train) == 300 and len(held) == 60 and len(bank) == 240 and np.array_equal(queries.positions, held.positions)
+    q = held.positions
+    rest = np.setdiff1d(np.arange(300), q)
+    flat = eval_view(torch.from_numpy(images)).flatten(1)
+    expect = knn_top1(flat[rest], torch.from_numpy(labels[rest]), flat[q], torch.from_numpy(labels[q]), 5, 0.1)
+    got = evaluate_backbone(cfg, torch.nn.Flatten(), linear=False, quiet=True)["knn_top1"]
+    assert got == pytest.approx(expect)
+    with_itself = knn_top1(flat, torch.from_numpy(labels), flat[q], torch.from_numpy(labels[q]), 5, 0.1)
+    assert with_itself > 0.9 and got < 0.3      # the bias this removes: a query voting for itself

@@ -31,6 +31,21 @@ def build_sources(cfg) -> tuple[Source, Source]:
     return train, held
 
 
+def eval_sources(cfg) -> tuple[Source, Source]:
+    """(the rows a kNN bank or a probe is fitted on, the rows it is scored on): ``build_sources``,
+    with the held-out rows taken out of the first when they were taken from it."""
+    train, held = build_sources(cfg)
+    return bank_rows(train, held), held
+
+
+def bank_rows(train: Source, held: Source) -> Source:
+    """``train`` without the rows ``held`` took from it (a share of ``data.path`` held out for the
+    monitor, still trained on): a query must not find itself among its neighbours."""
+    if isinstance(held, RowSubset) and held.parent is train:
+        return RowSubset(train, np.setdiff1d(np.arange(len(train)), held.positions))
+    return train
+
+
 def validation_split(train: Source, fraction: float, seed: int) -> tuple[Source, Source]:
     """(the rest, a seeded ``fraction`` of ``train``'s rows): disjoint, so neither the training step
     nor the kNN monitor's bank sees a row it is scored on."""
@@ -161,9 +176,12 @@ __all__ = [
     "EpochLoader",
     "RowSubset",
     "Source",
+    "bank_rows",
     "build_sources",
     "check_data",
     "eval_ready",
+    "eval_sources",
     "rounds",
     "subset",
+    "validation_split",
 ]

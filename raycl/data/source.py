@@ -138,7 +138,7 @@ class RowSubset(Source):
 
     def __init__(self, source: Source, positions: np.ndarray):
         positions = np.sort(np.asarray(positions, dtype=np.int64))
-        self.parent, self.random_access = source, source.random_access
+        self.parent, self.random_access, self.positions = source, source.random_access, positions
         block_of = np.searchsorted(source.starts, positions, side="right") - 1
         self.parts = [(int(b), positions[block_of == b] - source.starts[b]) for b in np.unique(block_of)]
         self.block_sizes = [len(offs) for _, offs in self.parts] or [0]

@@ -22,7 +22,7 @@ from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from raycl import collectives as dist
-from raycl.data import build_sources
+from raycl.data import eval_sources
 from raycl.errors import ConfigError, RayclError
 from raycl.eval import extract
 from raycl.eval.features import rows_per_forward
@@ -47,7 +47,7 @@ def knn_loop(config: dict) -> None:
     cfg, method = load_checkpoint_model(config["checkpoint"])
     device = ray.train.torch.get_device()
     backbone = method.encoder().to(device).eval()
-    train_src, eval_src = build_sources(cfg)
+    train_src, eval_src = eval_sources(cfg)
     batch = rows_per_forward(cfg.data.channels, cfg.data.image_size)
     feats, labels = labeled_features(backbone, train_src, device, batch)
     queries, query_labels = (dist.all_gather_nograd(t) for t in labeled_features(backbone, eval_src, device, batch))

@@ -19,7 +19,7 @@ import torch
 
 from raycl import collectives as dist
 from raycl.config import Config, check_paths, from_dict
-from raycl.data import EpochLoader, build_sources, eval_ready, eval_rounds
+from raycl.data import EpochLoader, bank_rows, build_sources, eval_ready, eval_rounds
 from raycl.data.decode import decode_batch
 from raycl.errors import ConfigError, RayclError
 from raycl.eval import extract, knn_top1
@@ -47,7 +47,7 @@ def knn_monitor(backbone, train_src, eval_src, cfg, device) -> float | None:
     """kNN top-1 on the held-out split's labeled rows; feature extraction is split across the workers."""
     r, w = dist.rank(), dist.world_size()
     e, seed, bs = cfg.eval, cfg.run.seed, rows_per_forward(cfg.data.channels, cfg.data.image_size)
-    bank, bank_y = extract(backbone, train_src, (r, w), bs, device, e.max_train_samples, seed)
+    bank, bank_y = extract(backbone, bank_rows(train_src, eval_src), (r, w), bs, device, e.max_train_samples, seed)
     test, test_y = extract(backbone, eval_src, (r, w), bs, device, e.max_eval_samples, seed)
     bank, bank_y = dist.all_gather_nograd(bank.to(device)), dist.all_gather_nograd(bank_y.to(device))
     test, test_y = dist.all_gather_nograd(test.to(device)), dist.all_gather_nograd(test_y.to(device))
