@@ -80,13 +80,12 @@ def plan(quick: bool, gpus: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def guarded(check: str, fn, *args) -> list[dict]:
-    """The rows of ``fn``, or one failed row naming the error (and, for a step, its setting)."""
+def guarded(check: str, setting: str, fn, *args) -> list[dict]:
+    """The rows of ``fn``, or one failed row naming the check, its setting and the error."""
     try:
         out = fn(*args)
         return out if isinstance(out, list) else [out]
     except Exception as e:  # a sick node is what the doctor reports on
-        setting = args[1] if fn is checks.step_row else ""
         why = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
         return [checks.row(check, setting, status="failed", note=why)]
 
@@ -100,19 +99,22 @@ def node_checks(base: dict, quick: bool) -> list[dict]:
     device = torch.device("cuda:0" if gpus else "cpu")
     rows = checks.versions()
     coll = p["collectives"]
-    rows += guarded("collectives", checks.collectives, *coll) if coll else [checks.skipped(
+    rows += guarded("collectives", "", checks.collectives, *coll) if coll else [checks.skipped(
         "all-reduce / all-gather bus bandwidth", "nccl", "needs 2+ GPUs on a node (this node: 1)")]  # fmt: skip
     checks.single_process_group(device)
+    step = "step vs bare PyTorch"
     steps = [row for label, overrides in p["variants"] for row in guarded(
-        "step vs bare PyTorch", checks.step_row, base, label, overrides, device, p["steps"], p["repeats"])]  # fmt: skip
+        step, label, checks.step_row, base, label, overrides, device, p["steps"], p["repeats"])]  # fmt: skip
     rows += steps + [checks.skipped("step vs bare PyTorch", s, why) for s, why in p["skipped_variants"]]
-    rows += guarded("bank step", checks.bank_row, p["bank"], device)
+    rows += guarded("bank step", "", checks.bank_row, p["bank"], device)
     # what decode must keep up with: the 224 px step (the size decoded), else the first one measured
     measured = [r for r in steps if r["status"] != "failed"]
     eats = next((r["value"] for r in measured if "224 px" in r["setting"]), measured[0]["value"] if measured else None)
-    rows += guarded("decode", checks.decode_rows, *p["decode"], device, eats)
+    rows += guarded("decode", "", checks.decode_rows, *p["decode"], device, eats)
     loader_base, loader_rows = p["loader"]
-    rows += guarded("loader", checks.loader_row, apply_overrides(base, loader_base), loader_rows, device, p["steps"])
+    rows += guarded(
+        "loader", "", checks.loader_row, apply_overrides(base, loader_base), loader_rows, device, p["steps"]
+    )
     return rows
 
 

@@ -24,6 +24,7 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from raycl.bench.measure import alternate, measure_bank, measure_step, synchronizer
+from raycl.collectives import free_port
 from raycl.config import apply_overrides, from_dict
 from raycl.data import build_sources
 from raycl.data.decode import decode_batch, decode_image
@@ -88,12 +89,6 @@ def _collective_rank(rank: int, world: int, port: int, backend: str, nbytes: int
     if rank == 0:
         out.put(figures)
     tdist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def collectives(backend: str, world: int, nbytes: int, iters: int) -> list[dict]:

@@ -3,6 +3,8 @@ Every helper is the identity in a single process, so methods run unchanged witho
 
 from __future__ import annotations
 
+import socket
+
 import torch
 import torch.distributed as dist
 
@@ -85,3 +87,10 @@ def broadcast(x: torch.Tensor, src: int = 0) -> torch.Tensor:
         _count("broadcast", x)
         dist.broadcast(x, src)
     return x
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on now: a process group's rendezvous, a local Ray dashboard."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

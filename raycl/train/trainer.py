@@ -7,12 +7,12 @@ import contextlib
 import logging
 import math
 import os
-import socket
 
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from raycl.collectives import free_port
 from raycl.errors import CheckpointError, ConfigError, RayclError
 from raycl.log import get as get_logger
 from raycl.methods import build_method
@@ -52,9 +52,7 @@ def local_ray_options(num_cpus: int | None, env_vars: dict | None = None) -> dic
     forever. Naming the dashboard (the State API server) in every worker's environment avoids that.
     """
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", **(env_vars or {})}
     return {
         "num_cpus": num_cpus,
