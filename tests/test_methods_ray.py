@@ -9,6 +9,9 @@ from raycl.methods import REGISTRY
 from raycl.train.checkpoint import load_model_file
 from raycl.train.trainer import fit
 
+# supcon, supervised_ce and imclr train on Ray in test_method_beats_the_random_init_encoder (3 epochs,
+# held-out kNN); ZeRO-2 is test_train_ray's test_zero_stages_train_alike: here they would add ~15 s each.
+TRAINED_BY_THE_QUALITY_CHECK = {"supcon", "supervised_ce", "imclr"}
 EXTRA = {
     "simclr": [],
     "supcon": ["distributed.zero_stage=2"],
@@ -31,6 +34,8 @@ EXTRA = {
 def test_method_trains_on_ray(ray_cluster, tiny_cfg, case):
     if case == "simclr":
         pytest.skip("covered by test_train_ray")
+    if case in TRAINED_BY_THE_QUALITY_CHECK:
+        pytest.skip("trains on Ray in test_method_beats_the_random_init_encoder")
     if case in ("linear_eval", "finetune"):
         pytest.skip("evaluates a pre-trained checkpoint: tests/test_linear.py trains it on 1, 2 and 3 workers")
     name = case.split("-")[0]
@@ -65,6 +70,11 @@ QUALITY = ["data.num_samples=2048", "data.batch_size=128", "run.epochs=3", "run.
 
 
 QUALITY_SEEDS = {"interclr": [0, 1, 2]}
+# Where the raw pixels' kNN (0.771 on these rows) is the stronger floor and holds at this budget over
+# seeds 0-2 (session 13): supervised_ce 0.851 / 0.846 / 0.872. Not: supcon 0.646 / 0.686 / 0.689, imclr
+# 0.788 / 0.768 / 0.783 (its linear probe does beat the pixels': 0.885 / 0.886 / 0.881 vs 0.869 / 0.869 /
+# 0.863), interclr 0.575 / 0.622 / 0.570: those keep the random-init floor.
+BEATS_PIXELS = {"supervised_ce"}
 QUALITY_SKIP = {
     "linear_eval": "not a pre-training method: it evaluates a checkpoint (tests/test_linear.py)",
     "finetune": "not a pre-training method: it fine-tunes a checkpoint (tests/test_linear.py)",
@@ -92,7 +102,8 @@ def test_method_beats_the_random_init_encoder(ray_cluster, tmp_path, name):
     +0.14..+0.18, imclr +0.19..+0.28, supervised_ce +0.26..+0.33 over seeds 0-2); the median of three
     for InterCLR, whose margin at this budget is +0.051, +0.037, 0.000 (seeds 0-2, its bank sized to the
     2,048 training rows since session 13; +0.061, +0.040, -0.002 with 4,000 rows): one seed alone
-    passes or fails by luck, as MoCo v2's and TCL's did before session 8."""
+    passes or fails by luck, as MoCo v2's and TCL's did before session 8. The supervised baseline must
+    beat the raw pixels' kNN too (BEATS_PIXELS: the stronger floor, where it holds at this budget)."""
     from raycl import api
     from raycl.bench.quality import preset
     from raycl.config import load_config
@@ -106,10 +117,12 @@ def test_method_beats_the_random_init_encoder(ray_cluster, tmp_path, name):
         res = fit(cfg)
         ev = api.evaluate(res.checkpoint.path, linear=False)  # with both floors, on the same rows
         assert ev["random_init_knn_top1"] == api.random_init_knn(cfg)   # the floor is the run's seed's encoder
-        margins.append(ev["knn_top1"] - ev["random_init_knn_top1"])
+        floor = max(ev["random_init_knn_top1"], ev["pixels_knn_top1"]) if name in BEATS_PIXELS else \
+            ev["random_init_knn_top1"]
+        margins.append(ev["knn_top1"] - floor)
         figures.append({k: round(ev[k], 3) for k in ("knn_top1", "random_init_knn_top1", "pixels_knn_top1")})
     print(f"{name}: {figures}")   # the raw-pixel floor beside the random-init one (issue 24)
-    assert float(np.median(margins)) > 0.02, f"{name}: kNN minus random init per seed {margins}; {figures}"
+    assert float(np.median(margins)) > 0.02, f"{name}: kNN minus its floor per seed {margins}; {figures}"
 
 
 def test_bench_quality_tunes_on_a_validation_split_then_two_seeds_against_both_floors_and_continues(

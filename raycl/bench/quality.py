@@ -12,6 +12,7 @@ the same arguments continues where the last one stopped.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -64,6 +65,8 @@ PRESETS: dict[str, list[str]] = {
 }
 
 
+PRINT = functools.partial(print, flush=True)  # a line per run, also when stdout is a file
+
 # Rows of the table that are one method with other settings: the row's name -> the method's.
 VARIANTS = {"tcl_self": "tcl"}
 
@@ -75,7 +78,7 @@ def quality(
     address: str | None = None,
     tune: dict | None = None,
     out: str | None = None,
-    log: Callable[[str], Any] = print,
+    log: Callable[[str], Any] = PRINT,
 ) -> dict:
     """Train and evaluate every method on every seed (after choosing its values on a validation
     split when ``tune``), then the floors; ``{"runs", "tuned", "floors", "summary"}``."""
