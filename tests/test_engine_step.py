@@ -29,8 +29,10 @@ def gloo_world_of_one():
             os.environ[k] = v
 
 
-@pytest.mark.parametrize("clip", [None, 0.5])
-def test_engine_step_is_the_configured_sgd_step(gloo_world_of_one, tiny_cfg, clip):
+# SimCLIC too (issue 24's investigation of why it ends below its random-init floor): its step is the
+# plain SGD step on its own loss, stop-gradient branch and all.
+@pytest.mark.parametrize("clip, method", [(None, "simclr"), (0.5, "simclr"), (None, "simclic")])
+def test_engine_step_is_the_configured_sgd_step(gloo_world_of_one, tiny_cfg, clip, method):
     from raycl.data import EpochLoader
     from raycl.data.demo import demo_sources
     from raycl.methods import MethodBatch
@@ -38,6 +40,7 @@ def test_engine_step_is_the_configured_sgd_step(gloo_world_of_one, tiny_cfg, cli
     from raycl.train.worker import aug_generator
 
     cfg = tiny_cfg("distributed.workers=1", "distributed.zero_stage=0", "optim.weight_decay=1e-3",
+                   f"method.name={method}", *(["method.perturbation=noise"] if method == "simclic" else []),
                    *([f"optim.grad_clip={clip}"] if clip else []))
     src = demo_sources(0.2, num_samples=256)[0]
     engine = build_engine(cfg, 1, 4)
