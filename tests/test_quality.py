@@ -1,0 +1,71 @@
+"""raycl.bench.quality without Ray: presets sized to the data, variants, the summary's arithmetic and
+the results file (the end-to-end run is tests/test_methods_ray.py)."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from raycl.bench.quality import load_state, method_config, preset, save_state, summarise
+from raycl.config import from_dict, load_config
+from raycl.data.parquet import encode_png, write_shards
+from raycl.errors import ConfigError
+
+
+def test_a_memory_bank_preset_is_sized_to_the_largest_training_index(tmp_path):
+    demo = load_config(None, ["data.num_samples=300"]).to_dict()
+    assert "method.bank_size=300" in preset("interclr", demo)
+    images = np.zeros((45, 1, 28, 28), np.uint8)
+    write_shards(str(tmp_path / "s"), np.arange(100, 145), [encode_png(im) for im in images], np.zeros(45),
+                 rows_per_shard=20, row_group_size=7)
+    shards = load_config(None, ["data.dataset=parquet", f"data.path={tmp_path / 's'}"]).to_dict()
+    assert "method.bank_size=145" in preset("interclr", shards)     # indices 100..144: 145 rows of bank
+    demo_cfg = from_dict(method_config(load_config(None, ["data.num_samples=2048"]).to_dict(), "interclr"))
+    assert demo_cfg.method.bank_size == 2048 and demo_cfg.method.num_clusters == 100
+
+
+def test_variants_and_the_base_method_keys():
+    base = load_config(None, ["method.name=simclr", "method.temperature=0.7"]).to_dict()
+    tcl_self = from_dict(method_config(base, "tcl_self")).method
+    assert (tcl_self.name, tcl_self.supervised, tcl_self.k1, tcl_self.k2) == ("tcl", False, 1.0, 1.5)
+    assert tcl_self.temperature == 0.7                       # the base's key the method has, kept
+    assert from_dict(method_config(base, "moco_v2")).method.temperature == 0.1   # its preset's, over the base's
+    with pytest.raises(ConfigError, match="no preset for method 'byol'"):
+        method_config(base, "byol")
+
+
+def run(method, seed, knn, linear):
+    return {"method": method, "seed": seed, "knn_top1": knn, "linear_top1": linear, "images_per_s": 100.0 + seed}
+
+
+def test_the_summary_is_the_mean_and_sample_sd_over_seeds_against_both_floors():
+    floors = {str(s): {"random_init_knn_top1": 0.5 + s / 100, "random_init_linear_top1": 0.7,
+                       "pixels_knn_top1": 0.8, "pixels_linear_top1": 0.84} for s in (0, 1, 2)}
+    runs = [run("a", 0, 0.81, 0.86), run("a", 1, 0.83, 0.85), run("a", 2, 0.85, 0.87),
+            run("b", 0, 0.90, 0.80), run("b", 1, 0.90, 0.80), run("b", 2, 0.90, 0.80), run("b", 3, 0.1, 0.1)]
+    rows = summarise({"runs": runs, "floors": floors}, ["a", "b"], [0, 1, 2])
+    assert [r["method"] for r in rows] == ["a", "b", "random init", "raw pixels"]
+    a, b, init, pixels = rows
+    assert (a["knn_top1_mean"], a["knn_top1_sd"]) == (0.83, 0.02) and a["seeds"] == 3   # seed 3 of b: not asked
+    sd = math.sqrt(((0.86 - 0.86) ** 2 + (0.85 - 0.86) ** 2 + (0.87 - 0.86) ** 2) / 2)
+    assert a["linear_top1_mean"] == 0.86 and a["linear_top1_sd"] == round(sd, 4)
+    assert a["beats_floors"] and not b["beats_floors"]        # b: linear 0.80 < the pixels' 0.84
+    assert (init["knn_top1_mean"], init["knn_top1_sd"]) == (0.51, 0.01) and pixels["knn_top1_sd"] == 0.0
+    without_pixels = {s: {k: v for k, v in f.items() if not k.startswith("pixels")} for s, f in floors.items()}
+    rows = summarise({"runs": runs, "floors": without_pixels}, ["a"], [0, 1, 2])
+    assert [r["method"] for r in rows] == ["a", "random init"]
+
+
+def test_the_results_file_continues_only_the_same_arguments(tmp_path):
+    out = str(tmp_path / "res.json")
+    args = {"base": {"data": {"crop_scale": (0.2, 1.0)}}, "seeds": [0, 1], "tune": None}
+    state = load_state(out, args)
+    assert state["runs"] == [] and state["tuned"] == {}
+    state["runs"].append(run("a", 0, 0.8, 0.9))
+    save_state(state, out)
+    assert load_state(out, args)["runs"] == [run("a", 0, 0.8, 0.9)]   # a tuple reads back as a list: same
+    with pytest.raises(ConfigError, match="holds results of other arguments"):
+        load_state(out, {**args, "seeds": [0, 2]})
+    (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(ConfigError, match="not a bench quality results file"):
+        load_state(str(tmp_path / "other.json"), args)
