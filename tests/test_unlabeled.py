@@ -99,9 +99,10 @@ def test_flat_folder_of_images_trains_and_checkpoints(ray_cluster, tiny_cfg, tmp
 
 def test_mixed_labels_report_knn_on_the_labeled_part(ray_cluster, tiny_cfg, tmp_path):
     """Half the rows unlabeled: the epoch's knn_top1 equals a row-by-row kNN over the labeled rows
-    of the checkpoint's features (train bank and held-out queries alike)."""
+    of the checkpoint's features (train bank and held-out queries alike; the bank without the
+    held-out share of the rows, which a query would otherwise find itself in)."""
     from raycl import api
-    from raycl.data import build_sources
+    from raycl.data import eval_sources
     from raycl.data.demo import load_mnist_5k
     from raycl.data.parquet import encode_png, write_shards
     from raycl.eval import extract
@@ -117,10 +118,10 @@ def test_mixed_labels_report_knn_on_the_labeled_part(ray_cluster, tiny_cfg, tmp_
                    "distributed.workers=1", "run.name=mixed")
     out = api.train(cfg)
     cfg2, method = api.load_checkpoint_model(out["checkpoint"])
-    train_src, eval_src = build_sources(cfg2)
+    train_src, eval_src = eval_sources(cfg2)
     tr, tr_y = extract(method.encoder(), train_src)
     te, te_y = extract(method.encoder(), eval_src)
-    assert (tr_y == -1).sum() == 128 and (te_y >= 0).any() and (te_y == -1).any()
+    assert len(tr) == 256 - len(te) and (tr_y == -1).sum() + (te_y == -1).sum() == 128 and (te_y >= 0).any() and (te_y == -1).any()
     assert out["knn_top1"] == pytest.approx(brute_knn(tr, tr_y, te, te_y, cfg.eval.knn_k, cfg.eval.knn_temperature),
                                             abs=1e-6)
 
