@@ -25,6 +25,7 @@ from raycl.eval.features import rows_per_forward
 from raycl.eval.logreg import select_and_fit
 from raycl.eval.report import Ticker
 from raycl.export import export_backbone
+from raycl.files import write_atomic
 from raycl.log import get as get_logger
 from raycl.methods import build_method
 from raycl.train.checkpoint import load_checkpoint_model, model_file, read_state, registered_checkpoints
@@ -328,10 +329,8 @@ def finetune_config(checkpoint: str, label_fraction: float, from_scratch: bool =
     pretrained = base.run.name.removesuffix("-linear")
     path = os.path.join(base.run.storage_path, f"{pretrained}-rows-{label_fraction:g}-seed{base.run.seed}.txt")
     os.makedirs(base.run.storage_path, exist_ok=True)
-    with open(path + ".tmp", "w") as fh:
-        fh.write(f"# {len(rows)} rows: {label_fraction:g} of each class's labeled rows, seed {base.run.seed}\n")
-        fh.write("\n".join(map(str, rows.tolist())) + "\n")
-    os.replace(path + ".tmp", path)
+    header = f"# {len(rows)} rows: {label_fraction:g} of each class's labeled rows, seed {base.run.seed}\n"
+    write_atomic(path, header + "\n".join(map(str, rows.tolist())) + "\n")
     raw = base.to_dict()
     raw["method"] = {**raw["method"], "name": "finetune", "from_scratch": from_scratch}
     raw["data"]["rows"] = path

@@ -82,13 +82,10 @@ def quality(
 ) -> dict:
     """Train and evaluate every method on every seed (after choosing its values on a validation
     split when ``tune``), then the floors; ``{"runs", "tuned", "floors", "summary"}``."""
-    for name in methods:
-        method_config(base, name)  # an unknown method fails before anything trains
+    configs = {name: method_config(base, name) for name in methods}  # an unknown method fails before training
     seeds = [0] if seeds is None else seeds
     state = load_state(out, {"base": base, "seeds": seeds, "tune": tune})
-    configs = {}
     for name in methods:
-        configs[name] = method_config(base, name)
         if tune is not None:
             if name not in state["tuned"]:
                 state["tuned"][name] = tune_method(configs[name], tune, name, address)
@@ -120,15 +117,16 @@ def method_config(base: dict, name: str) -> dict:
 
 def preset(name: str, base: dict) -> list[str]:
     """``PRESETS[name]`` for ``base``'s data: ``{train_rows}`` (a memory bank's size) becomes the
-    largest training sample index + 1."""
+    largest training sample index + 1, the bound ``check_data`` holds a per-sample store to."""
     if name not in PRESETS:
         raise ConfigError(f"bench quality: no preset for method {name!r}; known: {', '.join(PRESETS)}")
     if not any("{train_rows}" in o for o in PRESETS[name]):
         return PRESETS[name]
-    from raycl.data import build_sources
+    from raycl.data import build_sources, check_data
 
-    train, _ = build_sources(from_dict(base))
-    rows = 1 + max(int(train.read_raw(i).index.max()) for i in range(len(train.block_sizes)) if train.block_sizes[i])
+    cfg = from_dict(base)
+    scan = check_data(cfg).get("train")  # Parquet: the index column's scan, images unread
+    rows = scan["max_index"] + 1 if scan else len(build_sources(cfg)[0])  # the digits: indexed 0..N-1
     return [o.replace("{train_rows}", str(rows)) for o in PRESETS[name]]
 
 

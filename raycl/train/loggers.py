@@ -19,6 +19,7 @@ import warnings
 from typing import Protocol
 
 from raycl.errors import ConfigError
+from raycl.files import write_atomic
 
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 INSTALL = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
@@ -75,9 +76,7 @@ def _run_id(path: str, resume: bool, new) -> str:
         with open(path) as f:
             return f.read().strip()
     run_id = new()
-    with open(path + ".tmp", "w") as f:
-        f.write(run_id)
-    os.replace(path + ".tmp", path)
+    write_atomic(path, run_id)
     return run_id
 
 
