@@ -30,6 +30,10 @@ def test_variants_and_the_base_method_keys():
     assert (tcl_self.name, tcl_self.supervised, tcl_self.k1, tcl_self.k2) == ("tcl", False, 1.0, 1.5)
     assert tcl_self.temperature == 0.7                       # the base's key the method has, kept
     assert from_dict(method_config(base, "moco_v2")).method.temperature == 0.1   # its preset's, over the base's
+    demo = load_config(None, ["data.num_samples=2048"]).to_dict()
+    intra, full = (from_dict(method_config(demo, n)).method for n in ("interclr_intra", "interclr"))
+    assert (intra.name, intra.lam, full.lam) == ("interclr", 1.0, 0.75)             # the ablation: intra alone
+    assert intra.model_dump(exclude={"lam"}) == full.model_dump(exclude={"lam"})    # nothing else differs
     with pytest.raises(ConfigError, match="no preset for method 'byol'"):
         method_config(base, "byol")
 

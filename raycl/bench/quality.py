@@ -60,6 +60,15 @@ PRESETS: dict[str, list[str]] = {
         "method.temperature=0.1",
         *PAPER_LR,
     ],
+    # InterCLR's intra-image branch alone (lambda 1): the ablation its paper measures InterCLR against.
+    "interclr_intra": [
+        "method.bank_size={train_rows}",
+        "method.num_clusters=100",
+        "method.num_negatives=1024",
+        "method.temperature=0.1",
+        "method.lam=1.0",
+        *PAPER_LR,
+    ],
     "imclr": ["method.concat_k=2"],
     "supervised_ce": [],
 }
@@ -68,7 +77,7 @@ PRESETS: dict[str, list[str]] = {
 PRINT = functools.partial(print, flush=True)  # a line per run, also when stdout is a file
 
 # Rows of the table that are one method with other settings: the row's name -> the method's.
-VARIANTS = {"tcl_self": "tcl"}
+VARIANTS = {"tcl_self": "tcl", "interclr_intra": "interclr"}
 
 
 def quality(
