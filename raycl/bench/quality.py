@@ -30,6 +30,13 @@ from raycl.methods import REGISTRY
 # the demo's 0.3 is SimCLR's. Before session 5 DeepSpeed clipped every gradient norm at 1.0, which hid the
 # difference: unclipped, the three fell below their random-init kNN at 0.3 (0.468, 0.520, 0.443 vs 0.524).
 PAPER_LR = ["optim.base_lr=0.03", "optim.weight_decay=1e-4"]
+INTERCLR = [
+    "method.bank_size={train_rows}",
+    "method.num_clusters=100",
+    "method.num_negatives=1024",
+    "method.temperature=0.1",
+    *PAPER_LR,
+]
 PRESETS: dict[str, list[str]] = {
     "simclr": [],
     # Short schedules: a short queue (stale keys of a random encoder otherwise dominate the negatives) and
@@ -53,22 +60,8 @@ PRESETS: dict[str, list[str]] = {
     "tcl": ["method.supervised=true", "method.k1=4000", "method.k2=1", "method.temperature=0.1"],
     "tcl_self": ["method.supervised=false", "method.k1=1", "method.k2=1.5"],  # the paper's self-supervised TCL
     "simclic": ["method.perturbation=noise", "method.noise_eps=0.5"],
-    "interclr": [
-        "method.bank_size={train_rows}",
-        "method.num_clusters=100",
-        "method.num_negatives=1024",
-        "method.temperature=0.1",
-        *PAPER_LR,
-    ],
-    # InterCLR's intra-image branch alone (lambda 1): the ablation its paper measures InterCLR against.
-    "interclr_intra": [
-        "method.bank_size={train_rows}",
-        "method.num_clusters=100",
-        "method.num_negatives=1024",
-        "method.temperature=0.1",
-        "method.lam=1.0",
-        *PAPER_LR,
-    ],
+    "interclr": INTERCLR,
+    "interclr_intra": [*INTERCLR, "method.lam=1.0"],  # the intra-image branch alone: its paper's ablation
     "imclr": ["method.concat_k=2"],
     "supervised_ce": [],
 }
