@@ -159,6 +159,9 @@ def test_bench_quality_tunes_on_a_validation_split_then_two_seeds_against_both_f
     assert yaml.safe_load((sweep_dir / "best_config.yaml").read_text())["data"]["validation"] is True
     assert f"chosen on the validation split: {{'optim.base_lr': {chosen}}}" in "\n".join(out)
     assert [row["method"] for row in summary] == ["supervised_ce", "random init", "raw pixels"]
+    # seed-major, each seed's floors before the next seed's runs: a table stopped early has whole seeds
+    floor_0 = next(i for i, line in enumerate(out) if line.startswith("floors of seed 0: random_init_knn_top1"))
+    assert floor_0 < next(i for i, line in enumerate(out) if line.split()[:2] == ["supervised_ce", "1"])
     assert out[-5].split()[:2] == ["method", "seeds"] and out[-4].startswith("supervised_ce")
     runs = state["runs"]
     assert [(r["method"], r["seed"]) for r in runs] == [("supervised_ce", 0), ("supervised_ce", 1)]

@@ -95,17 +95,17 @@ def quality(
             chosen = state["tuned"][name]
             configs[name] = apply_overrides(configs[name], [f"{k}={json.dumps(v)}" for k, v in chosen.items()])
             log(f"{name}: chosen on the validation split: {chosen}")
-    for seed in seeds:  # seed-major: a run stopped early still has every method on its first seeds
+    for seed in seeds:  # seed-major: a table stopped early has every method and both floors on its first seeds
         for name in methods:
             if not any(r["method"] == name and r["seed"] == seed for r in state["runs"]):
                 state["runs"].append(run_once(configs[name], name, seed, address))
                 save_state(state, out)
                 log(format_runs(state["runs"][-1:], header=len(state["runs"]) == 1))
-    for seed in seeds:
         if str(seed) not in state["floors"]:
             cfg = from_dict(apply_overrides(base, [f"run.seed={seed}"]))
             state["floors"][str(seed)] = api.floors(cfg, linear=True)
             save_state(state, out)
+            log(f"floors of seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in state["floors"][str(seed)].items()))
     state["summary"] = summarise(state, methods, seeds)
     save_state(state, out)
     return state
