@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from raycl.bench.quality import load_state, method_config, preset, save_state, summarise
+from raycl.bench.quality import load_state, method_config, portable, preset, save_state, summarise
 from raycl.config import from_dict, load_config
 from raycl.data.parquet import encode_png, write_shards
 from raycl.errors import ConfigError
@@ -73,3 +73,33 @@ def test_the_results_file_continues_only_the_same_arguments(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(ConfigError, match="not a bench quality results file"):
         load_state(str(tmp_path / "other.json"), args)
+
+
+def test_a_results_file_continues_in_another_clone_by_another_user(tmp_path, monkeypatch):
+    """The file keeps paths as they are under the clone and the home folder; an older file with
+    absolute paths continues too; other data is still other arguments."""
+    clone_a, clone_b, home_a, home_b = (tmp_path / n for n in ("a", "b", "home_a", "home_b"))
+    for folder in (clone_a, clone_b, home_a, home_b):
+        folder.mkdir()
+
+    def args_in(clone, home, data="shards/train"):
+        monkeypatch.chdir(clone)
+        monkeypatch.setenv("HOME", str(home))
+        base = {"data": {"path": str(clone / data), "eval_path": "s3://bucket/test"},
+                "run": {"storage_path": str(home / "raycl_runs")}}
+        return {"base": base, "seeds": [0], "tune": None}
+
+    out = str(tmp_path / "res.json")
+    args = args_in(clone_a, home_a)
+    state = load_state(out, args)
+    assert state["base"] == {"data": {"path": "./shards/train", "eval_path": "s3://bucket/test"},
+                             "run": {"storage_path": "~/raycl_runs"}}
+    state["runs"].append(run("a", 0, 0.8, 0.9))
+    save_state(state, out)
+    assert load_state(out, args_in(clone_b, home_b))["runs"] == [run("a", 0, 0.8, 0.9)]
+    with pytest.raises(ConfigError, match="holds results of other arguments"):
+        load_state(out, args_in(clone_b, home_b, data="shards/other"))
+    older = {**args_in(clone_a, home_a), "runs": [run("b", 0, 0.7, 0.8)]}   # as session 13 wrote it
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert load_state(str(tmp_path / "older.json"), args_in(clone_a, home_a))["runs"] == [run("b", 0, 0.7, 0.8)]
+    assert portable(None) is None and portable({"data": {"path": "/elsewhere/x"}}) == {"data": {"path": "/elsewhere/x"}}

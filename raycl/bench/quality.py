@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from raycl import api
-from raycl.config import apply_overrides, from_dict
+from raycl.config import apply_overrides, from_dict, path_fields
 from raycl.errors import ConfigError
 from raycl.files import write_atomic
 from raycl.methods import REGISTRY
@@ -164,9 +164,28 @@ def tune_method(raw: dict, tune: dict, name: str, address: str | None) -> dict:
     return max(finished, key=lambda t: sign * t[key])["config"]
 
 
+def portable(raw: Any) -> Any:
+    """A config's sections with each local path under the working directory written relative to it
+    and each under the home folder with ``~``: a results file kept in a repository then continues in
+    any clone of it, by any user (the data are the same files)."""
+    if not isinstance(raw, dict):
+        return raw
+    out = json.loads(json.dumps(raw))  # a copy, as it reads back from JSON: tuples are lists
+    cwd, home = os.getcwd(), os.path.expanduser("~")
+    for section, key in path_fields(out.get("method")):
+        node = out.get(section)
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str) and os.path.isabs(value):
+            for root, shown in ((cwd, "."), (home, "~")):
+                if value == root or value.startswith(root.rstrip("/") + "/"):
+                    node[key] = os.path.join(shown, os.path.relpath(value, root))
+                    break
+    return out
+
+
 def load_state(out: str | None, args: dict) -> dict:
     """What a previous run with the same arguments saved in ``out``, or a fresh state."""
-    args = json.loads(json.dumps(args))  # as it reads back: tuples are lists
+    args = json.loads(json.dumps({**args, "base": portable(args["base"])}))  # as it reads back: tuples are lists
     fresh = {**args, "tuned": {}, "runs": [], "floors": {}}
     if out is None or not os.path.exists(out):
         return fresh
@@ -177,7 +196,7 @@ def load_state(out: str | None, args: dict) -> dict:
         raise ConfigError(f"--out: {out!r} is not a bench quality results file ({e})") from None
     if not isinstance(saved, dict) or not isinstance(saved.get("runs"), list):
         raise ConfigError(f"--out: {out!r} is not a bench quality results file (no 'runs' list)")
-    if any(saved.get(k) != v for k, v in args.items()):
+    if any((portable(saved.get(k)) if k == "base" else saved.get(k)) != v for k, v in args.items()):
         raise ConfigError(
             f"--out: {out!r} holds results of other arguments (config, seeds or sweep space); "
             "name another file to start afresh"
