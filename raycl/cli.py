@@ -427,8 +427,8 @@ def _bench_quality_parser(bsub) -> None:
     c.add_argument("--methods", default="all", help="comma-separated method names (default: all)")
     c.add_argument("--seeds", default="0", help="comma-separated run seeds (default: 0)")
     c.add_argument(
-        "--tune", action="store_true", help="first choose each method's values of the config's sweep: space on a "
-        "validation split of the training rows",
+        "--tune", nargs="?", const="", default=None, metavar="SWEEP_FILE", help="first choose each method's values "
+        "of a sweep: space (SWEEP_FILE's, else the config's) on a validation split of the training rows",
     )  # fmt: skip
     c.add_argument("--out", default=None, help="JSON file of results, saved after every run; a rerun continues it")
     _overrides(c)
@@ -444,12 +444,12 @@ def bench_quality(args) -> None:
 
     seeds = _int_list("--seeds", args.seeds)
     tune = None
-    if args.tune:
+    if args.tune is not None:
         from raycl.tune import load_sweep
 
-        if args.config is None:
-            raise ConfigError("--tune: needs --config with a 'sweep:' section (the space each method is tuned over)")
-        base, spec = load_sweep(args.config, args.overrides)
+        if not args.tune and args.config is None:
+            raise ConfigError("--tune: needs a sweep file (--tune FILE) or --config with a 'sweep:' section")
+        base, spec = load_sweep(args.config or api.demo_config_path(), args.overrides, args.tune or None)
         tune = {k: v for k, v in dataclasses.asdict(spec).items() if k != "name"}
     else:
         base = api.load_config(args.config or api.demo_config_path(), args.overrides).to_dict()

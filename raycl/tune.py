@@ -187,11 +187,18 @@ def parse_sweep(raw: Any, base: dict) -> SweepSpec:
     return spec
 
 
-def load_sweep(path: str, overrides: list[str] | None = None) -> tuple[dict, SweepSpec]:
-    raw = read_yaml(path, "sweep file")
-    if "sweep" not in raw:
-        raise ConfigError(f"{path}: no 'sweep' section; add one with a 'space' (see raycl/tune.py)")
-    sweep_raw = raw.pop("sweep")
+def load_sweep(path: str, overrides: list[str] | None = None, sweep_path: str | None = None) -> tuple[dict, SweepSpec]:
+    """The config of ``path`` (with ``overrides``) and the ``sweep:`` section of ``sweep_path``, or
+    of ``path`` itself when there is none (one file holding both)."""
+    raw = read_yaml(path, "sweep file" if sweep_path is None else "config")
+    holder = raw if sweep_path is None else read_yaml(sweep_path, "sweep file")
+    if "sweep" not in holder:
+        where = sweep_path or path
+        raise ConfigError(f"{where}: no 'sweep' section; add one with a 'space' (see raycl/tune.py)")
+    sweep_raw = holder.pop("sweep")
+    if sweep_path is not None and holder:
+        found = ", ".join(sorted(map(str, holder)))
+        raise ConfigError(f"{sweep_path}: a sweep file beside a config holds a 'sweep:' section only; found {found}")
     base = resolve_paths(apply_overrides(raw, overrides or []))  # trials run in directories of their own
     from_user(base)
     return base, parse_sweep(sweep_raw, base)

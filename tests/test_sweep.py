@@ -36,6 +36,21 @@ def test_bad_sweeps_fail_before_any_trial(tmp_path, sweep, match):
 
 
 
+def test_a_sweep_file_beside_a_config_gives_the_same_base_and_space_as_one_file(tmp_path):
+    sweep = {"space": {"optim.base_lr": {"grid": [0.03, 0.3]}}, "max_concurrent": 1}
+    one_file = load_sweep(write(tmp_path, sweep), ["data.batch_size=32"])
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in yaml.safe_load(open(write(tmp_path, sweep))).items()
+                                      if k != "sweep"}))
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"sweep": sweep}))
+    assert load_sweep(str(config), ["data.batch_size=32"], str(tmp_path / "space.yaml")) == one_file
+    assert one_file[0]["data"]["batch_size"] == 32 and one_file[1].space == sweep["space"]
+    (tmp_path / "more.yaml").write_text(yaml.safe_dump({"sweep": sweep, "data": {"batch_size": 8}}))
+    with pytest.raises(ConfigError, match="more.yaml: a sweep file beside a config holds a 'sweep:' section only; "
+                                          "found data"):
+        load_sweep(str(config), [], str(tmp_path / "more.yaml"))
+
+
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_cluster, tmp_path):
     """Ctrl-C (SIGINT) a 2-trial sweep (2 workers x 1 CPU on a 2-CPU local instance) once its first
     trial has finished and the second has started;
