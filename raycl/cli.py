@@ -431,6 +431,10 @@ def _bench_quality_parser(bsub) -> None:
         "of a sweep: space (SWEEP_FILE's, else the config's) on a validation split of the training rows",
     )  # fmt: skip
     c.add_argument("--out", default=None, help="JSON file of results, saved after every run; a rerun continues it")
+    c.add_argument(
+        "--reuse", action="append", default=[], metavar="RESULTS_FILE", help="copy the runs and floors another "
+        "results file measured from the same config and seed instead of training them again (repeatable)",
+    )  # fmt: skip
     _overrides(c)
     _address(c)
     c.set_defaults(handler=bench_quality)
@@ -445,16 +449,18 @@ def bench_quality(args) -> None:
     seeds = _int_list("--seeds", args.seeds)
     tune = None
     if args.tune is not None:
+        from raycl.config import from_user
         from raycl.tune import load_sweep
 
         if not args.tune and args.config is None:
             raise ConfigError("--tune: needs a sweep file (--tune FILE) or --config with a 'sweep:' section")
-        base, spec = load_sweep(args.config or api.demo_config_path(), args.overrides, args.tune or None)
+        raw, spec = load_sweep(args.config or api.demo_config_path(), args.overrides, args.tune or None)
+        base = from_user(raw).to_dict()  # every default written out, as without --tune: --reuse compares them
         tune = {k: v for k, v in dataclasses.asdict(spec).items() if k != "name"}
     else:
         base = api.load_config(args.config or api.demo_config_path(), args.overrides).to_dict()
     names = list(PRESETS) if args.methods == "all" else args.methods.split(",")
-    out = quality(base, names, seeds, args.address, tune=tune, out=args.out)
+    out = quality(base, names, seeds, args.address, tune=tune, out=args.out, reuse=args.reuse)
     print(format_summary(out["summary"]))
     print(json.dumps(out["summary"]))
 

@@ -168,6 +168,8 @@ ROWS = [
     ("bench-quality-tune-no-sweep", ["bench", "quality", "--tune", "--config", "{demo}"], "no 'sweep' section"),
     ("bench-quality-out-not-results", ["bench", "quality", "--out", "{tmp}/scalar.yaml"],
      "is not a bench quality results file"),
+    ("bench-quality-reuse-not-results", ["bench", "quality", "--reuse", "{tmp}/scalar.yaml"],
+     "--reuse: '{tmp}/scalar.yaml' is not a bench quality results file"),
     ("convert-torchvision-unknown", ["data", "convert", "torchvision:Nope", "{tmp}/out4", "--root", "{tmp}"],
      "torchvision.datasets has no dataset class of that name"),
     ("convert-torchvision-absent", ["data", "convert", "torchvision:CIFAR10", "{tmp}/out5", "--root", "{tmp}"],

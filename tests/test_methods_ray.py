@@ -201,3 +201,14 @@ def test_bench_quality_tunes_on_a_validation_split_then_two_seeds_against_both_f
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--out" in err[0] and "other arguments" in err[0], err
     assert json.loads(res.read_text())["runs"] == runs
+    # the same config untuned, reusing that file: the floors are copied; the runs are too where the
+    # sweep chose the config's own lr (reproducible from the seed), else they train again
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    plain = ["bench", "quality", "--config", str(tmp_path / "plain.yaml"), "--methods", "supervised_ce",
+             "--seeds", "0,1", "--reuse", str(res), "--out", str(tmp_path / "plain.json")]
+    assert main(plain) == 0
+    copied = json.loads((tmp_path / "plain.json").read_text())
+    assert copied["floors"] == state["floors"]
+    same = chosen == cfg.optim.base_lr
+    assert [r.get("reused_from") for r in copied["runs"]] == ["res.json" if same else None] * 2, (chosen, copied)
+    assert (copied["runs"] == [{**r, "reused_from": "res.json"} for r in runs]) == same

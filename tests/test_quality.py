@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from raycl.bench import quality as bench_quality
 from raycl.bench.quality import load_state, method_config, portable, preset, save_state, summarise
 from raycl.config import from_dict, load_config
 from raycl.data.parquet import encode_png, write_shards
@@ -39,7 +40,7 @@ def test_variants_and_the_base_method_keys():
 
 
 def run(method, seed, knn, linear):
-    return {"method": method, "seed": seed, "knn_top1": knn, "linear_top1": linear, "images_per_s": 100.0 + seed}
+    return {"method": method, "seed": seed, "knn_top1": knn, "linear_top1": linear, "images_per_s": 100.0 + seed, "wall_s": 60.0}
 
 
 def test_the_summary_is_the_mean_and_sample_sd_over_seeds_against_both_floors():
@@ -103,3 +104,40 @@ def test_a_results_file_continues_in_another_clone_by_another_user(tmp_path, mon
     (tmp_path / "older.json").write_text(json.dumps(older))
     assert load_state(str(tmp_path / "older.json"), args_in(clone_a, home_a))["runs"] == [run("b", 0, 0.7, 0.8)]
     assert portable(None) is None and portable({"data": {"path": "/elsewhere/x"}}) == {"data": {"path": "/elsewhere/x"}}
+
+
+def test_reuse_copies_the_runs_and_floors_of_the_same_config_and_trains_the_others(tmp_path, monkeypatch):
+    """A tuned table copies what the untuned one measured wherever the sweep chose the preset's value
+    (training is reproducible from its seed); a chosen value that differs trains again."""
+    base = load_config(None, ["data.num_samples=300"]).to_dict()
+    floors = {"pixels_knn_top1": 0.9, "pixels_linear_top1": 0.88, "random_init_knn_top1": 0.6,
+              "random_init_linear_top1": 0.8}
+    untuned = {"base": portable(base), "seeds": [0], "tune": None, "tuned": {}, "floors": {"0": floors},
+               "runs": [run("simclr", 0, 0.91, 0.92), run("moco_v2", 0, 0.85, 0.9)]}
+    (tmp_path / "untuned.json").write_text(json.dumps(untuned))
+    trained = []
+
+    def train_here(raw, name, seed, address):   # stands in for Ray + DeepSpeed; records what would train
+        trained.append((name, seed, from_dict(raw).optim.base_lr))
+        return run(name, seed, 0.5, 0.5)
+
+    monkeypatch.setattr(bench_quality, "run_once", train_here)
+    out = str(tmp_path / "copy.json")
+    state = bench_quality.quality(base, ["simclr", "moco_v2"], [0], out=out, reuse=[str(tmp_path / "untuned.json")],
+                                  log=lambda line: None)
+    assert trained == [] and state["floors"] == {"0": floors}
+    assert state["runs"] == [{**r, "reused_from": "untuned.json"} for r in untuned["runs"]]
+
+    tune = {"metric": "knn_top1", "mode": "max", "space": {"optim.base_lr": {"grid": [0.03, 0.3]}}}
+    chosen = {"simclr": {"optim.base_lr": 0.3}, "moco_v2": {"optim.base_lr": 0.3}}  # moco_v2's preset: 0.03
+    tuned_out = str(tmp_path / "tuned.json")
+    save_state({**load_state(tuned_out, {"base": base, "seeds": [0], "tune": tune}), "tuned": chosen}, tuned_out)
+    state = bench_quality.quality(base, ["simclr", "moco_v2"], [0], tune=tune, out=tuned_out,
+                                  reuse=[str(tmp_path / "untuned.json")], log=lambda line: None)
+    assert trained == [("moco_v2", 0, 0.3)]
+    assert state["runs"][0] == {**run("simclr", 0, 0.91, 0.92), "reused_from": "untuned.json"}
+    assert state["runs"][1] == run("moco_v2", 0, 0.5, 0.5)
+
+    other = load_config(None, ["data.num_samples=400"]).to_dict()
+    with pytest.raises(ConfigError, match="--reuse: '.*untuned.json' was measured from another config"):
+        bench_quality.quality(other, ["simclr"], [0], reuse=[str(tmp_path / "untuned.json")])

@@ -81,34 +81,74 @@ def quality(
     tune: dict | None = None,
     out: str | None = None,
     log: Callable[[str], Any] = PRINT,
+    reuse: list[str] | None = None,
 ) -> dict:
     """Train and evaluate every method on every seed (after choosing its values on a validation
-    split when ``tune``), then the floors; ``{"runs", "tuned", "floors", "summary"}``."""
-    configs = {name: method_config(base, name) for name in methods}  # an unknown method fails before training
+    split when ``tune``), then the floors; ``{"runs", "tuned", "floors", "summary"}``. A run or floor
+    that a ``reuse`` results file measured from the same config and seed is copied, not retrained."""
+    untuned = {name: method_config(base, name) for name in methods}  # an unknown method fails before training
     seeds = [0] if seeds is None else seeds
     state = load_state(out, {"base": base, "seeds": seeds, "tune": tune})
+    others = load_reusable(reuse or [], base)
+    configs = dict(untuned)
     for name in methods:
         if tune is not None:
             if name not in state["tuned"]:
-                state["tuned"][name] = tune_method(configs[name], tune, name, address)
+                state["tuned"][name] = tune_method(untuned[name], tune, name, address)
                 save_state(state, out)
-            chosen = state["tuned"][name]
-            configs[name] = apply_overrides(configs[name], [f"{k}={json.dumps(v)}" for k, v in chosen.items()])
-            log(f"{name}: chosen on the validation split: {chosen}")
+            configs[name] = with_chosen(untuned[name], state["tuned"][name])
+            log(f"{name}: chosen on the validation split: {state['tuned'][name]}")
     for seed in seeds:  # seed-major: a table stopped early has every method and both floors on its first seeds
         for name in methods:
             if not any(r["method"] == name and r["seed"] == seed for r in state["runs"]):
-                state["runs"].append(run_once(configs[name], name, seed, address))
+                earlier = reused_run(others, untuned[name], configs[name], name, seed)
+                state["runs"].append(earlier or run_once(configs[name], name, seed, address))
                 save_state(state, out)
                 log(format_runs(state["runs"][-1:], header=len(state["runs"]) == 1))
         if str(seed) not in state["floors"]:
-            cfg = from_dict(apply_overrides(base, [f"run.seed={seed}"]))
-            state["floors"][str(seed)] = api.floors(cfg, linear=True)
+            earlier = [o["floors"][str(seed)] for _, o in others if str(seed) in (o.get("floors") or {})]
+            state["floors"][str(seed)] = earlier[0] if earlier else measure_floors(base, seed)
             save_state(state, out)
             log(f"floors of seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in state["floors"][str(seed)].items()))
     state["summary"] = summarise(state, methods, seeds)
     save_state(state, out)
     return state
+
+
+def measure_floors(base: dict, seed: int) -> dict:
+    return api.floors(from_dict(apply_overrides(base, [f"run.seed={seed}"])), linear=True)
+
+
+def with_chosen(raw: dict, chosen: dict) -> dict:
+    """``raw`` with the values a sweep chose (``{"optim.base_lr": 0.03}``)."""
+    return apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in chosen.items()])
+
+
+def load_reusable(paths: list[str], base: dict) -> list[tuple[str, dict]]:
+    """``--reuse`` results files, each measured from ``base`` (the floors depend on it and the seed alone)."""
+    others = []
+    for path in paths:
+        saved = read_results(path, "--reuse")
+        if portable(saved.get("base")) != portable(base):
+            raise ConfigError(f"--reuse: {path!r} was measured from another config; only runs of the same one are reused")
+        others.append((os.path.basename(path), saved))
+    return others
+
+
+def reused_run(others, untuned: dict, config: dict, name: str, seed: int) -> dict | None:
+    """``name``'s run on ``seed`` from a results file whose config for it is ``config``: training is
+    reproducible from its seed (session 14: a rerun matched to the last digit), so it is the same run."""
+    for path, other in others:
+        if normalised(with_chosen(untuned, (other.get("tuned") or {}).get(name, {}))) != normalised(config):
+            continue
+        for run in other["runs"]:
+            if run.get("method") == name and run.get("seed") == seed:
+                return {**run, "reused_from": path}
+    return None
+
+
+def normalised(raw: dict) -> dict:
+    return json.loads(json.dumps(portable(raw)))
 
 
 def method_config(base: dict, name: str) -> dict:
@@ -183,20 +223,26 @@ def portable(raw: Any) -> Any:
     return out
 
 
+def read_results(path: str, flag: str) -> dict:
+    try:
+        with open(path) as fh:
+            saved = json.load(fh)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{flag}: {path!r} is not a bench quality results file ({e})") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("runs"), list):
+        raise ConfigError(f"{flag}: {path!r} is not a bench quality results file (no 'runs' list)")
+    return saved
+
+
 def load_state(out: str | None, args: dict) -> dict:
     """What a previous run with the same arguments saved in ``out``, or a fresh state."""
     args = json.loads(json.dumps({**args, "base": portable(args["base"])}))  # as it reads back: tuples are lists
     fresh = {**args, "tuned": {}, "runs": [], "floors": {}}
     if out is None or not os.path.exists(out):
         return fresh
-    try:
-        with open(out) as fh:
-            saved = json.load(fh)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"--out: {out!r} is not a bench quality results file ({e})") from None
-    if not isinstance(saved, dict) or not isinstance(saved.get("runs"), list):
-        raise ConfigError(f"--out: {out!r} is not a bench quality results file (no 'runs' list)")
-    if any((portable(saved.get(k)) if k == "base" else saved.get(k)) != v for k, v in args.items()):
+    saved = read_results(out, "--out")
+    saved_args = {**{k: saved.get(k) for k in args}, "base": portable(saved.get("base"))}
+    if saved_args != args:
         raise ConfigError(
             f"--out: {out!r} holds results of other arguments (config, seeds or sweep space); "
             "name another file to start afresh"
