@@ -20,7 +20,7 @@ from raycl.data.parquet import convert_image_folder
 from raycl.data.preview import grid
 from raycl.data.torchvision_source import convert_torchvision, is_torchvision
 from raycl.errors import ConfigError, DataError
-from raycl.eval import extract, knn_top1, linear_probe
+from raycl.eval import effective_rank, extract, knn_top1, linear_probe
 from raycl.eval.features import rows_per_forward
 from raycl.eval.logreg import select_and_fit
 from raycl.eval.report import Ticker
@@ -199,7 +199,7 @@ def evaluate_backbone(
     quiet: bool = False,
     protocol: str = "linear",
 ) -> dict:
-    """kNN monitor (cosine, k, T from cfg.eval) and, when ``linear``, a linear classifier on frozen
+    """kNN monitor (cosine, k, T from cfg.eval), the held-out features' effective rank and, when ``linear``, a linear classifier on frozen
     features: ``protocol`` "linear" (softmax by SGD, ``linear_top1``) or "logreg" (regularised
     logistic regression, C chosen on held-out training rows, ``logreg_*``). Progress lines on stderr
     unless ``quiet``."""
@@ -211,6 +211,7 @@ def evaluate_backbone(
         return {"knn_top1": None, **({f"{protocol}_top1": None} if linear else {}), "skipped": skip}
     tr, tr_y, te, te_y = _features(cfg, backbone, sources, what, quiet)
     out = {"knn_top1": knn_top1(tr, tr_y, te, te_y, cfg.eval.knn_k, cfg.eval.knn_temperature)}
+    out["effective_rank"] = effective_rank(te)  # of the held-out features: collapse shows without labels
     if linear and protocol == "logreg":
         ticker = None if quiet else Ticker(f"{what} logistic regression", "values of C", every_s=10.0)
         out |= select_and_fit(tr, tr_y, te, te_y, seed=cfg.run.seed, progress=ticker) or {"logreg_top1": None}

@@ -30,6 +30,9 @@ def test_the_floors_table_lists_the_encoder_and_each_floor_measured():
         "random init      0.7569        0.7967",
         "raw pixels       0.8120             -"]
     assert len(floors_table({"knn_top1": 0.5}).splitlines()) == 2   # no floors measured: no floor rows
+    ranked = floors_table({**result, "effective_rank": 45.61, "pixels_effective_rank": 120.25}).splitlines()
+    assert ranked[0].endswith("effective rank") and ranked[1].endswith("45.6") and ranked[2].endswith("-")
+    assert ranked[3].endswith("120.2")   # one decimal: a count of directions, not an accuracy
 
 
 def test_slow_units_show_their_rate_to_two_digits_not_as_zero():

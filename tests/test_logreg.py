@@ -79,13 +79,14 @@ def test_unlabeled_rows_are_left_out_and_no_labels_means_no_result():
 def test_raycl_eval_protocol_logreg_equals_scikit_learn_on_the_checkpoints_features(tmp_path, capsys):
     from raycl.cli import main
     from raycl.data import build_sources
-    from raycl.eval import extract
+    from raycl.eval import effective_rank, extract
 
     folder, cfg, method = checkpoint(tmp_path, "model.width=8", "data.num_samples=320", "data.eval_fraction=0.25")
     assert main(["eval", str(folder), "--protocol", "logreg", "--no-floors"]) == 0
     *_, header, encoder_row, payload = capsys.readouterr().out.strip().splitlines()
     out = json.loads(payload)
-    assert header.split() == ["kNN", "top-1", "logreg", "top-1"] and encoder_row.startswith("encoder")
+    assert header.split() == ["kNN", "top-1", "logreg", "top-1", "effective", "rank"]
+    assert encoder_row.startswith("encoder")
     train_src, eval_src = build_sources(cfg)
     seed = cfg.run.seed
     tr, tr_y = extract(method.encoder(), train_src, max_rows=cfg.eval.max_train_samples, seed=seed)
@@ -95,3 +96,4 @@ def test_raycl_eval_protocol_logreg_equals_scikit_learn_on_the_checkpoints_featu
     assert out["logreg_c"] == c
     assert out["logreg_top1"] == pytest.approx(test_top1, abs=1.01 / len(te_y))
     assert "linear_top1" not in out and out["knn_top1"] is not None
+    assert out["effective_rank"] == pytest.approx(effective_rank(te), rel=1e-6)   # of the held-out features

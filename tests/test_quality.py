@@ -56,6 +56,11 @@ def test_the_summary_is_the_mean_and_sample_sd_over_seeds_against_both_floors():
     assert a["linear_top1_mean"] == 0.86 and a["linear_top1_sd"] == round(sd, 4)
     assert a["beats_floors"] and not b["beats_floors"]        # b: linear 0.80 < the pixels' 0.84
     assert (init["knn_top1_mean"], init["knn_top1_sd"]) == (0.51, 0.01) and pixels["knn_top1_sd"] == 0.0
+    assert "effective_rank_mean" not in a                 # runs measured before session 15 have no rank
+    ranked = [{**r, "effective_rank": 10.0 * (i + 1)} for i, r in enumerate(runs[:3])]
+    ranked_floors = {s: {**f, "pixels_effective_rank": 30.0 + int(s)} for s, f in floors.items()}
+    a, _, pixels = summarise({"runs": ranked, "floors": ranked_floors}, ["a"], [0, 1, 2])
+    assert (a["effective_rank_mean"], a["effective_rank_sd"]) == (20.0, 10.0) and pixels["effective_rank_mean"] == 31.0
     without_pixels = {s: {k: v for k, v in f.items() if not k.startswith("pixels")} for s, f in floors.items()}
     rows = summarise({"runs": runs, "floors": without_pixels}, ["a"], [0, 1, 2])
     assert [r["method"] for r in rows] == ["a", "random init"]

@@ -183,6 +183,7 @@ def run_once(raw: dict, name: str, seed: int, address: str | None) -> dict:
         "seed": seed,
         "knn_top1": round(ev["knn_top1"], 4),
         "linear_top1": round(ev["linear_top1"], 4),
+        "effective_rank": round(ev["effective_rank"], 2),
         "images_per_s": round(metrics["images_per_s"], 1),
         "wall_s": round(time.perf_counter() - t0, 1),
         "checkpoint": metrics["checkpoint"],
@@ -267,7 +268,7 @@ def summarise(state: dict, methods: list[str], seeds: list[int]) -> list[dict]:
     top-1; a method's ``beats_floors``: its means above both floors' means on both protocols."""
     per_seed = [state["floors"][str(s)] for s in seeds]
     floors = [
-        summary_row(label, [{m: f.get(f"{key}{m}") for m in METRICS} for f in per_seed])
+        summary_row(label, [{m: f.get(f"{key}{m}") for m in (*METRICS, "effective_rank")} for f in per_seed])
         for label, key in (("random init", "random_init_"), ("raw pixels", "pixels_"))
         if all(f.get(f"{key}knn_top1") is not None for f in per_seed)
     ]
@@ -283,7 +284,7 @@ def summarise(state: dict, methods: list[str], seeds: list[int]) -> list[dict]:
 
 def summary_row(label: str, runs: list[dict]) -> dict:
     row: dict[str, Any] = {"method": label, "seeds": len(runs)}
-    for metric in (*METRICS, "images_per_s"):
+    for metric in (*METRICS, "images_per_s", "effective_rank"):  # rank: of runs measured since session 15
         values = [r[metric] for r in runs if r.get(metric) is not None]
         if values:
             row[f"{metric}_mean"], row[f"{metric}_sd"] = (round(v, 4) for v in mean_sd(values))

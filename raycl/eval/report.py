@@ -37,12 +37,17 @@ class Ticker:
 ROWS = (("encoder", ""), ("random init", "random_init_"), ("raw pixels", "pixels_"))
 
 
-COLUMNS = (("knn_top1", "kNN top-1"), ("linear_top1", "linear top-1"), ("logreg_top1", "logreg top-1"))
+COLUMNS = (
+    ("knn_top1", "kNN top-1"),
+    ("linear_top1", "linear top-1"),
+    ("logreg_top1", "logreg top-1"),
+    ("effective_rank", "effective rank"),
+)
 
 
 def floors_table(result: dict) -> str:
-    """kNN / linear (or logistic-regression) top-1 of the encoder and of the floors it is compared
-    with, one row each."""
+    """kNN / linear (or logistic-regression) top-1 and the effective rank of the encoder and of the
+    floors it is compared with, one row each."""
     columns = [(key, title) for key, title in COLUMNS if key in result]
     widths = [len(title) + 1 for _, title in columns]
     lines = [f"{'':<12}" + "".join(f" {title:>{w}}" for (_, title), w in zip(columns, widths))]
@@ -50,9 +55,12 @@ def floors_table(result: dict) -> str:
         values = [result.get(prefix + key) for key, _ in columns]
         if all(v is None for v in values):
             continue
-        lines.append(f"{label:<12}" + "".join(f" {_fmt(v):>{w}}" for v, w in zip(values, widths)))
+        cells = (_fmt(v, key) for v, (key, _) in zip(values, columns))
+        lines.append(f"{label:<12}" + "".join(f" {cell:>{w}}" for cell, w in zip(cells, widths)))
     return "\n".join(lines)
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.4f}"
+def _fmt(v, key: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1f}" if key == "effective_rank" else f"{v:.4f}"
