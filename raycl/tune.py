@@ -19,6 +19,7 @@ through ``TuneReportCallback``; ASHA stops trials whose metric lags at its rungs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -34,7 +35,7 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 
-from raycl.config import SECTIONS, apply_overrides, from_dict, from_user, read_yaml, resolve_paths
+from raycl.config import SECTIONS, Config, apply_overrides, from_dict, from_user, read_yaml, resolve_paths
 from raycl.data import build_sources, check_data, eval_ready
 from raycl.errors import ConfigError, RayclError
 from raycl.files import write_atomic
@@ -339,7 +340,8 @@ def sweep_config(
         tuner = _tuner(trainable, spec, name, root, cfg.run.epochs, resume)
 
         dumps = os.path.join(sweep_dir, "worker_output.log")  # what the console keeps out of sight
-        with attached(progress=False, failure_log=dumps, failure_scope="process"), quiet_trial_errors():
+        with attached(progress=False, failure_log=dumps, failure_scope="process"), quiet_trial_errors(), \
+                metric_on_eval_epochs_only(cfg, spec):
             # Tune's table shows the trials; each trial's own lines still show
             grid = tuner.fit()
         rows = [_trial_row(grid[i], spec, cfg.run.epochs) for i in range(len(grid))]
@@ -351,6 +353,22 @@ def sweep_config(
         if owned:
             ray.shutdown()
     return {"sweep": name, "metric": spec.metric, "mode": spec.mode, "trials": rows, "best_config": best_yaml}
+
+
+@contextlib.contextmanager
+def metric_on_eval_epochs_only(cfg: Config, spec: SweepSpec):
+    """With ``eval.every_epochs`` > 1 the kNN metric is in the evaluated epochs' results only; Tune
+    stops the whole sweep at the first result without it unless told not to (ASHA skips such
+    results: its rungs count the evaluated epochs alone)."""
+    key = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+    if spec.metric != "knn_top1" or cfg.eval.every_epochs <= 1 or key in os.environ:
+        yield
+        return
+    os.environ[key] = "1"  # read by Tune's controller, in this process, at each result
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def _tuner(trainable, spec: SweepSpec, name: str, root: str, epochs: int, resume: bool):

@@ -139,7 +139,7 @@ def test_bench_quality_tunes_on_a_validation_split_then_two_seeds_against_both_f
     from raycl.config import apply_overrides, from_dict
     from raycl.methods import build_method
 
-    cfg = tiny_cfg("run.epochs=1")
+    cfg = tiny_cfg("run.epochs=2", "eval.every_epochs=2")   # epoch 1 reports no kNN: Tune must take that
     space = {"optim.base_lr": {"grid": [0.001, 0.3]}}
     (tmp_path / "q.yaml").write_text(yaml.safe_dump({**cfg.to_dict(), "sweep": {"space": space, "max_concurrent": 1}}))
     res = tmp_path / "res.json"
@@ -154,10 +154,12 @@ def test_bench_quality_tunes_on_a_validation_split_then_two_seeds_against_both_f
     sweep_dir = tmp_path / "runs" / "quality-tune-supervised_ce"
     for result in sweep_dir.glob("*/result.json"):
         lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        trials[lines[-1]["config"]["optim.base_lr"]] = max(line["knn_top1"] for line in lines)
+        assert [("knn_top1" in line) for line in lines] == [False, True]
+        trials[lines[-1]["config"]["optim.base_lr"]] = lines[-1]["knn_top1"]
     assert set(trials) == {0.001, 0.3} and chosen == max(trials, key=trials.get), trials
+    assert {t["config"]["optim.base_lr"]: t["score"] for t in state["sweeps"]["supervised_ce"]} == trials
     assert yaml.safe_load((sweep_dir / "best_config.yaml").read_text())["data"]["validation"] is True
-    assert f"chosen on the validation split: {{'optim.base_lr': {chosen}}}" in "\n".join(out)
+    assert f"chosen on the validation split: {{'optim.base_lr': {chosen}}}; " in "\n".join(out)   # then the scores
     assert [row["method"] for row in summary] == ["supervised_ce", "random init", "raw pixels"]
     # seed-major, each seed's floors before the next seed's runs: a table stopped early has whole seeds
     floor_0 = next(i for i, line in enumerate(out) if line.startswith("floors of seed 0: random_init_knn_top1"))

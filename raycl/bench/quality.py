@@ -94,10 +94,10 @@ def quality(
     for name in methods:
         if tune is not None:
             if name not in state["tuned"]:
-                state["tuned"][name] = tune_method(untuned[name], tune, name, address)
+                state["tuned"][name], state["sweeps"][name] = tune_method(untuned[name], tune, name, address)
                 save_state(state, out)
             configs[name] = with_chosen(untuned[name], state["tuned"][name])
-            log(f"{name}: chosen on the validation split: {state['tuned'][name]}")
+            log(f"{name}: chosen on the validation split: {state['tuned'][name]}{trials_text(state, name)}")
     for seed in seeds:  # seed-major: a table stopped early has every method and both floors on its first seeds
         for name in methods:
             if not any(r["method"] == name and r["seed"] == seed for r in state["runs"]):
@@ -190,9 +190,15 @@ def run_once(raw: dict, name: str, seed: int, address: str | None) -> dict:
     }
 
 
-def tune_method(raw: dict, tune: dict, name: str, address: str | None) -> dict:
+def trials_text(state: dict, name: str) -> str:
+    trials = state["sweeps"].get(name) or []
+    return "".join(f"; {t['config']} scored {t['score']:.4f}" for t in trials if t["score"] is not None)
+
+
+def tune_method(raw: dict, tune: dict, name: str, address: str | None) -> tuple[dict, list[dict]]:
     """The values of ``tune``'s space with the best sweep metric for ``name``, the sweep trained on
-    the training rows minus a validation share and scored on that share."""
+    the training rows minus a validation share and scored on that share; and every trial's values
+    and score (its best metric), so the table shows by how much the choice won."""
     from raycl.config import from_user
     from raycl.tune import parse_sweep, sweep_config
 
@@ -202,7 +208,8 @@ def tune_method(raw: dict, tune: dict, name: str, address: str | None) -> dict:
     result = sweep_config(base, spec, address)
     key, sign = "best_" + spec.metric, 1 if spec.mode == "max" else -1
     finished = [t for t in result["trials"] if t[key] is not None]
-    return max(finished, key=lambda t: sign * t[key])["config"]
+    trials = [{"config": t["config"], "score": t[key]} for t in result["trials"]]
+    return max(finished, key=lambda t: sign * t[key])["config"], trials
 
 
 def portable(raw: Any) -> Any:
@@ -238,7 +245,7 @@ def read_results(path: str, flag: str) -> dict:
 def load_state(out: str | None, args: dict) -> dict:
     """What a previous run with the same arguments saved in ``out``, or a fresh state."""
     args = json.loads(json.dumps({**args, "base": portable(args["base"])}))  # as it reads back: tuples are lists
-    fresh = {**args, "tuned": {}, "runs": [], "floors": {}}
+    fresh = {**args, "tuned": {}, "sweeps": {}, "runs": [], "floors": {}}
     if out is None or not os.path.exists(out):
         return fresh
     saved = read_results(out, "--out")
@@ -248,7 +255,7 @@ def load_state(out: str | None, args: dict) -> dict:
             f"--out: {out!r} holds results of other arguments (config, seeds or sweep space); "
             "name another file to start afresh"
         )
-    return {**fresh, **{k: saved[k] for k in ("tuned", "runs", "floors") if k in saved}}
+    return {**fresh, **{k: saved[k] for k in ("tuned", "sweeps", "runs", "floors") if k in saved}}
 
 
 def save_state(state: dict, out: str | None) -> None:
