@@ -199,10 +199,10 @@ def evaluate_backbone(
     quiet: bool = False,
     protocol: str = "linear",
 ) -> dict:
-    """kNN monitor (cosine, k, T from cfg.eval), the held-out features' effective rank and, when ``linear``, a linear classifier on frozen
-    features: ``protocol`` "linear" (softmax by SGD, ``linear_top1``) or "logreg" (regularised
-    logistic regression, C chosen on held-out training rows, ``logreg_*``). Progress lines on stderr
-    unless ``quiet``."""
+    """kNN monitor (cosine, k, T from cfg.eval), the held-out features' effective rank and, when
+    ``linear``, a linear classifier on frozen features: ``protocol`` "linear" (softmax by SGD,
+    ``linear_top1``) or "logreg" (regularised logistic regression, C chosen on held-out training
+    rows, ``logreg_*``). Progress lines on stderr unless ``quiet``."""
 
     sources = eval_sources(cfg)  # once: opening Parquet shards reads every footer
     skip = eval_ready(*sources)

@@ -340,8 +340,11 @@ def sweep_config(
         tuner = _tuner(trainable, spec, name, root, cfg.run.epochs, resume)
 
         dumps = os.path.join(sweep_dir, "worker_output.log")  # what the console keeps out of sight
-        with attached(progress=False, failure_log=dumps, failure_scope="process"), quiet_trial_errors(), \
-                metric_on_eval_epochs_only(cfg, spec):
+        with (
+            attached(progress=False, failure_log=dumps, failure_scope="process"),
+            quiet_trial_errors(),
+            metric_on_eval_epochs_only(cfg, spec),
+        ):
             # Tune's table shows the trials; each trial's own lines still show
             grid = tuner.fit()
         rows = [_trial_row(grid[i], spec, cfg.run.epochs) for i in range(len(grid))]

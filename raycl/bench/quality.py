@@ -106,8 +106,8 @@ def quality(
                 save_state(state, out)
                 log(format_runs(state["runs"][-1:], header=len(state["runs"]) == 1))
         if str(seed) not in state["floors"]:
-            earlier = [o["floors"][str(seed)] for _, o in others if str(seed) in (o.get("floors") or {})]
-            state["floors"][str(seed)] = earlier[0] if earlier else measure_floors(base, seed)
+            copies = [o["floors"][str(seed)] for _, o in others if str(seed) in (o.get("floors") or {})]
+            state["floors"][str(seed)] = copies[0] if copies else measure_floors(base, seed)
             save_state(state, out)
             log(f"floors of seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in state["floors"][str(seed)].items()))
     state["summary"] = summarise(state, methods, seeds)
@@ -130,7 +130,7 @@ def load_reusable(paths: list[str], base: dict) -> list[tuple[str, dict]]:
     for path in paths:
         saved = read_results(path, "--reuse")
         if portable(saved.get("base")) != portable(base):
-            raise ConfigError(f"--reuse: {path!r} was measured from another config; only runs of the same one are reused")
+            raise ConfigError(f"--reuse: {path!r} was measured from another config; runs of the same one only")
         others.append((os.path.basename(path), saved))
     return others
 
