@@ -19,10 +19,12 @@ def test_demo_cli_beats_random_init(tmp_path):
     last = p.stdout.strip().splitlines()[-1]
     out = json.loads(last)
     floors = ("random_init_knn_top1", "random_init_linear_top1", "pixels_knn_top1", "pixels_linear_top1")
-    assert set(out) == {"method", "epochs", "workers", "knn_top1", "linear_top1", *floors, "images_per_s", "run_dir",
-                        "checkpoint"}
+    ranks = ("effective_rank", "random_init_effective_rank", "pixels_effective_rank")
+    assert set(out) == {"method", "epochs", "workers", "knn_top1", "linear_top1", *floors, *ranks, "images_per_s",
+                        "run_dir", "checkpoint"}
     assert out["method"] == "simclr" and out["epochs"] == 3 and out["workers"] == 2
     assert all(0.0 <= out[k] <= 1.0 for k in ("knn_top1", "linear_top1", *floors))
+    assert 1.0 <= out["effective_rank"] <= 128 and 1.0 <= out["pixels_effective_rank"] <= 28 * 28, out
     assert out["knn_top1"] > out["random_init_knn_top1"] + 0.05, out
     assert out["images_per_s"] > 0 and out["run_dir"].startswith(str(tmp_path / "demo-"))
     first = [ln for ln in p.stderr.splitlines() if ln.strip()][0]
@@ -43,7 +45,7 @@ def test_demo_cli_beats_random_init(tmp_path):
     assert any(progress.match(ln) for ln in p.stdout.splitlines())          # the progress display
     table = [i for i, ln in enumerate(seen) if ln.split() == ["epoch", "loss", "knn_top1", "images/s", "time"]]
     assert [seen[i + 1 + e].split()[0] for i in table for e in range(3)] == ["1", "2", "3"]  # the summary
-    assert any(re.fullmatch(r"raw pixels\s+0\.\d{4}\s+0\.\d{4}", ln) for ln in seen)  # the floors table
+    assert any(re.fullmatch(r"raw pixels\s+0\.\d{4}\s+0\.\d{4}\s+\d+\.\d", ln) for ln in seen)  # the floors table
     from raycl import api
 
     cfg = api.load_config(api.demo_config_path(), [f"run.storage_path={tmp_path}"])

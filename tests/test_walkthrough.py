@@ -86,7 +86,7 @@ def test_the_readme_walkthrough_runs_as_written_with_relative_paths(tmp_path):
     for key in ("knn_top1", "linear_top1", "random_init_knn_top1", "pixels_knn_top1", "pixels_linear_top1"):
         assert 0.1 < out[key] <= 1.0, out
     assert "Traceback" not in ev.stderr   # (work this small prints no progress lines: tests/test_eval_report.py)
-    assert re.search(r"^raw pixels\s+0\.\d{4}\s+0\.\d{4}$", ev.stdout, re.M), ev.stdout
+    assert re.search(r"^raw pixels\s+0\.\d{4}\s+0\.\d{4}\s+\d+\.\d$", ev.stdout, re.M), ev.stdout
     # the shards hold paths relative to nothing: what was trained on is the slice, in this folder
     from raycl.api import load_checkpoint_model
 
