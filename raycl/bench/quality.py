@@ -139,16 +139,12 @@ def reused_run(others, untuned: dict, config: dict, name: str, seed: int) -> dic
     """``name``'s run on ``seed`` from a results file whose config for it is ``config``: training is
     reproducible from its seed (session 14: a rerun matched to the last digit), so it is the same run."""
     for path, other in others:
-        if normalised(with_chosen(untuned, (other.get("tuned") or {}).get(name, {}))) != normalised(config):
+        if portable(with_chosen(untuned, (other.get("tuned") or {}).get(name, {}))) != portable(config):
             continue
         for run in other["runs"]:
             if run.get("method") == name and run.get("seed") == seed:
                 return {**run, "reused_from": path}
     return None
-
-
-def normalised(raw: dict) -> dict:
-    return json.loads(json.dumps(portable(raw)))
 
 
 def method_config(base: dict, name: str) -> dict:
