@@ -9,27 +9,34 @@ nb.cells = [
        "the two floors measured on the same rows: the raw pixels (dashed) and the same encoder at random init "
        "(dotted). It reads the results file only (nothing trains), so it also draws a table still being "
        "measured: the summary covers the seeds whose floors are in.\n\n"
-       "Default: the Fashion-MNIST table kept in the repository (`jobs/results/fmnist-quality.json`); "
-       "`RAYCL_QUALITY_RESULTS` names another file."),
+       "Default: the Fashion-MNIST table kept in the repository, tuned (`jobs/results/fmnist-quality-tuned.json`) "
+       "once it has runs, else the untuned one (`jobs/results/fmnist-quality.json`); `RAYCL_QUALITY_RESULTS` "
+       "names another file."),
     code("import json, os\n"
          "import matplotlib.pyplot as plt\n"
-         "from raycl.bench.quality import METRICS, format_summary, summarise\n\n"
+         "from raycl.bench.quality import METRICS, format_orderings, format_summary, orderings, summarise\n\n"
          "ROOT = os.environ.get('RAYCL_ROOT', '..')\n"
-         "path = os.environ.get('RAYCL_QUALITY_RESULTS', os.path.join(ROOT, 'jobs/results/fmnist-quality.json'))\n"
+         "tables = [os.path.join(ROOT, 'jobs/results', f) for f in ('fmnist-quality-tuned.json', 'fmnist-quality.json')]\n"
+         "path = os.environ.get('RAYCL_QUALITY_RESULTS') or next(\n"
+         "    p for p in tables if p == tables[-1] or json.load(open(p))['runs'])\n"
          "state = json.load(open(path))\n"
          "methods = list(dict.fromkeys(r['method'] for r in state['runs']))\n"
          "complete = [s for s in state['seeds'] if str(s) in state['floors']]\n"
-         "print(f'{len(state[\"runs\"])} runs of {len(methods)} methods; seeds with floors: {complete}')"),
+         "print(f'{path}: {len(state[\"runs\"])} runs of {len(methods)} methods; seeds with floors: {complete}')"),
     md("## The table\nMean +- sample sd over the seeds whose floors are measured; `*`: above both floors on both "
-       "protocols."),
+       "protocols; rank: the effective rank of the held-out features. Then the papers' orderings the rows can "
+       "test: *shown* when every difference of means is above twice its standard error."),
     code("summary = summarise(state, methods, complete) if complete else []\n"
          "json.dump(summary, open(os.path.join(os.environ.get('RAYCL_NOTEBOOK_STORAGE', '.'), "
          "'quality-summary.json'), 'w'))\n"
-         "print(format_summary(summary) if summary else 'no seed has its floors yet: the points below are the runs so far')"),
-    md("## Every run against the floors"),
+         "print(format_summary(summary) if summary else 'no seed has its floors yet: the points below are the runs so far')\n"
+         "print(format_orderings(orderings(summary)))"),
+    md("## Every run against the floors\nkNN and linear top-1, and the effective rank of the held-out features "
+       "(how many directions they spread over, of the encoder's width; a collapse reads near 1). The pixels' rank "
+       "is of 784 dimensions, off this scale: it is in the legend."),
     code("floors = {label: {m: [state['floors'][str(s)].get(f'{key}{m}') for s in complete] for m in METRICS}\n"
          "          for label, key in (('raw pixels', 'pixels_'), ('random init', 'random_init_'))}\n"
-         "fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)\n"
+         "fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))\n"
          "for ax, metric in zip(axes, METRICS):\n"
          "    for i, name in enumerate(methods):\n"
          "        values = [r[metric] for r in state['runs'] if r['method'] == name]\n"
@@ -44,6 +51,20 @@ nb.cells = [
          "    low = min([r[metric] for r in state['runs']] + [v for f in floors.values() for v in f[metric] if v])\n"
          "    ax.set_ylim(low - 0.03, 1.0)\n"
          "axes[0].set_ylabel('top-1 on the held-out rows'); axes[1].legend(loc='lower right')\n"
+         "ranked = [n for n in methods if any(r.get('effective_rank') for r in state['runs'] if r['method'] == n)]\n"
+         "ax = axes[2]\n"
+         "for i, name in enumerate(ranked):\n"
+         "    values = [r['effective_rank'] for r in state['runs'] if r['method'] == name and r.get('effective_rank')]\n"
+         "    ax.bar(i, sum(values) / len(values), color='tab:green', alpha=0.35)\n"
+         "    ax.plot([i] * len(values), values, 'o', color='tab:green', ms=4)\n"
+         "ranks = {k: [state['floors'][str(s)].get(k) for s in complete] for k in ('random_init_effective_rank', 'pixels_effective_rank')}\n"
+         "ranks = {k: sum(v) / len(v) for k, v in ranks.items() if v and None not in v}\n"
+         "if 'random_init_effective_rank' in ranks:\n"
+         "    ax.axhline(ranks['random_init_effective_rank'], ls=':', color='k', label='random init')\n"
+         "if 'pixels_effective_rank' in ranks:\n"
+         "    ax.plot([], [], ' ', label=f\"raw pixels: {ranks['pixels_effective_rank']:.0f}\")\n"
+         "ax.set_xticks(range(len(ranked)), ranked, rotation=45, ha='right'); ax.set_title('effective rank')\n"
+         "ax.set_ylim(0, None); ax.legend(loc='lower right')\n"
          "plt.tight_layout(); plt.show()"),
 ]
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

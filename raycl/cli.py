@@ -444,7 +444,7 @@ def bench_quality(args) -> None:
     import dataclasses
 
     from raycl import api
-    from raycl.bench.quality import PRESETS, format_summary, quality
+    from raycl.bench.quality import PRESETS, format_orderings, format_summary, quality
 
     seeds = _int_list("--seeds", args.seeds)
     tune = None
@@ -462,6 +462,8 @@ def bench_quality(args) -> None:
     names = list(PRESETS) if args.methods == "all" else args.methods.split(",")
     out = quality(base, names, seeds, args.address, tune=tune, out=args.out, reuse=args.reuse)
     print(format_summary(out["summary"]))
+    if out["orderings"]:
+        print("The papers' orderings (means over the seeds):\n" + format_orderings(out["orderings"]))
     print(json.dumps(out["summary"]))
 
 

@@ -51,21 +51,27 @@ def test_sweep_notebook_asha_stops_a_trial_and_the_best_config_trains(tmp_path):
 
 
 def test_quality_notebook_draws_a_table_still_being_measured(tmp_path):
-    """Seed 1 has runs but no floors yet: the summary is seed 0's alone, every run is drawn."""
+    """Seed 1 has runs but no floors yet: the summary is seed 0's alone, every run is drawn, the
+    effective ranks in a third panel, CLSA >= MoCo v2 judged on the means."""
     from raycl.bench.quality import save_state
 
     def run(method, seed, knn, linear):
-        return {"method": method, "seed": seed, "knn_top1": knn, "linear_top1": linear, "images_per_s": 300.0}
+        return {"method": method, "seed": seed, "knn_top1": knn, "linear_top1": linear, "images_per_s": 300.0,
+                "effective_rank": 40.0 + seed}
 
-    floors = {"random_init_knn_top1": 0.75, "random_init_linear_top1": 0.79,
-              "pixels_knn_top1": 0.81, "pixels_linear_top1": 0.84}
+    floors = {"random_init_knn_top1": 0.75, "random_init_linear_top1": 0.79, "random_init_effective_rank": 46.0,
+              "pixels_knn_top1": 0.81, "pixels_linear_top1": 0.84, "pixels_effective_rank": 410.0}
     state = {"base": {}, "seeds": [0, 1, 2], "tune": None, "tuned": {}, "floors": {"0": floors},
-             "runs": [run("simclr", 0, 0.82, 0.87), run("moco_v2", 0, 0.80, 0.85), run("simclr", 1, 0.6, 0.6)]}
+             "runs": [run("simclr", 0, 0.82, 0.87), run("moco_v2", 0, 0.80, 0.85), run("simclr", 1, 0.6, 0.6),
+                      run("clsa", 0, 0.81, 0.84)]}
     save_state(state, str(tmp_path / "results.json"))
     nb = execute("quality.ipynb", tmp_path, RAYCL_QUALITY_RESULTS=str(tmp_path / "results.json"))
     assert figures(nb) == 1
     summary = {row["method"]: row for row in json.loads((tmp_path / "quality-summary.json").read_text())}
-    assert list(summary) == ["simclr", "moco_v2", "random init", "raw pixels"]
+    assert list(summary) == ["simclr", "moco_v2", "clsa", "random init", "raw pixels"]
     assert (summary["simclr"]["knn_top1_mean"], summary["simclr"]["seeds"]) == (0.82, 1)   # seed 1: no floors yet
     assert summary["simclr"]["beats_floors"] and not summary["moco_v2"]["beats_floors"]    # 0.80 < the pixels' 0.81
     assert summary["raw pixels"]["linear_top1_mean"] == 0.84
+    assert summary["raw pixels"]["effective_rank_mean"] == 410.0 and summary["clsa"]["effective_rank_mean"] == 40.0
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "clsa >= moco_v2: kNN by the means (one seed) (+0.0100); linear not shown (-0.0100)" in printed

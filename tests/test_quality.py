@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from raycl.bench import quality as bench_quality
-from raycl.bench.quality import load_state, method_config, portable, preset, save_state, summarise
+from raycl.bench.quality import (
+    format_orderings, format_summary, load_state, method_config, orderings, portable, preset, save_state, summarise,
+)
 from raycl.config import from_dict, load_config
 from raycl.data.parquet import encode_png, write_shards
 from raycl.errors import ConfigError
@@ -64,6 +66,34 @@ def test_the_summary_is_the_mean_and_sample_sd_over_seeds_against_both_floors():
     without_pixels = {s: {k: v for k, v in f.items() if not k.startswith("pixels")} for s, f in floors.items()}
     rows = summarise({"runs": runs, "floors": without_pixels}, ["a"], [0, 1, 2])
     assert [r["method"] for r in rows] == ["a", "random init"]
+
+
+def test_the_papers_orderings_against_the_differences_of_the_means_and_their_standard_errors():
+    runs = [run("tcl", s, 0.90 + s / 100, 0.91) for s in (0, 1, 2)]             # kNN 0.90 0.91 0.92
+    runs += [run("supcon", s, 0.85, 0.92 - s / 100) for s in (0, 1, 2)]          # linear 0.92 0.91 0.90
+    runs += [run("supervised_ce", s, 0.84 + s / 1000, 0.89) for s in (0, 1, 2)]
+    runs += [run("clsa", s, 0.81 + s / 100, 0.85) for s in (0, 1, 2)] + [run("moco_v2", s, 0.80, 0.86) for s in (0, 1, 2)]
+    runs += [run("interclr", 0, 0.80, 0.84)]                                    # intra-only not measured: skipped
+    names = ["tcl", "supcon", "supervised_ce", "clsa", "moco_v2", "interclr"]
+    floors = {str(s): {} for s in (0, 1, 2)}
+    summary = summarise({"runs": runs, "floors": floors}, names, [0, 1, 2])
+    tcl, clsa = orderings(summary)
+    assert tcl["ordering"] == "tcl >= supcon >= supervised_ce" and clsa["ordering"] == "clsa >= moco_v2"
+    se = lambda *sds: math.sqrt(sum(sd ** 2 / 3 for sd in sds))   # noqa: E731  sample sd of 3 seeds each
+    assert tcl["knn_top1"]["differences"] == [0.06, round(0.85 - 0.841, 4)]
+    assert tcl["knn_top1"]["holds"] and tcl["knn_top1"]["clear"] == (0.85 - 0.841 > 2 * se(0.0, 0.001))
+    assert tcl["knn_top1"]["clear"] and 0.06 > 2 * se(0.01, 0.0)
+    assert tcl["linear_top1"]["differences"] == [0.0, 0.02] and tcl["linear_top1"]["holds"]
+    assert tcl["linear_top1"]["clear"] is False                   # tcl = supcon's mean: no gap above its error
+    gap, error = 0.82 - 0.80, se(0.01, 0.0)
+    assert clsa["knn_top1"]["differences"] == [round(gap, 4)] and clsa["knn_top1"]["clear"] == (gap > 2 * error)
+    assert not clsa["linear_top1"]["holds"] and clsa["linear_top1"]["differences"] == [-0.01]
+    text = format_orderings([tcl, clsa])
+    assert "tcl >= supcon >= supervised_ce: kNN shown (+0.0600, +0.0090); linear by the means only" in text
+    assert "clsa >= moco_v2: kNN shown (+0.0200); linear not shown (-0.0100)" in text
+    one_seed = orderings(summarise({"runs": runs, "floors": floors}, names, [0]))
+    assert one_seed[1]["knn_top1"]["clear"] is None and "kNN by the means (one seed)" in format_orderings(one_seed)
+    assert "rank" in format_summary(summary).splitlines()[0]
 
 
 def test_the_results_file_continues_only_the_same_arguments(tmp_path):

@@ -27,3 +27,12 @@ def test_effective_rank_is_exp_of_the_entropy_of_the_normalised_singular_values(
     assert effective_rank(offset) == pytest.approx(effective_rank(offset - offset.mean(0)), rel=1e-4)
     scaled = features_with_singular_values([4.0, 1.0, 1.0]) * 1000
     assert math.isclose(effective_rank(scaled), effective_rank(scaled / 1000), rel_tol=1e-4)   # scale-free
+
+
+@pytest.mark.parametrize("shape", [(300, 7), (7, 300), (5000, 3), (3, 5000)])   # tall, wide, over CHUNK
+def test_the_chunked_gram_gives_the_singular_values_of_the_centred_features(shape):
+    features = torch.rand(*shape) * torch.linspace(0.1, 3.0, shape[1]) + 5.0
+    by_svd = torch.linalg.svdvals(features.double() - features.double().mean(0))
+    p = by_svd / by_svd.sum()
+    p = p[p > 1e-12]
+    assert math.isclose(effective_rank(features), math.exp(-(p * p.log()).sum()), rel_tol=1e-6)
