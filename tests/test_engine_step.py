@@ -60,3 +60,61 @@ def test_engine_step_is_the_configured_sgd_step(gloo_world_of_one, tiny_cfg, cli
         g = grads[n] * scale + (cfg.optim.weight_decay * before[n] if p.ndim > 1 else 0)
         assert torch.allclose(p.detach(), before[n] - lr * g, atol=1e-7, rtol=1e-5), n
     assert np.isfinite(loss.item())
+
+
+# MoCo v2 and CLSA (issue 24: the queue methods sit nearest the raw-pixel floor on Fashion-MNIST): one
+# engine step is the SGD step of the query encoder, the key encoder's EMA of the query encoder as it was
+# before the step, and the new keys in the queue, each written out here from the paper's pseudocode.
+@pytest.mark.parametrize("method", ["moco_v2", "clsa"])
+def test_momentum_method_step_by_hand(gloo_world_of_one, tiny_cfg, method):
+    import copy
+
+    import torch.nn.functional as F
+
+    from raycl.data import EpochLoader
+    from raycl.data.demo import demo_sources
+    from raycl.methods import MethodBatch
+    from raycl.train.engine import build_engine, make_views
+    from raycl.train.worker import aug_generator
+
+    m, tau = 0.9, 0.2
+    cfg = tiny_cfg("distributed.workers=1", "distributed.zero_stage=0", "optim.weight_decay=1e-3",
+                   f"method.name={method}", "method.queue_size=128", f"method.key_momentum={m}",
+                   f"method.temperature={tau}", *(["method.strong_sizes=[16]"] if method == "clsa" else []))
+    engine = build_engine(cfg, 1, 4)
+    model = engine.module
+    bt = next(iter(EpochLoader(demo_sources(0.2, num_samples=256)[0], 64, seed=0).batches(0)))
+    batch = MethodBatch(make_views(cfg, model)(torch.from_numpy(bt.images), aug_generator(0, 0, 0, "cpu")),
+                        torch.from_numpy(bt.index), torch.from_numpy(bt.labels))
+    before = copy.deepcopy(model)
+    loss, _ = engine(batch)
+    engine.backward(loss)
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    lr = engine.get_lr()[0]
+    engine.step()
+
+    params_before = dict(before.named_parameters())
+    for n, p in model.named_parameters():
+        if p.requires_grad:   # the query encoder: SGD with weight decay on the weights
+            g = grads[n] + (cfg.optim.weight_decay * params_before[n].detach() if p.ndim > 1 else 0)
+            assert torch.allclose(p.detach(), params_before[n].detach() - lr * g, atol=1e-7, rtol=1e-5), n
+    pairs = [(before.backbone, before.key_backbone), (before.projector, before.key_projector)]
+    with torch.no_grad():
+        for query, key in pairs:   # f_k = m f_k + (1 - m) f_q, with f_q before the step
+            for pq, pk in zip(query.parameters(), key.parameters()):
+                pk.copy_(m * pk + (1 - m) * pq)
+        x_q, x_k = batch.views[:2]
+        k = F.normalize(before.key_projector(before.key_backbone(x_k)), dim=1)
+        q = F.normalize(before.projector(before.backbone(x_q)), dim=1)
+        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ before.queue.T], dim=1) / tau   # eq. 1
+        contrastive = F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long))
+    for (_, key), (_, key_after) in zip(pairs, [(model.backbone, model.key_backbone),
+                                                (model.projector, model.key_projector)]):
+        for pk, pk_after in zip(key.parameters(), key_after.parameters()):
+            assert torch.allclose(pk_after, pk, atol=1e-7, rtol=1e-5)
+    assert torch.allclose(model.queue[:64], k, atol=1e-5) and int(model.queue_ptr) == 64     # enqueued
+    assert torch.equal(model.queue[64:], before.queue[64:])
+    if method == "moco_v2":
+        assert torch.allclose(loss.detach(), contrastive, atol=1e-6)
+    else:   # CLSA adds beta L_D >= 0 (a cross-entropy between distributions)
+        assert loss.item() > contrastive.item()
