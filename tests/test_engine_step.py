@@ -31,7 +31,11 @@ def gloo_world_of_one():
 
 # SimCLIC too (issue 24's investigation of why it ends below its random-init floor): its step is the
 # plain SGD step on its own loss, stop-gradient branch and all.
-@pytest.mark.parametrize("clip, method", [(None, "simclr"), (0.5, "simclr"), (None, "simclic")])
+# InterCLR: its step on its own loss, and each sampled row of the bank moved to normalize((1 - w) v_old + w v).
+INTERCLR = ["method.bank_size=256", "method.num_clusters=8", "method.num_negatives=32", "method.bank_init=random"]
+
+
+@pytest.mark.parametrize("clip, method", [(None, "simclr"), (0.5, "simclr"), (None, "simclic"), (None, "interclr")])
 def test_engine_step_is_the_configured_sgd_step(gloo_world_of_one, tiny_cfg, clip, method):
     from raycl.data import EpochLoader
     from raycl.data.demo import demo_sources
@@ -41,14 +45,17 @@ def test_engine_step_is_the_configured_sgd_step(gloo_world_of_one, tiny_cfg, cli
 
     cfg = tiny_cfg("distributed.workers=1", "distributed.zero_stage=0", "optim.weight_decay=1e-3",
                    f"method.name={method}", *(["method.perturbation=noise"] if method == "simclic" else []),
+                   *(INTERCLR if method == "interclr" else []),
                    *([f"optim.grad_clip={clip}"] if clip else []))
     src = demo_sources(0.2, num_samples=256)[0]
     engine = build_engine(cfg, 1, 4)
     views = make_views(cfg, engine.module)
     bt = next(iter(EpochLoader(src, 64, seed=0).batches(0)))
     before = {n: p.detach().clone() for n, p in engine.module.named_parameters()}
-    loss, _ = engine(MethodBatch(views(torch.from_numpy(bt.images), aug_generator(0, 0, 0, "cpu")),
-                                 torch.from_numpy(bt.index), torch.from_numpy(bt.labels)))
+    batch = MethodBatch(views(torch.from_numpy(bt.images), aug_generator(0, 0, 0, "cpu")),
+                        torch.from_numpy(bt.index), torch.from_numpy(bt.labels))
+    bank_before = engine.module.bank.rows.clone() if method == "interclr" else None
+    loss, _ = engine(batch)
     engine.backward(loss)
     grads = {n: p.grad.detach().clone() for n, p in engine.module.named_parameters()}
     lr = engine.get_lr()[0]
@@ -60,6 +67,17 @@ def test_engine_step_is_the_configured_sgd_step(gloo_world_of_one, tiny_cfg, cli
         g = grads[n] * scale + (cfg.optim.weight_decay * before[n] if p.ndim > 1 else 0)
         assert torch.allclose(p.detach(), before[n] - lr * g, atol=1e-7, rtol=1e-5), n
     assert np.isfinite(loss.item())
+    if bank_before is not None:   # v of the pre-step network (train-mode BN, as in the forward)
+        model, w = engine.module, cfg.method.bank_momentum
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(before[name])
+            v = torch.nn.functional.normalize(model.projector(model.backbone(batch.views[0])), dim=1)
+        expected = torch.nn.functional.normalize((1 - w) * bank_before[batch.index] + w * v, dim=1)
+        assert torch.allclose(model.bank.rows[batch.index], expected, atol=1e-5)
+        untouched = torch.ones(len(bank_before), dtype=torch.bool)
+        untouched[batch.index] = False
+        assert torch.equal(model.bank.rows[untouched], bank_before[untouched])
 
 
 # MoCo v2 and CLSA (issue 24: the queue methods sit nearest the raw-pixel floor on Fashion-MNIST): one
