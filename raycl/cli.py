@@ -444,7 +444,8 @@ def bench_quality(args) -> None:
     import dataclasses
 
     from raycl import api
-    from raycl.bench.quality import PRESETS, format_orderings, format_summary, quality
+    from raycl.bench.quality import PRESETS, quality
+    from raycl.bench.quality_summary import format_orderings, format_summary
 
     seeds = _int_list("--seeds", args.seeds)
     tune = None

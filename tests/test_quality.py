@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from raycl.bench import quality as bench_quality
-from raycl.bench.quality import (
-    format_orderings, format_summary, load_state, method_config, orderings, portable, preset, save_state, summarise,
-)
+from raycl.bench.quality import load_state, method_config, portable, preset, save_state
+from raycl.bench.quality_summary import format_orderings, format_summary, orderings, summarise
 from raycl.config import from_dict, load_config
 from raycl.data.parquet import encode_png, write_shards
 from raycl.errors import ConfigError
