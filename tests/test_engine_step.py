@@ -29,6 +29,38 @@ def gloo_world_of_one():
             os.environ[k] = v
 
 
+def engine_and_batch(cfg):
+    """A 1-worker engine for ``cfg`` and the first demo batch's views, drawn as a worker draws them."""
+    from raycl.data import EpochLoader
+    from raycl.data.demo import demo_sources
+    from raycl.methods import MethodBatch
+    from raycl.train.engine import build_engine, make_views
+    from raycl.train.worker import aug_generator
+
+    engine = build_engine(cfg, 1, 4)
+    bt = next(iter(EpochLoader(demo_sources(0.2, num_samples=256)[0], 64, seed=0).batches(0)))
+    views = make_views(cfg, engine.module)(torch.from_numpy(bt.images), aug_generator(0, 0, 0, "cpu"))
+    return engine, MethodBatch(views, torch.from_numpy(bt.index), torch.from_numpy(bt.labels))
+
+
+def engine_step(engine, batch):
+    """One engine step on ``batch``: (loss, the trained parameters' gradients, the lr it stepped with)."""
+    loss, _ = engine(batch)
+    engine.backward(loss)
+    grads = {n: p.grad.detach().clone() for n, p in engine.module.named_parameters() if p.requires_grad}
+    lr = engine.get_lr()[0]
+    engine.step()
+    return loss, grads, lr
+
+
+def assert_sgd_step(model, before, grads, lr, weight_decay, scale=1.0):
+    """Every trained parameter moved by lr x (its gradient x ``scale`` + weight decay on the weights)."""
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            g = grads[n] * scale + (weight_decay * before[n] if p.ndim > 1 else 0)
+            assert torch.allclose(p.detach(), before[n] - lr * g, atol=1e-7, rtol=1e-5), n
+
+
 # SimCLIC too (issue 24's investigation of why it ends below its random-init floor): its step is the
 # plain SGD step on its own loss, stop-gradient branch and all.
 # InterCLR: its step on its own loss, and each sampled row of the bank moved to normalize((1 - w) v_old + w v).
@@ -37,35 +69,19 @@ INTERCLR = ["method.bank_size=256", "method.num_clusters=8", "method.num_negativ
 
 @pytest.mark.parametrize("clip, method", [(None, "simclr"), (0.5, "simclr"), (None, "simclic"), (None, "interclr")])
 def test_engine_step_is_the_configured_sgd_step(gloo_world_of_one, tiny_cfg, clip, method):
-    from raycl.data import EpochLoader
-    from raycl.data.demo import demo_sources
-    from raycl.methods import MethodBatch
-    from raycl.train.engine import build_engine, make_views
-    from raycl.train.worker import aug_generator
-
     cfg = tiny_cfg("distributed.workers=1", "distributed.zero_stage=0", "optim.weight_decay=1e-3",
                    f"method.name={method}", *(["method.perturbation=noise"] if method == "simclic" else []),
                    *(INTERCLR if method == "interclr" else []),
                    *([f"optim.grad_clip={clip}"] if clip else []))
-    src = demo_sources(0.2, num_samples=256)[0]
-    engine = build_engine(cfg, 1, 4)
-    views = make_views(cfg, engine.module)
-    bt = next(iter(EpochLoader(src, 64, seed=0).batches(0)))
+    engine, batch = engine_and_batch(cfg)
     before = {n: p.detach().clone() for n, p in engine.module.named_parameters()}
-    batch = MethodBatch(views(torch.from_numpy(bt.images), aug_generator(0, 0, 0, "cpu")),
-                        torch.from_numpy(bt.index), torch.from_numpy(bt.labels))
     bank_before = engine.module.bank.rows.clone() if method == "interclr" else None
-    loss, _ = engine(batch)
-    engine.backward(loss)
-    grads = {n: p.grad.detach().clone() for n, p in engine.module.named_parameters()}
-    lr = engine.get_lr()[0]
-    engine.step()
+    loss, grads, lr = engine_step(engine, batch)
+    assert grads.keys() == before.keys()     # every parameter is trained
     norm = float(torch.sqrt(sum((g ** 2).sum() for g in grads.values())))
     scale = min(1.0, clip / norm) if clip else 1.0
     assert norm > 0.5 or not clip      # the clipped case really clips
-    for n, p in engine.module.named_parameters():
-        g = grads[n] * scale + (cfg.optim.weight_decay * before[n] if p.ndim > 1 else 0)
-        assert torch.allclose(p.detach(), before[n] - lr * g, atol=1e-7, rtol=1e-5), n
+    assert_sgd_step(engine.module, before, grads, lr, cfg.optim.weight_decay, scale)
     assert np.isfinite(loss.item())
     if bank_before is not None:   # v of the pre-step network (train-mode BN, as in the forward)
         model, w = engine.module, cfg.method.bank_momentum
@@ -89,33 +105,17 @@ def test_momentum_method_step_by_hand(gloo_world_of_one, tiny_cfg, method):
 
     import torch.nn.functional as F
 
-    from raycl.data import EpochLoader
-    from raycl.data.demo import demo_sources
-    from raycl.methods import MethodBatch
-    from raycl.train.engine import build_engine, make_views
-    from raycl.train.worker import aug_generator
-
     m, tau = 0.9, 0.2
     cfg = tiny_cfg("distributed.workers=1", "distributed.zero_stage=0", "optim.weight_decay=1e-3",
                    f"method.name={method}", "method.queue_size=128", f"method.key_momentum={m}",
                    f"method.temperature={tau}", *(["method.strong_sizes=[16]"] if method == "clsa" else []))
-    engine = build_engine(cfg, 1, 4)
+    engine, batch = engine_and_batch(cfg)
     model = engine.module
-    bt = next(iter(EpochLoader(demo_sources(0.2, num_samples=256)[0], 64, seed=0).batches(0)))
-    batch = MethodBatch(make_views(cfg, model)(torch.from_numpy(bt.images), aug_generator(0, 0, 0, "cpu")),
-                        torch.from_numpy(bt.index), torch.from_numpy(bt.labels))
     before = copy.deepcopy(model)
-    loss, _ = engine(batch)
-    engine.backward(loss)
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    lr = engine.get_lr()[0]
-    engine.step()
-
-    params_before = dict(before.named_parameters())
-    for n, p in model.named_parameters():
-        if p.requires_grad:   # the query encoder: SGD with weight decay on the weights
-            g = grads[n] + (cfg.optim.weight_decay * params_before[n].detach() if p.ndim > 1 else 0)
-            assert torch.allclose(p.detach(), params_before[n].detach() - lr * g, atol=1e-7, rtol=1e-5), n
+    loss, grads, lr = engine_step(engine, batch)
+    # the query encoder: SGD with weight decay on the weights
+    params_before = {n: p.detach() for n, p in before.named_parameters()}
+    assert_sgd_step(model, params_before, grads, lr, cfg.optim.weight_decay)
     pairs = [(before.backbone, before.key_backbone), (before.projector, before.key_projector)]
     with torch.no_grad():
         for query, key in pairs:   # f_k = m f_k + (1 - m) f_q, with f_q before the step

@@ -18,9 +18,6 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-METRICS = ("knn_top1", "linear_top1")
-
-
 def summarise(state: dict, methods: list[str], seeds: list[int]) -> list[dict]:
     """Per method, then per floor: mean and sample standard deviation over the seeds of kNN and linear
     top-1; a method's ``beats_floors``: its means above both floors' means on both protocols."""
