@@ -37,7 +37,9 @@ def safe_load(path: str, what: str = "file"):
 
 
 def write_atomic(path: str, text: str) -> None:
-    """``text`` written whole to ``path``: a reader (or a run interrupted here) never sees half a file."""
+    """``text`` written whole to ``path`` (its folder made if missing): a reader (or a run interrupted
+    here) never sees half a file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path + ".tmp", "w") as fh:
         fh.write(text)
     os.replace(path + ".tmp", path)

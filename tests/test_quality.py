@@ -140,6 +140,21 @@ def test_a_results_file_continues_in_another_clone_by_another_user(tmp_path, mon
     assert portable(None) is None and portable({"data": {"path": "/elsewhere/x"}}) == {"data": {"path": "/elsewhere/x"}}
 
 
+def test_the_results_file_is_written_before_any_training(tmp_path, monkeypatch):
+    """--out in a folder not made yet is made; one that cannot be written is one line before a run trains."""
+    def train_here(raw, name, seed, address):
+        raise AssertionError("trained before the results file was written")
+
+    monkeypatch.setattr(bench_quality, "run_once", train_here)
+    base = load_config(None, ["data.num_samples=300"]).to_dict()
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ConfigError, match="--out: cannot write the results file '.*a_file/res.json'"):
+        bench_quality.quality(base, ["simclr"], [0], out=str(tmp_path / "a_file" / "res.json"))
+    with pytest.raises(AssertionError, match="trained before"):
+        bench_quality.quality(base, ["simclr"], [0], out=str(tmp_path / "new" / "res.json"), log=lambda line: None)
+    assert json.loads((tmp_path / "new" / "res.json").read_text())["runs"] == []
+
+
 def test_reuse_copies_the_runs_and_floors_of_the_same_config_and_trains_the_others(tmp_path, monkeypatch):
     """A tuned table copies what the untuned one measured wherever the sweep chose the preset's value
     (training is reproducible from its seed); a chosen value that differs trains again."""

@@ -89,6 +89,7 @@ def quality(
     untuned = {name: method_config(base, name) for name in methods}  # an unknown method fails before training
     seeds = [0] if seeds is None else seeds
     state = load_state(out, {"base": base, "seeds": seeds, "tune": tune})
+    save_state(state, out)  # before any training: a results file that cannot be written fails now, not after a run
     others = load_reusable(reuse or [], base)
     configs = dict(untuned)
     for name in methods:
@@ -256,8 +257,12 @@ def load_state(out: str | None, args: dict) -> dict:
 
 
 def save_state(state: dict, out: str | None) -> None:
-    if out is not None:
+    if out is None:
+        return
+    try:
         write_atomic(out, json.dumps(state, indent=1))
+    except OSError as e:
+        raise ConfigError(f"--out: cannot write the results file {out!r} ({e.strerror})") from None
 
 
 def for_method(base: dict, name: str) -> dict:
