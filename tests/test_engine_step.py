@@ -136,3 +136,14 @@ def test_momentum_method_step_by_hand(gloo_world_of_one, tiny_cfg, method):
         assert torch.allclose(loss.detach(), contrastive, atol=1e-6)
     else:   # CLSA adds beta L_D >= 0 (a cross-entropy between distributions)
         assert loss.item() > contrastive.item()
+
+
+def test_the_engine_skips_deepspeeds_shared_memory_all_reduce(gloo_world_of_one, tiny_cfg):
+    """DeepSpeed's CPU backend would compile its shared-memory all-reduce (24 s of C++ on a machine's
+    first run; it serves inference only): raycl's engine leaves it unbuilt and still steps."""
+    from deepspeed.comm import comm
+
+    engine, batch = engine_and_batch(tiny_cfg("distributed.workers=1", "distributed.zero_stage=0"))
+    assert comm.cdb is not None and comm.cdb.shm_comm_op is None
+    loss, _, _ = engine_step(engine, batch)
+    assert torch.isfinite(loss)
