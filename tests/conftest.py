@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from tiny import tiny_config
 
 os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 # Train V2's controller polls its workers every 2 s by default, so every fit() waits ~2-4 s after the
@@ -51,17 +52,8 @@ def ray_cluster():
 
 @pytest.fixture
 def tiny_cfg(tmp_path):
-    """A config that trains in seconds: 256 demo digits, a width-8 ResNet-18, 2 workers."""
-    from raycl.config import load_config
-
-    def make(*overrides):
-        base = ["data.num_samples=256", "data.batch_size=64", "model.width=8", "model.proj_hidden_dim=32",
-                "model.proj_out_dim=16", "run.epochs=2", "run.storage_path=" + str(tmp_path / "runs"),
-                "run.log_every=2", "eval.knn_k=20", "eval.linear_epochs=2", "distributed.torch_threads=1",
-                "optim.warmup_epochs=0"]
-        return load_config(None, base + list(overrides))
-
-    return make
+    """``tiny_config`` with its runs under this test's tmp_path."""
+    return lambda *overrides: tiny_config(tmp_path / "runs", *overrides)
 
 
 # The fast tier (`pytest -m "not slow"`, README "Tests") leaves out everything that starts Ray or
