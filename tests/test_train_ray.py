@@ -127,15 +127,15 @@ def test_a_run_moved_from_three_workers_to_two_mid_epoch_trains_what_two_workers
     run end 4e-3 apart after 12 steps, so the lr here is 0.02, where they end 2.2e-5 apart and the
     moved run 2.2e-5 from the 2-worker one (1.0e-7 from the 3-worker one). Measured failures: the
     first resumed step at the initial lr (the bug this test found) 1.2e-4; momentum not restored 4.8e-4."""
-    two = two_worker_run
     first = fit(tiny_cfg(*MID_EPOCH, "distributed.workers=3", "run.name=w-moved", "run.stop_after_steps=4"))
     assert first.metrics["workers"] == 3 and first.metrics["step_in_epoch"] == 4
     at_stop = final_state(first)
     moved = fit(tiny_cfg(*MID_EPOCH, "distributed.workers=2", "run.name=w-moved"))
-    assert moved.metrics["global_step"] == two.metrics["global_step"] == 12
-    d = relative_distance(final_state(moved), final_state(two))
+    assert moved.metrics["global_step"] == two_worker_run.metrics["global_step"] == 12
+    two = final_state(two_worker_run)
+    d = relative_distance(final_state(moved), two)
     assert d < 6e-5, d
-    assert relative_distance(at_stop, final_state(two)) > 10 * d   # the last 8 steps moved it 30x further
+    assert relative_distance(at_stop, two) > 10 * d   # the last 8 steps moved it 30x further
 
 
 def test_a_run_stopped_on_three_workers_resumes_on_two_mid_epoch(ray_cluster, tiny_cfg, tmp_path):
