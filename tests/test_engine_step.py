@@ -3,6 +3,8 @@ hand-written SGD update of the same gradients (DeepSpeed 0.19 clips the gradient
 default; raycl turns that off unless optim.grad_clip asks for it)."""
 import os
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -147,3 +149,14 @@ def test_the_engine_skips_deepspeeds_shared_memory_all_reduce(gloo_world_of_one,
     assert comm.cdb is not None and comm.cdb.shm_comm_op is None
     loss, _, _ = engine_step(engine, batch)
     assert torch.isfinite(loss)
+
+
+def test_deepspeed_is_imported_without_mlflow_which_stays_importable():
+    """DeepSpeed's autotuner imports mlflow when it is installed (1.2 s of every worker's start);
+    raycl's import hides it from that one import, and mlflow imports as usual afterwards."""
+    pytest.importorskip("mlflow")
+    code = ("import sys; from raycl.train.engine import import_deepspeed; import_deepspeed(); "
+            "print('mlflow' in sys.modules, 'deepspeed' in sys.modules); import mlflow; print(mlflow.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-2:] == ["False True", "mlflow"], out.stdout  # DeepSpeed logs to stdout first
