@@ -151,12 +151,37 @@ def test_the_engine_skips_deepspeeds_shared_memory_all_reduce(gloo_world_of_one,
     assert torch.isfinite(loss)
 
 
-def test_deepspeed_is_imported_without_mlflow_which_stays_importable():
-    """DeepSpeed's autotuner imports mlflow when it is installed (1.2 s of every worker's start);
-    raycl's import hides it from that one import, and mlflow imports as usual afterwards."""
+STEP_IN_A_FRESH_PROCESS = """
+import os, socket, sys
+import torch, torch.distributed as tdist
+sys.path.insert(0, {tests!r})
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+tdist.init_process_group("gloo")
+from test_engine_step import engine_and_batch
+from tiny import tiny_config
+engine, batch = engine_and_batch(tiny_config({runs!r}, "distributed.workers=1", "distributed.zero_stage=2"))
+loss, _ = engine(batch)
+engine.backward(loss)  # ZeRO-2 reduces the gradients here (where DeepSpeed imports Muon again)
+engine.step()
+print("loaded", "mlflow" in sys.modules, "torch._inductor.compile_fx" in sys.modules, bool(torch.isfinite(loss)))
+print("env", "TORCHDYNAMO_DISABLE" in os.environ)
+import mlflow
+double = lambda x: x * 2
+print("after", mlflow.__name__, torch.compile(double) is not double)  # TorchDynamo off returns it as is
+"""
+
+
+def test_deepspeed_starts_without_mlflow_or_inductor_and_both_work_afterwards(tmp_path):
+    """DeepSpeed's autotuner imports mlflow when installed (1.2 s) and ZeRO's optimizer check imports
+    Muon, whose torch.compile decorators load inductor (1.9 s): a ZeRO-2 engine built and stepped in a
+    fresh process loads neither, the environment is left as it was, and mlflow and torch.compile work
+    afterwards."""
     pytest.importorskip("mlflow")
-    code = ("import sys; from raycl.train.engine import import_deepspeed; import_deepspeed(); "
-            "print('mlflow' in sys.modules, 'deepspeed' in sys.modules); import mlflow; print(mlflow.__name__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[-2:] == ["False True", "mlflow"], out.stdout  # DeepSpeed logs to stdout first
+    code = STEP_IN_A_FRESH_PROCESS.format(tests=os.path.dirname(__file__), runs=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "TORCHDYNAMO_DISABLE"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [line for line in out.stdout.splitlines() if line.split(" ")[0] in ("loaded", "env", "after")]
+    assert lines == ["loaded False False True", "env False", "after mlflow True"], out.stdout

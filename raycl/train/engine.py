@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 
 import numpy as np
@@ -60,21 +62,48 @@ def build_engine(cfg, channels: int, steps_per_epoch: int):
 
 
 def import_deepspeed():
-    """DeepSpeed's autotuner imports mlflow whenever it is installed (raycl's mlflow extra, the test
-    extra): 1.2 s of every worker's start on 2 cores, for a feature raycl never runs (``deepspeed
-    --autotuning``). mlflow is hidden from that one import; raycl's own mlflow logger imports it as
-    usual afterwards."""
+    """DeepSpeed, imported without two costs of features raycl never uses, ~3 s of every worker's start
+    on 2 cores: its autotuner imports mlflow whenever it is installed (raycl's mlflow extra, the test
+    extra; 1.2 s), and ZeRO's first optimizer check imports its Muon optimizer, whose ``torch.compile``
+    decorators load torch's inductor (1.9 s). mlflow is hidden from that one import (raycl's own mlflow
+    logger imports it as usual afterwards); Muon is imported with TorchDynamo off, so its functions stay
+    plain Python, and ``torch.compile`` elsewhere works as before."""
     if "deepspeed" in sys.modules:
         return sys.modules["deepspeed"]
-    hidden = "mlflow" not in sys.modules
-    if hidden:
-        sys.modules["mlflow"] = None  # makes ``import mlflow`` fail at once
-    try:
+    with hidden_module("mlflow"):
         import deepspeed
-    finally:
-        if hidden and sys.modules.get("mlflow", 0) is None:
-            del sys.modules["mlflow"]
+    with env_set("TORCHDYNAMO_DISABLE", "1"):
+        try:
+            import deepspeed.runtime.zero.muon.muon_optimizer  # noqa: F401
+        except ImportError:  # a DeepSpeed without Muon
+            pass
     return deepspeed
+
+
+@contextlib.contextmanager
+def hidden_module(name: str):
+    """``import name`` fails inside the block (as if it were not installed) unless already imported."""
+    hidden = name not in sys.modules
+    if hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # Python: "import halted"
+    try:
+        yield
+    finally:
+        if hidden and sys.modules.get(name, 0) is None:
+            del sys.modules[name]
+
+
+@contextlib.contextmanager
+def env_set(name: str, value: str):
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
 
 
 def skip_shm_all_reduce_build() -> None:
