@@ -34,12 +34,13 @@ def reference(steps=5):
 
 
 def worker(config):
-    import deepspeed
     import ray.train
     import torch.distributed as dist
 
     from raycl.optim import LARS, param_groups
-    from raycl.train.engine import attach_lars
+    from raycl.train.engine import attach_lars, import_deepspeed
+
+    deepspeed = import_deepspeed()  # as raycl's engine imports it (without mlflow and inductor: ~3 s)
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
