@@ -49,44 +49,6 @@ def test_zero_stages_train_alike(ray_cluster, tiny_cfg):
     assert moved == params
 
 
-def test_stop_and_resume_equals_uninterrupted_run(ray_cluster, tiny_cfg):
-    """... and the resumed run's curves (TensorBoard, MLflow, wandb) are one run holding each step once."""
-    whole = fit(tiny_cfg("run.epochs=3", "run.name=whole"))
-    curves = "run.loggers=[tensorboard, mlflow, wandb]"
-    first = fit(tiny_cfg("run.epochs=3", "run.name=split", "run.stop_after_epochs=1", curves))
-    assert first.metrics["epoch"] == 1
-    first_state = final_state(first)
-    split_cfg = tiny_cfg("run.epochs=3", "run.name=split", curves)
-    assert check_resume(split_cfg) is not None
-    second = fit(split_cfg)
-    assert second.metrics["epoch"] == 3 and second.metrics["global_step"] == whole.metrics["global_step"] == 12
-    assert_same_params(final_state(second), final_state(whole), rtol=0, atol=1e-6)
-    from raycl.api import history
-
-    hist = history(second.checkpoint.path)
-    assert [h["epoch"] for h in hist] == [1, 2, 3]
-    run_dir = os.path.join(split_cfg.run.storage_path, "split")
-    tb = tensorboard_scalars(os.path.join(run_dir, "tensorboard"))
-    for key in ("loss", "knn_top1", "images_per_s", "data/wait_s", "lr"):
-        assert [s for s, _ in tb[key]] == [4, 8, 12] and [v for _, v in tb[key]] == pytest.approx([h[key] for h in hist])
-    assert [s for s, _ in tb["step/loss"]] == [2, 4, 6, 8, 10, 12]   # run.log_every=2, 4 steps per epoch
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir}/mlflow.db")
-    (run,) = client.search_runs([client.get_experiment_by_name("raycl").experiment_id])
-    logged = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss"))
-    assert [s for s, _ in logged] == [4, 8, 12] and [v for _, v in logged] == pytest.approx([h["loss"] for h in hist])
-    assert run.data.params["run.name"] == "split"
-    assert len(wandb_run_ids(run_dir)) == 1
-    assert [s for s, _ in wandb_history(run_dir)["knn_top1"]] == [4, 8, 12]
-    # and the interrupted run's first epoch really was shorter than the whole run
-    with pytest.raises(AssertionError):
-        assert_same_params(first_state, final_state(whole), rtol=0, atol=1e-6)
-    # a different model under the same run name is refused before any worker starts
-    with pytest.raises(CheckpointError, match="does not match this model"):
-        check_resume(tiny_cfg("run.epochs=3", "run.name=split", "model.width=16"))
-
-
 def relative_distance(a, b) -> float:
     """||a - b|| / ||b|| over every trained parameter (BN running statistics left out)."""
     keys = [k for k in b if b[k].is_floating_point() and "running" not in k]
@@ -103,6 +65,46 @@ MID_EPOCH = ["run.epochs=2", "data.batch_size=48", "distributed.grad_accum=2", "
 def two_worker_run(ray_cluster, tmp_path_factory):
     """MID_EPOCH trained on 2 workers without a stop: what both mid-epoch resumes must end at."""
     return fit(tiny_config(tmp_path_factory.mktemp("runs"), *MID_EPOCH, "distributed.workers=2", "run.name=w-two"))
+
+
+def test_stop_at_an_epoch_end_and_resume_equals_uninterrupted_run(ray_cluster, tiny_cfg, two_worker_run):
+    """MID_EPOCH stopped after epoch 1 and resumed ends where the run that never stopped does (the
+    kNN monitor on in the stopped run only: it changes nothing), and the resumed run's curves
+    (TensorBoard, MLflow, wandb) are one run holding each step once."""
+    curves = ["run.loggers=[tensorboard, mlflow, wandb]", "eval.every_epochs=1", "run.name=split"]
+    first = fit(tiny_cfg(*MID_EPOCH, *curves, "run.stop_after_epochs=1"))
+    assert first.metrics["epoch"] == 1
+    first_state = final_state(first)
+    split_cfg = tiny_cfg(*MID_EPOCH, *curves)
+    assert check_resume(split_cfg) is not None
+    second = fit(split_cfg)
+    whole = final_state(two_worker_run)
+    assert second.metrics["epoch"] == 2 and second.metrics["global_step"] == two_worker_run.metrics["global_step"] == 12
+    assert_same_params(final_state(second), whole, rtol=0, atol=1e-6)
+    from raycl.api import history
+
+    hist = history(second.checkpoint.path)
+    assert [h["epoch"] for h in hist] == [1, 2]
+    run_dir = os.path.join(split_cfg.run.storage_path, "split")
+    tb = tensorboard_scalars(os.path.join(run_dir, "tensorboard"))
+    for key in ("loss", "knn_top1", "images_per_s", "data/wait_s", "lr"):
+        assert [s for s, _ in tb[key]] == [6, 12] and [v for _, v in tb[key]] == pytest.approx([h[key] for h in hist])
+    assert [s for s, _ in tb["step/loss"]] == [2, 4, 6, 8, 10, 12]   # run.log_every=2, 6 steps per epoch
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("raycl").experiment_id])
+    logged = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss"))
+    assert [s for s, _ in logged] == [6, 12] and [v for _, v in logged] == pytest.approx([h["loss"] for h in hist])
+    assert run.data.params["run.name"] == "split"
+    assert len(wandb_run_ids(run_dir)) == 1
+    assert [s for s, _ in wandb_history(run_dir)["knn_top1"]] == [6, 12]
+    # and the interrupted run's first epoch really was shorter than the whole run
+    with pytest.raises(AssertionError):
+        assert_same_params(first_state, whole, rtol=0, atol=1e-6)
+    # a different model under the same run name is refused before any worker starts
+    with pytest.raises(CheckpointError, match="does not match this model"):
+        check_resume(tiny_cfg(*MID_EPOCH, *curves, "model.width=16"))
 
 
 def test_stop_mid_epoch_and_resume_equals_uninterrupted_run(ray_cluster, tiny_cfg, two_worker_run):
