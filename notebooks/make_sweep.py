@@ -25,6 +25,7 @@ nb.cells = [
          "    recipe['optim']['warmup_epochs'] = 0\n"
          "    recipe['eval'].update(knn_k=20)\n"
          "    recipe['run'].update(epochs=4, log_every=100)\n"
+         "    recipe['sweep']['max_concurrent'] = 2   # 1-worker trials: two at once on 2 cores\n"
          "path = os.path.join(STORAGE, recipe['run']['name'] + '.yaml')\n"
          "os.makedirs(STORAGE, exist_ok=True)\n"
          "yaml.safe_dump(recipe, open(path, 'w'))\n"
