@@ -41,7 +41,7 @@ from raycl.errors import ConfigError, RayclError
 from raycl.files import write_atomic
 from raycl.log import get as get_logger
 from raycl.methods import REGISTRY, MethodConfig
-from raycl.train.console import attached, quiet_trial_errors
+from raycl.train.console import attached, quiet_trial_errors, verbose
 from raycl.train.storage import storage
 from raycl.train.trainer import init_ray, worker_error, worker_slots
 from raycl.train.worker import train_loop
@@ -395,8 +395,33 @@ def _tuner(trainable, spec: SweepSpec, name: str, root: str, epochs: int, resume
             num_samples=spec.num_samples,
             max_concurrent_trials=spec.max_concurrent,
         ),  # fmt: skip
-        run_config=tune.RunConfig(name=name, storage_path=root, verbose=1),
+        # Tune's own status table (every 30 s) only with --verbose; raycl says when trials start and end.
+        run_config=tune.RunConfig(
+            name=name, storage_path=root, verbose=1 if verbose() else 0, callbacks=[TrialLines(spec)]
+        ),
     )
+
+
+class TrialLines(tune.Callback):
+    """A raycl line as each trial starts and as it ends, naming its values and its best metric."""
+
+    def __init__(self, spec: SweepSpec):
+        self.spec = spec
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        log.info(f"sweep: trial {trial.trial_id} started with {self.values(trial)}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        best = trial.metric_analysis.get(self.spec.metric, {}).get(self.spec.mode)
+        shown = f"best {self.spec.metric} {best:.4f}" if best is not None else f"no {self.spec.metric} reported"
+        epochs = (trial.last_result or {}).get("epoch", 0)
+        log.info(f"sweep: trial {trial.trial_id} ({self.values(trial)}) ended after {epochs} epochs: {shown}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        log.info(f"sweep: trial {trial.trial_id} ({self.values(trial)}) failed: its error is in the table at the end")
+
+    def values(self, trial) -> str:
+        return ", ".join(f"{key}={trial.config.get(key)}" for key in self.spec.space)
 
 
 def _trial_row(result, spec: SweepSpec, epochs: int) -> dict:

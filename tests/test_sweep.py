@@ -93,6 +93,10 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_clus
         children = [proc] + [c for c in psutil.Process(proc.pid).children(recursive=True)] if proc.poll() is None else []
         for p in children:
             p.kill()
+    console = open(tmp_path / "first.log").read()  # a line as each trial starts; Tune's 30 s table is off
+    assert console.count("[raycl] sweep: trial ") >= 3 and "started with optim.base_lr=0.05" in console, console[-3000:]
+    assert "(optim.base_lr=0.05) ended after 2 epochs: best knn_top1 0." in console, console[-3000:]
+    assert "Trial status:" not in console and "Current best trial" not in console, console[-3000:]
     first = {os.path.basename(os.path.dirname(r)): open(r).read() for r in results}
     finished = [t for t, text in first.items() if len(text.splitlines()) == 2]
     assert len(finished) == 1
