@@ -128,6 +128,8 @@ def test_method_beats_the_random_init_encoder(ray_cluster, tmp_path, name):
             assert_interclr_state(res, cfg.method.bank_size, cfg.method.num_clusters, res.metrics["global_step"])
             assert res.metrics["global_step"] == 48
         ev = api.evaluate(res.checkpoint.path, linear=False)  # with both floors, on the same rows
+        if "knn_top1" in res.metrics:  # the monitor scored the model the checkpoint holds (rank 0's BN statistics)
+            assert res.metrics["knn_top1"] == ev["knn_top1"], (name, seed, res.metrics["knn_top1"], ev["knn_top1"])
         assert ev["random_init_knn_top1"] == api.random_init_knn(cfg)   # the floor is the run's seed's encoder
         floor = max(ev["random_init_knn_top1"], ev["pixels_knn_top1"]) if name in BEATS_PIXELS else \
             ev["random_init_knn_top1"]

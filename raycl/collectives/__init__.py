@@ -89,6 +89,13 @@ def broadcast(x: torch.Tensor, src: int = 0) -> torch.Tensor:
     return x
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Every rank's buffers of ``module`` (BatchNorm's running statistics) <- rank ``src``'s, as DDP's
+    ``broadcast_buffers`` does each step and DeepSpeed never does."""
+    for buffer in module.buffers():
+        broadcast(buffer, src)
+
+
 def free_port() -> int:
     """A local TCP port nobody listens on now: a process group's rendezvous, a local Ray dashboard."""
     with socket.socket() as s:

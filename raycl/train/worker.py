@@ -289,6 +289,9 @@ class WorkerRun:
         }  # fmt: skip
         metrics.update({f"bank/{key}": v for key, v in self.engine.module.bank_stats().items()})
         if not self.no_eval and ((epoch + 1) % cfg.eval.every_epochs == 0 or epoch + 1 == cfg.run.epochs):
+            # Each worker's BatchNorm statistics drift apart (they see other batches); the checkpoint keeps
+            # rank 0's, so every worker's share of the monitor is scored with those (as `raycl eval` would).
+            dist.broadcast_buffers(self.engine.module.encoder())
             scores = self.engine.module.held_out_scores()
             if scores is not None:  # a classifier under evaluation: its own top-1 and top-5
                 metrics.update(classifier_monitor(scores, self.eval_src, cfg, device))
