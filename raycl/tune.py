@@ -42,6 +42,7 @@ from raycl.files import write_atomic
 from raycl.log import get as get_logger
 from raycl.methods import REGISTRY, MethodConfig
 from raycl.train.console import attached, quiet_trial_errors, verbose
+from raycl.train.engine import env_set
 from raycl.train.storage import storage
 from raycl.train.trainer import init_ray, worker_error, worker_slots
 from raycl.train.worker import train_loop
@@ -358,20 +359,14 @@ def sweep_config(
     return {"sweep": name, "metric": spec.metric, "mode": spec.mode, "trials": rows, "best_config": best_yaml}
 
 
-@contextlib.contextmanager
-def metric_on_eval_epochs_only(cfg: Config, spec: SweepSpec):
+def metric_on_eval_epochs_only(cfg: Config, spec: SweepSpec) -> contextlib.AbstractContextManager:
     """With ``eval.every_epochs`` > 1 the kNN metric is in the evaluated epochs' results only; Tune
     stops the whole sweep at the first result without it unless told not to (ASHA skips such
-    results: its rungs count the evaluated epochs alone)."""
-    key = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+    results: its rungs count the evaluated epochs alone). A value the user set is left alone."""
+    key = "TUNE_DISABLE_STRICT_METRIC_CHECKING"  # read by Tune's controller, in this process, at each result
     if spec.metric != "knn_top1" or cfg.eval.every_epochs <= 1 or key in os.environ:
-        yield
-        return
-    os.environ[key] = "1"  # read by Tune's controller, in this process, at each result
-    try:
-        yield
-    finally:
-        os.environ.pop(key, None)
+        return contextlib.nullcontext()
+    return env_set(key, "1")
 
 
 def _tuner(trainable, spec: SweepSpec, name: str, root: str, epochs: int, resume: bool):
