@@ -6,10 +6,11 @@ import sys
 from raycl.errors import RayclError
 
 
-def main(doc: str, run, config_required: bool = True) -> None:
+def main(doc: str, run, config_required: bool = True, checkpoint_required: bool = False) -> None:
     ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    ap.add_argument("--config", required=config_required)
-    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--config", required=config_required, help="a YAML file or recipe:NAME")
+    if checkpoint_required:
+        ap.add_argument("--checkpoint", required=True, help="a checkpoint or a run directory (its newest)")
     ap.add_argument("overrides", nargs="*", metavar="section.key=value")
     args = ap.parse_args()
     try:

@@ -1,7 +1,7 @@
 """Pre-train from a recipe on the cluster the job runs in.
 
     RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8270 --working-dir . -- \
-        python jobs/pretrain.py --config jobs/configs/simclr_mnist_demo.yaml run.epochs=20
+        python jobs/pretrain.py --config recipe:simclr_mnist_demo run.epochs=20
 """
 from _entry import main
 

@@ -1,3 +1,3 @@
-"""raycl: distributed large-batch contrastive learning on Ray + DeepSpeed."""
+"""raycl: distributed large-batch self-supervised learning on Ray Train and DeepSpeed."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

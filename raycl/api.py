@@ -38,7 +38,7 @@ PROTOCOLS = ("linear", "logreg")
 
 
 def demo_config_path() -> str:
-    return str(importlib.resources.files("raycl") / "configs" / "demo.yaml")
+    return str(importlib.resources.files("raycl") / "recipes" / "demo.yaml")
 
 
 def train(cfg: Config | dict, address: str | None = None) -> dict:
@@ -263,7 +263,7 @@ def knn(checkpoint: str, workers: int = 2, k: int | None = None, temperature: fl
 
 
 # raycl linear's optimizer and schedule when no recipe is given: SGD on the head, no weight decay,
-# cosine from lr 0.1 (at batch 256) without warm-up, 10 epochs; jobs/configs/linear_*.yaml hold the
+# cosine from lr 0.1 (at batch 256) without warm-up, 10 epochs; the recipes recipe:linear/* hold the
 # papers' protocols (MoCo: lr 30, steps at 60/80 of 100 epochs; SimCLR: LARS, 90 epochs).
 LINEAR_DEFAULTS = {
     "optim": {"name": "sgd", "base_lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "schedule": "cosine",

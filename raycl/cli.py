@@ -38,7 +38,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = Parser(prog="raycl", description="Distributed contrastive learning on Ray + DeepSpeed")
+    from raycl import __version__
+
+    ap = Parser(prog="raycl", description="Distributed self-supervised learning on Ray + DeepSpeed")
+    ap.add_argument("--version", action="version", version=f"raycl {__version__}")
     ap.add_argument("--verbose", action="store_true", help="same as RAYCL_VERBOSE=1: show every line Ray prints")
     sub = ap.add_subparsers(dest="cmd", required=True)
     for add in (
@@ -52,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
         _linear_parser,
         _finetune_parser,
         _config_parser,
+        _recipes_parser,
         _data_parser,
         _bench_parser,
         _doctor_parser,
@@ -65,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="pre-train from a YAML config")
-    p.add_argument("config")
+    p.add_argument("config", help="a YAML config file (any fsspec URL) or recipe:NAME (see raycl recipes)")
     _overrides(p)
     _address(p)
     p.set_defaults(handler=train)
@@ -102,7 +106,7 @@ def demo(args) -> None:
 
 def _sweep_parser(sub) -> None:
     p = sub.add_parser("sweep", help="Ray Tune sweep over the config's 'sweep:' space, ASHA early stopping")
-    p.add_argument("config")
+    p.add_argument("config", help="a YAML config file (any fsspec URL) or recipe:NAME (see raycl recipes)")
     _overrides(p)
     _address(p)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if the sweep directory exists")
@@ -123,7 +127,7 @@ def sweep(args) -> None:
 
 def _views_parser(sub) -> None:
     p = sub.add_parser("views", help="a picture of a few training images and each view the method makes of them")
-    p.add_argument("config")
+    p.add_argument("config", help="a YAML config file (any fsspec URL) or recipe:NAME (see raycl recipes)")
     _overrides(p)
     p.add_argument("--out", default="views.png", help="PNG to write (default: views.png)")
     p.add_argument("--samples", type=int, default=6, help="rows of the grid (default: 6)")
@@ -138,7 +142,7 @@ def views(args) -> None:
 
 def _eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="kNN and linear probe of a checkpoint")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (its newest)")
     p.add_argument("--no-linear", action="store_true", help="kNN only")
     p.add_argument(
         "--protocol",
@@ -166,7 +170,7 @@ def _linear_parser(sub) -> None:
     p = sub.add_parser("linear", help="linear evaluation of a checkpoint's frozen backbone, as a Ray Train run")
     p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (its newest)")
     p.add_argument(
-        "--config", default=None, help="a recipe: optim/run/data/distributed sections (jobs/configs/linear_*)"
+        "--config", default=None, help="a recipe of optim/run/data/distributed sections (recipe:linear/NAME)"
     )
     _overrides(p)
     _address(p)
@@ -251,7 +255,7 @@ def _config_parser(sub) -> None:
     p = sub.add_parser("config", help="config tools")
     csub = p.add_subparsers(dest="config_cmd", required=True)
     c = csub.add_parser("show", help="print the resolved, validated config")
-    c.add_argument("config")
+    c.add_argument("config", help="a YAML config file or recipe:NAME")
     _overrides(c)
     c.set_defaults(handler=config_show)
     c = csub.add_parser("schema", help="print the JSON Schema of a config file (for an editor's completion)")
@@ -270,6 +274,24 @@ def config_schema(args) -> None:
     from raycl.config_doc import markdown
 
     print(markdown() if args.markdown else json.dumps(schema(), indent=2), end="\n" if not args.markdown else "")
+
+
+def _recipes_parser(sub) -> None:
+    p = sub.add_parser("recipes", help="list the recipes that ship with raycl (name them as recipe:NAME)")
+    p.add_argument("name", nargs="?", default=None, help="print this recipe's YAML instead")
+    p.set_defaults(handler=recipes)
+
+
+def recipes(args) -> None:
+    from raycl import recipes as shipped
+
+    if args.name is not None:
+        path = shipped.resolve(args.name if args.name.startswith(shipped.PREFIX) else shipped.PREFIX + args.name)
+        print(open(path, encoding="utf-8").read(), end="")
+        return
+    width = max(len(n) for n in shipped.names()) + len(shipped.PREFIX)
+    for name in shipped.names():
+        print(f"{shipped.PREFIX + name:<{width}}  {shipped.summary(name)[:100]}")
 
 
 def _data_parser(sub) -> None:

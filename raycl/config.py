@@ -429,9 +429,11 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 
 
 def read_yaml(path: str, what: str = "config file"):
-    """The YAML document at ``path`` (any fsspec URL); a missing, unreadable or malformed file is one
-    ConfigError naming it."""
+    """The YAML document at ``path`` (any fsspec URL, or ``recipe:NAME`` for a recipe that ships with
+    raycl); a missing, unreadable or malformed file is one ConfigError naming it."""
+    from raycl import recipes
 
+    path = recipes.resolve(path)
     try:
         with fsspec.open(path, "r", encoding="utf-8") as fh:
             raw = yaml.safe_load(fh)
@@ -493,10 +495,10 @@ def resolve_paths(raw: dict) -> dict:
 
 
 def stored_config(raw: dict) -> Config:
-    """A config raycl wrote itself (a checkpoint's ``model.pt``). Until per-method sections (session
-    11) every method's keys were stored in ``method``; the keys the named method does not have are
-    dropped (they did nothing for it). Local paths of an older raycl may be relative: they are read
-    from here."""
+    """A config raycl wrote itself (a checkpoint's ``model.pt``). A checkpoint written before each
+    method had its own config section stores every method's keys in ``method``; the keys the named
+    method does not have are dropped (they did nothing for it). Local paths of an older raycl may be
+    relative: they are read from here."""
     raw = resolve_paths(raw)
     method = raw.get("method")
     if isinstance(method, dict):

@@ -1,5 +1,6 @@
-"""The configuration reference as Markdown, written from the models themselves (README.md's
-"Configuration" table is this text; tests/test_config.py checks the two agree)."""
+"""The configuration reference as Markdown, written from the models themselves: ``raycl config schema
+--markdown`` prints it, and the docs site's configuration reference and method pages are built from it
+(docs/hooks.py), so the tables cannot fall behind the code."""
 
 from __future__ import annotations
 
@@ -68,4 +69,12 @@ def markdown() -> str:
             for (key, declared), names in _method_keys().items():
                 lines.append(_row(f"method.{key}", declared.model_fields[key], f" ({', '.join(names)})"))
     lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def method_markdown(name: str) -> str:
+    """The table of the keys one method takes: the shared ``method`` keys, then its own."""
+    cls = REGISTRY[name]
+    lines = ["| key | default | values | what |", "| --- | --- | --- | --- |"]
+    lines += [_row(f"method.{key}", info) for key, info in cls.Config.model_fields.items()]
     return "\n".join(lines) + "\n"

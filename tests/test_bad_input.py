@@ -119,7 +119,7 @@ ROWS = [
                           "--out", "{tmp}/v.png"], "label 1000000000 at row 2"),
     ("bench-data-index-duplicate", ["bench", "data", "{tmp}/d_dup"], "index 3 appears 2 times"),
     ("neighbours-label-null", ("neighbours", "{tmp}/ck_d_label_null"), "column 'label' is null at row 2"),
-    # -- evaluation commands (issue 23): refused on the driver, before Ray starts -----------------
+    # -- evaluation commands: refused on the driver, before Ray starts -----------------------------
     ("eval-protocol-unknown", ["eval", "{tmp}/ck_good", "--protocol", "svm"], "--protocol: invalid choice: 'svm'"),
     ("linear-layer-missing", ["linear", "{tmp}/ck_good", "method.layer=layer9"],
      "method.layer: 'layer9' is not a layer of resnet18"),

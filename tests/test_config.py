@@ -134,16 +134,6 @@ def test_cli_bad_value_is_one_line_without_traceback(tmp_path):
     assert p.stderr.strip().count("\n") == 0 and "method.temperature" in p.stderr
 
 
-def test_readme_configuration_table_is_the_models_own():
-    import pathlib
-
-    from raycl.config_doc import BEGIN, END, markdown
-
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme[readme.index(BEGIN): readme.index(END) + len(END)] + "\n"
-    assert block == markdown(), "README.md's configuration table is stale: paste `raycl config schema --markdown`"
-
-
 def test_each_method_owns_its_keys_and_names_itself_when_refusing_another_methods():
     from raycl.methods import REGISTRY, MethodConfig
 
@@ -194,7 +184,7 @@ def test_the_json_schema_and_raycl_agree(overrides, accepted):
 
 
 def test_a_checkpoint_config_of_a_raycl_before_per_method_sections_still_loads():
-    """Until session 11 `method` held every method's keys (one flat bag); such a stored config loads,
+    """An older checkpoint's `method` holds every method's keys (one flat bag); such a stored config loads,
     keeping the named method's own keys, while a user's config with another method's key is refused."""
     from raycl.config import stored_config
 

@@ -27,9 +27,9 @@ def test_an_elastic_run_shrinks_when_a_node_dies_and_grows_when_one_returns(tmp_
     assert p.returncode == 0, p.stderr[-4000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["error"] is None and not out["alive"], out
-    # 256 samples, global batch 48: 6 steps an epoch (the last padded), 20 epochs. A fast machine twice
-    # finished on 2 workers before Ray saw the returned node (CI, sessions 9 and 10): the 2-worker steps
-    # are paced now (tests/elastic_pace/elastic_pace.py)
+    # 256 samples, global batch 48: 6 steps an epoch (the last padded), 20 epochs. A fast machine can
+    # finish on 2 workers before Ray sees the returned node, so the 2-worker steps are paced
+    # (tests/elastic_pace/elastic_pace.py)
     assert out["global_step"] == 20 * 6, out
     causes = [(r["cause"], r["from_workers"], r["to_workers"]) for r in out["restarts"]]
     assert ("shrink", 3, 2) in causes and ("grow", 2, 3) in causes, causes

@@ -63,8 +63,8 @@ def assert_sgd_step(model, before, grads, lr, weight_decay, scale=1.0):
             assert torch.allclose(p.detach(), before[n] - lr * g, atol=1e-7, rtol=1e-5), n
 
 
-# SimCLIC too (issue 24's investigation of why it ends below its random-init floor): its step is the
-# plain SGD step on its own loss, stop-gradient branch and all.
+# SimCLIC too (it ends below its random-init floor on Fashion-MNIST, so its step is checked as well): its
+# step is the plain SGD step on its own loss, stop-gradient branch and all.
 # InterCLR: its step on its own loss, and each sampled row of the bank moved to normalize((1 - w) v_old + w v).
 INTERCLR = ["method.bank_size=256", "method.num_clusters=8", "method.num_negatives=32", "method.bank_init=random"]
 
@@ -98,7 +98,7 @@ def test_engine_step_is_the_configured_sgd_step(gloo_world_of_one, tiny_cfg, cli
         assert torch.equal(model.bank.rows[untouched], bank_before[untouched])
 
 
-# MoCo v2 and CLSA (issue 24: the queue methods sit nearest the raw-pixel floor on Fashion-MNIST): one
+# MoCo v2 and CLSA (the queue methods sit nearest the raw-pixel floor on Fashion-MNIST): one
 # engine step is the SGD step of the query encoder, the key encoder's EMA of the query encoder as it was
 # before the step, and the new keys in the queue, each written out here from the paper's pseudocode.
 @pytest.mark.parametrize("method", ["moco_v2", "clsa"])

@@ -40,7 +40,7 @@ def head():
 def test_ray_job_submit_runs_pretrain_with_token_auth(head, tmp_path):
     runs = tmp_path / "runs"
     cmd = [str(BIN / "ray"), "job", "submit", "--address", head["address"], "--working-dir", str(ROOT),
-           "--", sys.executable, "jobs/pretrain.py", "--config", "jobs/configs/simclr_mnist_demo.yaml",
+           "--", sys.executable, "jobs/pretrain.py", "--config", "recipe:simclr_mnist_demo",
            "data.num_samples=256", "data.batch_size=64", "model.width=8", "model.proj_hidden_dim=32",
            "model.proj_out_dim=16", "run.epochs=1", "run.checkpoint_every=1", "optim.warmup_epochs=0",
            "eval.knn_k=20", "distributed.torch_threads=1", f"run.storage_path={runs}", "run.name=job"]

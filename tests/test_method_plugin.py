@@ -1,83 +1,35 @@
-"""A method from outside raycl: a package of its own, in a temporary folder, registers a method through
-the ``raycl.methods`` entry point group and trains it with ``method.name`` on 2 Ray workers, without
-a line of raycl edited. A broken entry point is one clear error, and only for the config that asks."""
+"""A method from outside raycl: the example package ``examples/toy-method`` (the one the docs' "Adding a
+method" guide shows) registers a method through the ``raycl.methods`` entry point group and trains it
+with ``method.name`` on 2 Ray workers, without a line of raycl edited. A broken entry point is one
+clear error, and only for the config that asks."""
 import json
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from raycl.api import demo_config_path
 
-TOY = '''
-"""BYOL-less toy: SimCLR's loss on one shared projection, written the way a user would."""
-import torch
-from pydantic import Field
-
-from raycl import collectives as dist
-from raycl.errors import ConfigError
-from raycl.fields import Number
-from raycl.losses import nt_xent
-from raycl.methods import Method, MethodBatch, MethodConfig
-from raycl.models import build_backbone, mlp
-
-
-class ToyConfig(MethodConfig):
-    loss_weight: Number = Field(1.0, gt=0.0, description="the loss is multiplied by it")
-
-    def check(self, cfg):
-        if self.loss_weight > 1 and cfg.optim.base_lr > 1:
-            raise ConfigError("method.loss_weight: above 1 with optim.base_lr above 1 diverges")
-
-
-class ToyContrast(Method):
-    name = "toy_contrast"
-    Config = ToyConfig
-
-    def __init__(self, cfg, channels):
-        super().__init__()
-        self.temperature, self.loss_weight = cfg.method.temperature, cfg.method.loss_weight
-        self.backbone = build_backbone(cfg, channels)
-        self.projector = mlp(self.backbone.out_dim, cfg.model.proj_hidden_dim, cfg.model.proj_out_dim)
-
-    def forward(self, batch: MethodBatch):
-        x1, x2 = batch.views
-        b, r = x1.shape[0], dist.rank()
-        z = self.projector(self.backbone(torch.cat([x1, x2])))
-        loss = nt_xent(dist.all_gather(z[:b]), dist.all_gather(z[b:]), self.temperature,
-                       anchor_rows=slice(r * b, (r + 1) * b))
-        return self.loss_weight * loss, {"toy_scalar": loss.detach()}
-'''
-
-PYPROJECT = '''
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "raycl-toy-method"
-version = "0.1.0"
-
-[project.entry-points."raycl.methods"]
-toy_contrast = "toy_method:ToyContrast"
-toy_missing = "toy_method:NotThere"
-
-[tool.setuptools]
-py-modules = ["toy_method"]
-'''
+EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "toy-method"
+GOOD = 'toy_contrast = "toy_method:ToyContrast"\n'
+BROKEN = 'toy_missing = "toy_method:NotThere"\n'  # added to the copy only: an entry point that does not import
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The toy package built and installed (pip, no network, no raycl edit) into a folder of its own."""
+    """The example package copied out of the repository (building it writes beside its sources), given
+    a second, broken entry point, and installed by pip (no network, no raycl edit) into a folder of its own."""
     root = tmp_path_factory.mktemp("toy")
-    (root / "pkg").mkdir()
-    (root / "pkg" / "toy_method.py").write_text(textwrap.dedent(TOY))
-    (root / "pkg" / "pyproject.toml").write_text(PYPROJECT)
+    pkg = root / "pkg"
+    shutil.copytree(EXAMPLE, pkg, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
+    pyproject = (pkg / "pyproject.toml").read_text()
+    assert GOOD in pyproject, "examples/toy-method/pyproject.toml no longer registers toy_contrast"
+    (pkg / "pyproject.toml").write_text(pyproject.replace(GOOD, GOOD + BROKEN))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-                    str(root / "site"), str(root / "pkg")], check=True, capture_output=True, timeout=300)
+                    str(root / "site"), str(pkg)], check=True, capture_output=True, timeout=300)
     return root / "site"
 
 

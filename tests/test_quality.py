@@ -57,7 +57,7 @@ def test_the_summary_is_the_mean_and_sample_sd_over_seeds_against_both_floors():
     assert a["linear_top1_mean"] == 0.86 and a["linear_top1_sd"] == round(sd, 4)
     assert a["beats_floors"] and not b["beats_floors"]        # b: linear 0.80 < the pixels' 0.84
     assert (init["knn_top1_mean"], init["knn_top1_sd"]) == (0.51, 0.01) and pixels["knn_top1_sd"] == 0.0
-    assert "effective_rank_mean" not in a                 # runs measured before session 15 have no rank
+    assert "effective_rank_mean" not in a                 # runs without an effective rank: no rank column
     ranked = [{**r, "effective_rank": 10.0 * (i + 1)} for i, r in enumerate(runs[:3])]
     ranked_floors = {s: {**f, "pixels_effective_rank": 30.0 + int(s)} for s, f in floors.items()}
     a, _, pixels = summarise({"runs": ranked, "floors": ranked_floors}, ["a"], [0, 1, 2])
@@ -134,7 +134,7 @@ def test_a_results_file_continues_in_another_clone_by_another_user(tmp_path, mon
     assert load_state(out, args_in(clone_b, home_b))["runs"] == [run("a", 0, 0.8, 0.9)]
     with pytest.raises(ConfigError, match="holds results of other arguments"):
         load_state(out, args_in(clone_b, home_b, data="shards/other"))
-    older = {**args_in(clone_a, home_a), "runs": [run("b", 0, 0.7, 0.8)]}   # as session 13 wrote it
+    older = {**args_in(clone_a, home_a), "runs": [run("b", 0, 0.7, 0.8)]}   # absolute paths kept
     (tmp_path / "older.json").write_text(json.dumps(older))
     assert load_state(str(tmp_path / "older.json"), args_in(clone_a, home_a))["runs"] == [run("b", 0, 0.7, 0.8)]
     assert portable(None) is None and portable({"data": {"path": "/elsewhere/x"}}) == {"data": {"path": "/elsewhere/x"}}

@@ -28,3 +28,48 @@ def test_only_train_and_entry_points_import_ray():
         if re.search(r"^\s*(import ray\b|from ray\b)", path.read_text(), re.M):
             offenders.append(str(rel))
     assert offenders == []
+
+
+def test_the_readme_is_a_front_door_of_at_most_250_lines():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert headings[:2] == ["Quick start", "Your own images"] and "License and citation" in headings
+
+
+def test_every_relative_link_of_the_readme_names_a_file_that_exists():
+    text = (ROOT / "README.md").read_text()
+    links = [t for t in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text) if "://" not in t]
+    assert links and [t for t in links if not (ROOT / t).exists()] == []
+
+
+# What a reader meets must speak of the software, not of how it was built.
+HISTORY = re.compile(r"\b(sessions?|issues?|turns?) \d+\b|no gpu was lent|kept for the record", re.I)
+
+
+def _prose() -> dict[str, str]:
+    """Every text a user or maintainer reads: docs, README, BENCHMARKS, code, tests, jobs, recipes,
+    cluster configs, and the notebooks' markdown cells."""
+    import json
+
+    texts = {p: (ROOT / p).read_text() for p in ("README.md", "BENCHMARKS.md", "CHANGELOG.md", "CONTRIBUTING.md")}
+    for folder, pattern in (("docs", "*.md"), ("raycl", "*.py"), ("raycl", "*.yaml"), ("tests", "*.py"),
+                            ("jobs", "*.py"), ("cluster", "*"), ("notebooks", "*.py"), ("examples", "*")):
+        for path in (ROOT / folder).rglob(pattern):
+            if path.is_file() and "__pycache__" not in path.parts:
+                texts[str(path.relative_to(ROOT))] = path.read_text(errors="replace")
+    for path in (ROOT / "notebooks").glob("*.ipynb"):
+        cells = json.loads(path.read_text())["cells"]
+        texts[str(path.relative_to(ROOT))] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return texts
+
+
+def test_no_text_a_reader_meets_narrates_the_projects_history():
+    found = [f"{name}: {m.group(0)!r}" for name, text in _prose().items() for m in HISTORY.finditer(text)
+             if name != "tests/test_readme.py"]
+    assert found == []
+
+
+def test_the_history_check_can_fail():
+    assert HISTORY.search("tuned in Session 12 (issue 24)") and HISTORY.search("No GPU was lent")
+    assert not HISTORY.search("the issue with 3 workers returns 0")

@@ -1,4 +1,4 @@
-"""Every recipe in jobs/configs loads and validates once pointed at the built-in data on CPU, and
+"""Every recipe in raycl/recipes loads and validates once pointed at the built-in data on CPU, and
 the LARS recipe trains a few steps on Ray with its own method, optimizer and ZeRO stage."""
 import pathlib
 
@@ -7,7 +7,7 @@ import pytest
 
 from raycl.config import load_config
 
-RECIPES = sorted((pathlib.Path(__file__).resolve().parents[1] / "jobs" / "configs").glob("*.yaml"))
+RECIPES = sorted((pathlib.Path(__file__).resolve().parents[1] / "raycl" / "recipes").glob("*.yaml"))
 
 
 BANK_ON_CPU = {"bank_size": 192, "num_clusters": 10, "num_negatives": 32}

@@ -1,7 +1,7 @@
 """A raycl run (Ray Train, a DeepSpeed engine, 1 worker) ends with the weights a plain single-process
 PyTorch loop of the same method reaches: the same data and views, SGD with momentum, weight decay on the
-weights only, linear warm-up then cosine, all written here by hand. Issue 24 asks for this reference
-for every method below a floor on the quality table; the queue and bank methods are the candidates."""
+weights only, linear warm-up then cosine, all written here by hand: the reference for every method below
+a floor on the quality table; the queue and bank methods are the candidates."""
 import math
 
 import numpy as np

@@ -126,8 +126,8 @@ def test_a_run_moved_from_three_workers_to_two_mid_epoch_trains_what_two_workers
     throughout. Every global micro-batch and every sample's views are the same at any count, so only
     summation order differs, and training amplifies that: at the demo's lr a 2-worker and a 3-worker
     run end 4e-3 apart after 12 steps, so the lr here is 0.02, where they end 2.2e-5 apart and the
-    moved run 2.2e-5 from the 2-worker one (1.0e-7 from the 3-worker one). Measured failures: the
-    first resumed step at the initial lr (the bug this test found) 1.2e-4; momentum not restored 4.8e-4."""
+    moved run 2.2e-5 from the 2-worker one (1.0e-7 from the 3-worker one). Measured failures it
+    catches: the first resumed step at the initial lr 1.2e-4; momentum not restored 4.8e-4."""
     first = fit(tiny_cfg(*MID_EPOCH, "distributed.workers=3", "run.name=w-moved", "run.stop_after_steps=4"))
     assert first.metrics["workers"] == 3 and first.metrics["step_in_epoch"] == 4
     at_stop = final_state(first)
@@ -263,7 +263,7 @@ def test_worker_memory_does_not_grow_with_the_dataset(ray_cluster, tiny_cfg, tmp
     rows: a worker's RSS rise over the epoch (``data/rss_rise_mb``: peak this epoch minus the RSS it
     started from, engine set-up excluded) grows by less than 250 MB, under half of the 538 MB that
     the 3,584 extra rows take decoded as uint8 (a loader that decoded the dataset, or a held-out split
-    or monitor bank kept decoded, adds that much or 4x as float; the previous code added ~1 GB at
+    or monitor bank kept decoded, adds that much or 4x as float; a decoding loader measured ~1 GB at
     4,000 rows). The rise itself varies by up to ~110 MB from run to run at the same size (which of
     the decode threads' malloc arenas keeps freed pages), hence the margin. No blur or colour jitter:
     they are half of each step's time at 224 px and hold nothing across steps."""

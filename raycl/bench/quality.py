@@ -27,8 +27,9 @@ from raycl.files import write_atomic
 from raycl.methods import REGISTRY
 
 # The memory/queue methods train at their papers' lr (0.03 at batch 256, wd 1e-4: MoCo v2, CLSA, InterCLR);
-# the demo's 0.3 is SimCLR's. Before session 5 DeepSpeed clipped every gradient norm at 1.0, which hid the
-# difference: unclipped, the three fell below their random-init kNN at 0.3 (0.468, 0.520, 0.443 vs 0.524).
+# the demo's 0.3 is SimCLR's. DeepSpeed's default clipping of every gradient norm at 1.0 (off in raycl:
+# raycl/train/engine.py) hides the difference: unclipped, the three fall below their random-init kNN at
+# 0.3 (0.468, 0.520, 0.443 vs 0.524).
 PAPER_LR = ["optim.base_lr=0.03", "optim.weight_decay=1e-4"]
 INTERCLR = [
     "method.bank_size={train_rows}",
@@ -139,7 +140,7 @@ def load_reusable(paths: list[str], base: dict) -> list[tuple[str, dict]]:
 
 def reused_run(others, untuned: dict, config: dict, name: str, seed: int) -> dict | None:
     """``name``'s run on ``seed`` from a results file whose config for it is ``config``: training is
-    reproducible from its seed (session 14: a rerun matched to the last digit), so it is the same run."""
+    reproducible from its seed (a rerun matched to the last digit), so it is the same run."""
     for path, other in others:
         if portable(with_chosen(untuned, (other.get("tuned") or {}).get(name, {}))) != portable(config):
             continue

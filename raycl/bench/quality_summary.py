@@ -86,7 +86,7 @@ def format_orderings(verdicts: list[dict]) -> str:
 
 def summary_row(label: str, runs: list[dict]) -> dict:
     row: dict[str, Any] = {"method": label, "seeds": len(runs)}
-    for metric in (*METRICS, "images_per_s", "effective_rank"):  # rank: of runs measured since session 15
+    for metric in (*METRICS, "images_per_s", "effective_rank"):  # a run may lack the rank: mean of those with it
         values = [r[metric] for r in runs if r.get(metric) is not None]
         if values:
             row[f"{metric}_mean"], row[f"{metric}_sd"] = (round(v, 4) for v in mean_sd(values))

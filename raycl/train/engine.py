@@ -28,7 +28,7 @@ def deepspeed_config(cfg) -> dict:
         # raycl's optimizers are plain torch optimizers handed to DeepSpeed.
         "zero_allow_untested_optimizer": True,
         # DeepSpeed 0.19 clips the global gradient norm at 1.0 unless told otherwise; none of the
-        # papers clip, and at init InterCLR's norm is ~8, so every step was silently ~8x smaller.
+        # papers clip, and at init InterCLR's norm is ~8, so clipping makes every step silently ~8x smaller.
         "gradient_clipping": cfg.optim.grad_clip or 0.0,
         "bf16": {"enabled": d.precision == "bf16"},
         "steps_per_print": 10**9,

@@ -35,7 +35,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
         # Train V2's controller polls its workers every 2 s, so a run ends 2-4 s after its last step;
-        # a tiny fit took 16.8 s, 12 s at 0.25 s (session 12). The raylet and its actors inherit this.
+        # a tiny fit took 16.8 s, 12 s at 0.25 s. The raylet and its actors inherit this.
         os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
         ray.init(**local_ray_options(num_cpus or os.cpu_count()))
     console.drop_forwarded_noise()
