@@ -2,7 +2,7 @@
 features vs random, lambda 0.75 vs 1.0, against SimCLR and the random-init floor, at the quickstart
 notebook's budget (built-in digits, 6 epochs, 2 workers). Prints one JSON line per run, then a table.
 
-    python jobs/bench_interclr_init.py [--epochs 6] [--variants features,random,...] [overrides]
+    python jobs/bench_interclr_init.py [--config recipe:demo] [--epochs 6] [--variants features,random,...] [overrides]
 """
 import argparse
 import json
@@ -22,8 +22,8 @@ VARIANTS = {
 }
 
 
-def run(name: str, overrides: list[str], epochs: int) -> dict:
-    cfg = load_config(api.demo_config_path(), [f"run.epochs={epochs}", "run.checkpoint_every=1",
+def run(config: str, name: str, overrides: list[str], epochs: int) -> dict:
+    cfg = load_config(config, [f"run.epochs={epochs}", "run.checkpoint_every=1",
                                                f"run.name=bench-init-{int(time.time())}", *overrides])
     t0 = time.perf_counter()
     out = api.train(cfg)
@@ -35,6 +35,7 @@ def run(name: str, overrides: list[str], epochs: int) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="recipe:demo", help="the base config every variant overrides")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("overrides", nargs="*")
@@ -42,9 +43,9 @@ def main():
     api.connect()
     rows = []
     for name in a.variants.split(","):
-        rows.append(run(name, VARIANTS[name] + a.overrides, a.epochs))
+        rows.append(run(a.config, name, VARIANTS[name] + a.overrides, a.epochs))
         print(json.dumps(rows[-1]), flush=True)
-    floor = api.random_init_knn(load_config(api.demo_config_path(), a.overrides))
+    floor = api.random_init_knn(load_config(a.config, a.overrides))
     print(f"\n{'run':<26} kNN top-1 per epoch (floor {floor:.4f}){'':<20} churn per epoch")
     for r in rows:
         print(f"{r['run']:<26} {' '.join(f'{k:.3f}' for k in r['knn']):<52} {' '.join(f'{c:.2f}' for c in r['churn'])}")

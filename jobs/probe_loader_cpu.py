@@ -2,15 +2,14 @@
 (the demo model) fed by EpochLoader from the shards and from the same rows in memory, and the same
 loop with / without a background thread decoding at the loader's pace. Pin it to one core:
 
-    taskset -c 0 python jobs/probe_loader_cpu.py /tmp/fm_tv/train      (BENCHMARKS.md "Parquet ingest")
+    taskset -c 0 python jobs/probe_loader_cpu.py /tmp/fm_tv/train [--config recipe:demo]     (BENCHMARKS.md "Parquet ingest")
 """
-import sys
+import argparse
 import threading
 import time
 
 import torch
 
-from raycl import api
 from raycl.config import load_config
 from raycl.data import EpochLoader
 from raycl.data.decode import decode_image
@@ -20,11 +19,15 @@ from raycl.data.views import views_for
 from raycl.methods import MethodBatch, build_method
 
 torch.set_num_threads(1)
-cfg = load_config(api.demo_config_path(), ["data.batch_size=256"])
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("shards", help="a folder of Parquet shards")
+ap.add_argument("--config", default="recipe:demo", help="the model and views to train (batch 256 is set)")
+args = ap.parse_args()
+cfg = load_config(args.config, ["data.batch_size=256"])
 model = build_method(cfg, 1)
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
 views = views_for(cfg, model)
-shards = ParquetSource(sys.argv[1], 28, 1)
+shards = ParquetSource(args.shards, 28, 1)
 whole = shards.read_all()
 memory = ArraySource(whole.images, whole.labels, whole.index)
 

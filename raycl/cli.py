@@ -602,6 +602,9 @@ def main(argv=None) -> int:
             os.environ["RAYCL_VERBOSE"] = "1"  # read by the console wherever a run starts
         args.handler(args)
         return 0
+    except BrokenPipeError:  # `raycl recipes | head -1`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except RayclError as e:
         # One line whatever the message holds (a YAML error, a path with a newline).
         more = f" (the workers' full output: {e.details})" if e.details else ""

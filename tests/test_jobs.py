@@ -1,6 +1,6 @@
 """`ray job submit` for real: a head started with `ray start` on 127.0.0.1 with token
-authentication, jobs/pretrain.py submitted through the CLI, the run's summary and checkpoint
-checked, and only the processes of that head stopped afterwards (the suite's own Ray instance
+authentication, jobs/pretrain.py and then jobs/linear_eval.py on its checkpoint submitted through
+the CLI, the run's summary, checkpoint and linear evaluation checked, and only the processes of that head stopped afterwards (the suite's own Ray instance
 keeps running)."""
 import json
 import os
@@ -59,6 +59,16 @@ def test_ray_job_submit_runs_pretrain_with_token_auth(head, tmp_path):
     assert summary["epoch"] == 1 and summary["global_step"] == 4 and 0 <= summary["knn_top1"] <= 1
     assert os.path.exists(os.path.join(summary["checkpoint"], "model.pt"))
     assert summary["checkpoint"].startswith(str(runs))
+    # jobs/linear_eval.py runs linear evaluation of that run's backbone, with the recipe --config names
+    # (1 epoch there; the default protocol trains 10)
+    recipe = tmp_path / "linear.yaml"
+    recipe.write_text("data: {batch_size: 64}\noptim: {name: sgd, base_lr: 0.1, weight_decay: 0.0}\nrun: {epochs: 1}\n")
+    linear = cmd[: cmd.index("--") + 2] + ["jobs/linear_eval.py", "--checkpoint", str(runs / "job"),
+                                         "--config", str(recipe), "distributed.torch_threads=1"]
+    out = subprocess.run(linear, env=head["env"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads(next(line for line in out.stdout.splitlines() if '"best_linear_top1"' in line))
+    assert result["epoch"] == 1 and 0 <= result["best_linear_top1"] <= 1 and result["run_dir"].startswith(str(runs))
     # without the token the job API refuses the same submission
     env = {k: v for k, v in head["env"].items() if k != "RAY_AUTH_TOKEN_PATH"}
     env["HOME"] = str(tmp_path)               # no ~/.ray/auth_token to fall back on

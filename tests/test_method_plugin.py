@@ -70,9 +70,10 @@ def test_a_method_from_another_package_brings_its_own_config_keys_bounds_rules_a
 
 @pytest.mark.slow
 def test_a_method_from_another_package_trains_on_two_ray_workers(site, tmp_path):
-    p = raycl_cli(site, "train", demo_config_path(), "method.name=toy_contrast", "method.loss_weight=0.5", "data.num_samples=256",
-                  "data.batch_size=64", "model.width=8", "model.proj_hidden_dim=32", "model.proj_out_dim=16",
-                  "run.epochs=2", "run.checkpoint_every=2", "eval.knn_k=20", "optim.warmup_epochs=0",
+    p = raycl_cli(site, "train", demo_config_path(), "method.name=toy_contrast", "method.loss_weight=0.5",
+                  "data.num_samples=256", "data.batch_size=64", "model.width=8", "model.proj_hidden_dim=32",
+                  "model.proj_out_dim=16", "run.epochs=2", "run.checkpoint_every=2", "eval.knn_k=20",
+                  "optim.warmup_epochs=0",
                   f"run.storage_path={tmp_path}", "run.name=toy")
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
