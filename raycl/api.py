@@ -23,11 +23,13 @@ from raycl.errors import ConfigError, DataError
 from raycl.eval import effective_rank, extract, knn_top1, linear_probe
 from raycl.eval.features import rows_per_forward
 from raycl.eval.logreg import select_and_fit
+from raycl.eval.pixels import PREPROCESSINGS, StoredPixels, best, preprocess
 from raycl.eval.report import Ticker
 from raycl.export import export_backbone
 from raycl.files import write_atomic
 from raycl.log import get as get_logger
 from raycl.methods import build_method
+from raycl.methods.linear_eval import divergence
 from raycl.train.checkpoint import load_checkpoint_model, model_file, read_state, registered_checkpoints
 from raycl.train.storage import run_dir
 
@@ -210,6 +212,11 @@ def evaluate_backbone(
         log.warning(skip)
         return {"knn_top1": None, **({f"{protocol}_top1": None} if linear else {}), "skipped": skip}
     tr, tr_y, te, te_y = _features(cfg, backbone, sources, what, quiet)
+    return evaluate_features(cfg, tr, tr_y, te, te_y, linear, what, quiet, protocol)
+
+
+def evaluate_features(cfg: Config, tr, tr_y, te, te_y, linear=True, what="encoder", quiet=False, protocol="linear"):
+    """The protocols of ``evaluate_backbone`` on features already extracted."""
     out = {"knn_top1": knn_top1(tr, tr_y, te, te_y, cfg.eval.knn_k, cfg.eval.knn_temperature)}
     out["effective_rank"] = effective_rank(te)  # of the held-out features: collapse shows without labels
     if linear and protocol == "logreg":
@@ -229,7 +236,8 @@ PIXEL_FLOOR_BYTES = 4 << 30
 
 def floors(cfg: Config, linear: bool = True, quiet: bool = False, protocol: str = "linear") -> dict:
     """What a trained encoder must beat, on the same rows and protocol: the same encoder at random
-    init (seed ``run.seed``) and the raw pixels, flattened (``random_init_*``, ``pixels_*``)."""
+    init (seed ``run.seed``) and the raw pixels under their best plain preprocessing
+    (``random_init_*``, ``pixels_*``; ``pixels_knn_preprocessing`` and the like name the winner)."""
     init = random_init_eval(cfg, linear=linear, quiet=quiet, protocol=protocol)
     out = {f"random_init_{k}": v for k, v in init.items() if k != "skipped"}
     rows = (cfg.eval.max_train_samples or 0) + (cfg.eval.max_eval_samples or 0)
@@ -240,8 +248,22 @@ def floors(cfg: Config, linear: bool = True, quiet: bool = False, protocol: str 
             f"than {PIXEL_FLOOR_BYTES >> 30} GiB (lower eval.max_train_samples)"
         )
         return out
-    pixels = evaluate_backbone(cfg, torch.nn.Flatten(), linear, "raw-pixel", quiet, protocol)
-    return out | {f"pixels_{k}": v for k, v in pixels.items() if k != "skipped"}
+    return out | {f"pixels_{k}": v for k, v in pixel_floor(cfg, linear, quiet, protocol).items()}
+
+
+def pixel_floor(cfg: Config, linear: bool = True, quiet: bool = False, protocol: str = "linear") -> dict:
+    """The raw pixels of the same rows under each plain preprocessing (stored, mean-centred,
+    standardised with training statistics; raycl.eval.pixels), every protocol on each; the floor
+    is the best per protocol, with ``<protocol>_preprocessing`` naming the one that gave it."""
+    sources = eval_sources(cfg)
+    if eval_ready(*sources):  # no labeled rows: the random-init floor has said why
+        return {"knn_top1": None, **({f"{protocol}_top1": None} if linear else {})}
+    tr, tr_y, te, te_y = _features(cfg, StoredPixels(), sources, "raw-pixel", quiet)
+    scores = {}
+    for how in PREPROCESSINGS:
+        a, b = preprocess(tr, te, how)
+        scores[how] = evaluate_features(cfg, a, tr_y, b, te_y, linear, f"raw-pixel ({how})", quiet, protocol)
+    return best(scores)
 
 
 def export(checkpoint: str, out: str, fmt: str = "safetensors") -> dict:
@@ -292,8 +314,14 @@ def linear(checkpoint: str, recipe: str | None = None, overrides: list[str] | No
            address: str | None = None) -> dict:  # fmt: skip
     """Linear evaluation of a checkpoint's frozen backbone as a Ray Train run (``linear_config``):
     the last epoch's metrics plus the best epoch's top-1 and top-5."""
-    out = train(linear_config(checkpoint, recipe, overrides), address)
-    return _with_best(out) | {"pretrained": model_file(checkpoint)}
+    cfg = linear_config(checkpoint, recipe, overrides)
+    out = _with_best(train(cfg, address)) | {"pretrained": model_file(checkpoint)}
+    reason = divergence(history(out["checkpoint"]), getattr(cfg.method, "num_classes", 2))
+    if reason is None:
+        return out | {"diverged": None}
+    log.warning(reason)
+    hidden = ("linear_top1", "linear_top5", "best_linear_top1", "best_linear_top5", "best_epoch")
+    return out | dict.fromkeys(hidden) | {"diverged": reason}
 
 
 def label_subset(cfg: Config, fraction: float, seed: int) -> np.ndarray:

@@ -182,11 +182,16 @@ def linear(args) -> None:
     from raycl.train.console import summary
 
     out = api.linear(args.checkpoint, args.config, args.overrides, args.address)
-    print(summary(api.history(out["checkpoint"]), {"run_dir": out["run_dir"], "checkpoint": out["checkpoint"]}))
-    if out["best_linear_top1"] is not None:  # None: the held-out rows hold no label
+    epochs = api.history(out["checkpoint"])
+    if out["diverged"]:  # the epochs' losses stay; a diverged head's top-1 is chance, never a figure
+        epochs = [{k: v for k, v in m.items() if not k.startswith("linear_top")} for m in epochs]
+    print(summary(epochs, {"run_dir": out["run_dir"], "checkpoint": out["checkpoint"]}))
+    if out["best_linear_top1"] is not None:  # None: the held-out rows hold no label, or the head diverged
         print(f"linear top-1: last {out['linear_top1']:.4f}, best {out['best_linear_top1']:.4f} "
               f"(epoch {out['best_epoch']}); top-5: last {out['linear_top5']:.4f}")  # fmt: skip
     print(json.dumps(out))
+    if out["diverged"]:
+        sys.exit(1)
 
 
 def _finetune_parser(sub) -> None:

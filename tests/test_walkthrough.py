@@ -42,7 +42,7 @@ def sliced_idx(dest: pathlib.Path) -> None:
         (dest / name.removesuffix(".gz")).write_bytes(bytes(header) + body)
 
 
-def test_the_readme_walkthrough_runs_as_written_with_relative_paths(tmp_path):
+def test_the_docs_walkthrough_runs_as_written_with_relative_paths(tmp_path):
     cmds = walkthrough()
     assert cmds[0].startswith("mkdir -p fm/FashionMNIST/raw && for f")
     cmds = ["", *cmds]  # the indices below count the page's first line as 1

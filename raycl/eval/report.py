@@ -57,6 +57,13 @@ def floors_table(result: dict) -> str:
             continue
         cells = (_fmt(v, key) for v, (key, _) in zip(values, columns))
         lines.append(f"{label:<12}" + "".join(f" {cell:>{w}}" for cell, w in zip(cells, widths)))
+    won = [
+        f"{title} {result[f'pixels_{key[:-5]}_preprocessing']}"
+        for key, title in columns
+        if f"pixels_{key[:-5]}_preprocessing" in result
+    ]
+    if won:  # the floor is the best of three plain preprocessings: say which one each figure is
+        lines.append(f"raw pixels: the best of stored, mean-centred and standardised values ({', '.join(won)})")
     return "\n".join(lines)
 
 

@@ -3,8 +3,16 @@ the frozen features of a pre-trained backbone.
 
     f = the checkpoint's backbone: no gradient, eval mode (BatchNorm statistics frozen)
     for x, y in loader:                              # random crop + flip (method.augmentation)
-        loss = cross_entropy(W pool(f_layer(aug(x))) + b, y)
-    every epoch: top-1 and top-5 of W f(x) + b on the held-out rows (un-augmented)
+        h = standardise(pool(f_layer(aug(x))))       # BatchNorm without affine parameters (MAE's probe)
+        loss = cross_entropy(W h + b, y)
+    every epoch: top-1 and top-5 of W standardise(f(x)) + b on the held-out rows (un-augmented)
+
+The features are standardised before the head because their scale is whatever pre-training left:
+the BatchNorm running statistics of a briefly trained backbone can give activations in the
+thousands, on which an SGD head at the papers' lr diverges to chance while the features are good
+(kNN sees only their directions). The standardisation is a BatchNorm over the global micro-batch
+(its statistics do not depend on the worker count), its running statistics used on the held-out
+rows; ``method.standardize: false`` gives the bare head of the papers.
 
 As a method it trains in raycl's worker loop: DeepSpeed, LARS, checkpoints and resume, elastic
 workers and sweeps come with it (``raycl linear`` builds its config from a checkpoint's).
@@ -14,6 +22,7 @@ probes several depths), globally average-pooled.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -21,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import Field
 
+from raycl.collectives.batchnorm import GlobalBatchNorm
 from raycl.errors import CheckpointError, ConfigError
 from raycl.fields import MAX_CLASSES
 from raycl.files import safe_load
@@ -30,7 +40,9 @@ from raycl.models import build_backbone
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
-class LinearEvalConfig(MethodConfig):
+class ProtocolConfig(MethodConfig):
+    """What linear evaluation and fine-tuning share: the checkpoint, the features, the classes."""
+
     path_fields: ClassVar[tuple[str, ...]] = ("checkpoint",)
 
     checkpoint: str | None = Field(None, description="model.pt of the pre-trained checkpoint whose backbone is "
@@ -73,9 +85,14 @@ class Features(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
+class LinearEvalConfig(ProtocolConfig):
+    standardize: bool = Field(True, description="standardise the frozen features before the head (BatchNorm "
+                              "without affine parameters over the global micro-batch, as MAE's probe)")  # fmt: skip
+
+
 class LinearEval(Method):
     name = "linear_eval"
-    Config = LinearEvalConfig
+    Config: type[ProtocolConfig] = LinearEvalConfig
     n_views = 1
     augmentation = "supervised"
 
@@ -104,6 +121,7 @@ class LinearEval(Method):
         with torch.no_grad():  # the width of the chosen layer's features
             size = cfg.data.image_size
             width = self.features(torch.zeros(1, channels, size, size)).shape[1]
+        self.standardise = feature_standardiser(width) if m.standardize else nn.Identity()
         self.head = nn.Linear(width, m.num_classes)
         self.train()
 
@@ -115,12 +133,35 @@ class LinearEval(Method):
     def forward(self, batch: MethodBatch):
         with torch.no_grad():
             feats = self.features(batch.views[0])
-        logits = self.head(feats)
+        logits = self.head(self.standardise(feats))
         loss = F.cross_entropy(logits, batch.labels)
         return loss, {"train_top1": (logits.argmax(1) == batch.labels).float().mean().detach()}
 
     def held_out_scores(self) -> nn.Module:
-        return nn.Sequential(self.features, self.head)
+        return nn.Sequential(self.features, self.standardise, self.head)
+
+
+def divergence(history: list[dict], classes: int) -> str | None:
+    """Why a trained head's accuracy must not be reported, or None. A head that predicts nothing
+    useful has a training loss near log(classes); one whose last epoch's mean loss is not finite, or
+    above 3 log(classes), diverged (its top-1 is chance, whatever the features hold)."""
+    losses = [m["loss"] for m in history if "loss" in m]
+    if not losses:
+        return None
+    chance = math.log(classes)
+    if not math.isfinite(losses[-1]) or losses[-1] > 3 * chance:
+        return (
+            f"the linear head diverged: its training loss ended at {losses[-1]:.4g} (a head that guesses has "
+            f"log({classes}) = {chance:.2f}); its top-1 is not reported. Lower optim.base_lr, or keep "
+            f"method.standardize: true (the features' scale is what pre-training left)"
+        )
+    return None
+
+
+def feature_standardiser(width: int) -> nn.Module:
+    """A BatchNorm without affine parameters whose training statistics are the global micro-batch's,
+    whatever the worker count (on the held-out rows: its running statistics)."""
+    return GlobalBatchNorm(width, eps=1e-6, affine=False)
 
 
 def pretrained_backbone(path: str) -> dict:
@@ -133,7 +174,7 @@ def pretrained_backbone(path: str) -> dict:
     return backbone
 
 
-class FinetuneConfig(LinearEvalConfig):
+class FinetuneConfig(ProtocolConfig):
     from_scratch: bool = Field(False, description="the same network from random init (the baseline the "
                                "self-supervised gain is measured against); method.checkpoint unused")  # fmt: skip
 
@@ -162,6 +203,7 @@ class Finetune(LinearEval):
         if not m.from_scratch:
             self.backbone.load_state_dict(pretrained_backbone(m.checkpoint))
         self.features = Features(self.backbone, "output", frozen=False)
+        self.standardise = nn.Identity()  # the whole network trains: its features need no rescaling
         self.head = nn.Linear(self.backbone.out_dim, m.num_classes)
 
     def train(self, mode: bool = True):
