@@ -361,7 +361,8 @@ def finetune_config(checkpoint: str, label_fraction: float, from_scratch: bool =
     header = f"# {len(rows)} rows: {label_fraction:g} of each class's labeled rows, seed {base.run.seed}\n"
     write_atomic(path, header + "\n".join(map(str, rows.tolist())) + "\n")
     raw = base.to_dict()
-    raw["method"] = {**raw["method"], "name": "finetune", "from_scratch": from_scratch}
+    keep = ("checkpoint", "layer", "num_classes")  # what the two protocols share (no feature standardiser)
+    raw["method"] = {**{k: raw["method"][k] for k in keep}, "name": "finetune", "from_scratch": from_scratch}
     raw["data"]["rows"] = path
     raw["run"]["name"] = f"{pretrained}-{'scratch' if from_scratch else 'finetune'}-{label_fraction:g}"
     return ensure_config(apply_overrides(raw, overrides or []))

@@ -33,9 +33,7 @@ def test_bad_worker_ranges_are_one_clear_error(workers, batch, message):
 
 
 def test_the_spot_recipe_keeps_its_batch_on_every_count_and_the_4096_one_could_not():
-    import pathlib
-
-    recipe = str(pathlib.Path(__file__).resolve().parents[1] / "jobs" / "configs" / "simclr_imagenet_r50_spot.yaml")
+    recipe = "recipe:simclr_imagenet_r50_spot"
     local = ["data.dataset=demo", "data.path=null", "data.eval_path=null", "distributed.use_gpu=false",
              "distributed.precision=fp32"]
     cfg = load_config(recipe, local)

@@ -190,3 +190,39 @@ def test_bench_linear_measures_both_runs_on_the_same_workers(ray_cluster, tiny_c
     assert out["pretraining_images_per_s"] == round(rates[0], 1) and out["linear_images_per_s"] == round(rates[1], 1)
     assert out["linear_over_pretraining"] == round(rates[1] / rates[0], 2) and out["workers"] == 2
     assert line.startswith("2 workers, batch 64: pre-training (simclr)") and line.endswith("x)")
+
+
+def test_a_diverged_head_is_named_and_a_sane_one_is_not():
+    from raycl.methods.linear_eval import divergence
+
+    assert divergence([{"loss": 2.1}, {"loss": 0.9}], 10) is None
+    assert divergence([{"loss": 2.1}, {"loss": 264215.0}], 10).startswith("the linear head diverged")
+    assert "log(10) = 2.30" in divergence([{"loss": float("nan")}], 10)
+    assert divergence([{"loss": 6.9}], 10) is None and divergence([], 10) is None   # 3 log(10) = 6.91
+
+
+@pytest.mark.slow
+def test_a_briefly_trained_backbone_gets_a_standardised_head_and_a_bare_one_is_reported_diverged(
+        ray_cluster, tmp_path, capsys):
+    """The case that once went silently wrong: ResNet-18 with torchvision's stem pre-trained one epoch
+    on 512 digits; its BatchNorm running statistics give activations a bare SGD head diverges on (loss
+    in the hundreds of thousands, top-1 at chance) while the kNN monitor finds the features good."""
+    from raycl import api
+    from raycl.cli import main
+    from raycl.config import load_config
+
+    pre = api.train(load_config("recipe:demo", [
+        "data.num_samples=512", "model.stem=imagenet", "model.width=64", "run.epochs=1", "run.checkpoint_every=1",
+        f"run.storage_path={tmp_path}", "run.name=brief", "distributed.torch_threads=1", "run.log_every=100"]))
+    capsys.readouterr()
+    base = ["linear", str(tmp_path / "brief"), "run.epochs=2", "distributed.torch_threads=1", "run.log_every=100"]
+    assert main([*base, "run.name=standardised"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["diverged"] is None and out["linear_top1"] > max(0.3, pre["knn_top1"] - 0.2), (out, pre["knn_top1"])
+    with pytest.raises(SystemExit) as exit_code:
+        main([*base, "method.standardize=false", "run.name=bare"])
+    printed = capsys.readouterr()
+    bare = json.loads(printed.out.strip().splitlines()[-1])
+    assert exit_code.value.code == 1 and bare["diverged"].startswith("the linear head diverged")
+    assert bare["linear_top1"] is None and bare["best_linear_top1"] is None
+    assert "the linear head diverged" in printed.err and "linear top-1:" not in printed.out
