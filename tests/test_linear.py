@@ -215,12 +215,13 @@ def test_a_briefly_trained_backbone_gets_a_standardised_head_and_a_bare_one_is_r
         "data.num_samples=512", "model.stem=imagenet", "model.width=64", "run.epochs=1", "run.checkpoint_every=1",
         f"run.storage_path={tmp_path}", "run.name=brief", "distributed.torch_threads=1", "run.log_every=100"]))
     capsys.readouterr()
-    base = ["linear", str(tmp_path / "brief"), "run.epochs=2", "distributed.torch_threads=1", "run.log_every=100"]
-    assert main([*base, "run.name=standardised"]) == 0
+    base = ["linear", str(tmp_path / "brief"), "distributed.torch_threads=1", "run.log_every=100"]
+    # 10 epochs of 8 steps: the standardised head reaches about the kNN monitor's figure (0.41 vs 0.42)
+    assert main([*base, "run.epochs=10", "run.name=standardised"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["diverged"] is None and out["linear_top1"] > max(0.3, pre["knn_top1"] - 0.2), (out, pre["knn_top1"])
-    with pytest.raises(SystemExit) as exit_code:
-        main([*base, "method.standardize=false", "run.name=bare"])
+    assert out["diverged"] is None and out["best_linear_top1"] > max(0.3, pre["knn_top1"] - 0.1), (out, pre)
+    with pytest.raises(SystemExit) as exit_code:  # the bare head's loss is in the hundreds of thousands by epoch 2
+        main([*base, "run.epochs=2", "method.standardize=false", "run.name=bare"])
     printed = capsys.readouterr()
     bare = json.loads(printed.out.strip().splitlines()[-1])
     assert exit_code.value.code == 1 and bare["diverged"].startswith("the linear head diverged")
