@@ -99,7 +99,9 @@ def test_the_docs_walkthrough_runs_as_written_with_relative_paths(tmp_path):
     # the evaluation protocols on the same checkpoint (1 epoch each here; finetune is run by
     # tests/test_linear.py, here its two command lines are checked to parse as the page writes them)
     linear = json.loads(run(cmds[8] + " run.epochs=1").stdout.strip().splitlines()[-1])
-    assert linear["epoch"] == 1 and 0.1 < linear["linear_top1"] <= linear["linear_top5"] <= 1.0, linear
+    # one epoch is 4 steps here: the command's output is checked, not the head's accuracy (tests/test_linear.py)
+    assert linear["epoch"] == 1 and linear["diverged"] is None, linear
+    assert 0.0 <= linear["linear_top1"] <= linear["linear_top5"] <= 1.0, linear
     from raycl.cli import parse
 
     tuned, scratch = (parse(c.replace("~/raycl_runs", str(runs)).split()[1:]) for c in cmds[9:11])
