@@ -16,12 +16,23 @@ from typing import Annotated, Any, Literal, Union
 
 import fsspec
 import yaml
-from pydantic import BaseModel, Field, SerializeAsAny, WithJsonSchema, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializeAsAny,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from raycl.errors import ConfigError
 from raycl.fields import MAX_CLASSES, NotBool, Number, Section, build
 from raycl.methods import BROKEN, REGISTRY, MethodConfig
 from raycl.models import check_backbone
+from raycl.world import WorldPlan
 
 __all__ = ["MAX_CLASSES", "Config", "load_config", "from_dict", "from_user", "apply_overrides", "schema"]
 
@@ -273,7 +284,11 @@ class RunConfig(Section):
 
 class Config(BaseModel):
     """A whole config file. Built by ``from_dict`` (each section validated on its own, the method's
-    by the method's model) and checked across sections by ``check_across``."""
+    by the method's model) and checked across sections by ``check_across``. Frozen: the driver
+    validates it once (``load_config``, ``from_user``) and workers and trials receive the object."""
+
+    model_config = ConfigDict(frozen=True)
+    _checked: bool = PrivateAttr(False)  # built by from_user: validated, paths resolved and found
 
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -288,23 +303,32 @@ class Config(BaseModel):
         d = self.distributed
         return range(d.min_workers or d.workers, d.workers + 1)
 
-    def at_world(self, world: int) -> Config:
-        """This config as trained by ``world`` workers: the same global batch, schedule and
-        ``grad_accum`` (so the same samples per forward pass, see ``keeps_batch``); each worker's
-        share is G / world."""
-        if not keeps_batch(self, world):
+    def plan(self, world: int | None = None) -> WorldPlan:
+        """How ``world`` workers (default: distributed.workers) split this run's global batch: the
+        same batch, schedule and ``grad_accum`` at every count (``raycl.world``); refused with the
+        counts that can when ``world`` cannot."""
+        world = self.distributed.workers if world is None else world
+        if world not in self.worker_counts() or not keeps_batch(self, world):
             raise ConfigError(
                 f"distributed.workers: this run cannot train on {world} workers "
                 f"(allowed: {', '.join(map(str, _fitting_counts(self)))})"
             )
-        c = copy.deepcopy(self)
-        c.distributed.workers = world
-        return c
+        return WorldPlan(self.data.batch_size, world, self.distributed.grad_accum)
+
+    def replace(self, section: str, **values) -> Config:
+        """This config with ``values`` in ``section``, for values raycl derived from a valid config
+        (a worker count it checked); a user's change goes through ``with_overrides``."""
+        part = getattr(self, section).model_copy(update=values)
+        return self.model_copy(update={section: part})
+
+    def with_overrides(self, *overrides: str) -> Config:
+        """A new config: this one with ``section.key=value`` overrides, validated as a whole."""
+        return from_user(apply_overrides(self.to_dict(), list(overrides)))
 
     @property
     def micro_batch(self) -> int:
-        """Samples one worker feeds through the model per forward pass."""
-        return self.data.batch_size // (self.distributed.workers * self.distributed.grad_accum)
+        """Samples one worker feeds through the model per forward pass, at distributed.workers."""
+        return self.plan().micro_batch
 
     @property
     def lr(self) -> float:
@@ -335,12 +359,9 @@ SECTIONS: dict[str, type[Section]] = {
 
 
 def keeps_batch(cfg: Config, world: int, batch: int | None = None) -> bool:
-    """Whether ``world`` workers can train the global batch with the configured ``grad_accum``.
-    grad_accum stays fixed across worker counts so every forward pass sees G / grad_accum samples
-    over all workers (a contrastive loss draws its negatives from one forward: more micro-batches at
-    a lower count would shrink them and change the objective); fewer workers hold larger micro-batches."""
-    G, a = batch or cfg.data.batch_size, cfg.distributed.grad_accum
-    return G % (world * a) == 0
+    """Whether ``world`` workers can train the global batch (or ``batch``) with the configured
+    ``grad_accum`` (``WorldPlan.fits``)."""
+    return WorldPlan.fits(batch or cfg.data.batch_size, world, cfg.distributed.grad_accum)
 
 
 def _fitting_counts(cfg: Config) -> list[int]:
@@ -514,8 +535,9 @@ def from_user(raw: dict | None) -> Config:
     for section, key in path_fields(cfg.method.model_dump()):  # defaults included (run.storage_path)
         value = getattr(getattr(cfg, section), key)
         if value:
-            setattr(getattr(cfg, section), key, local_path(value))
+            cfg = cfg.replace(section, **{key: local_path(value)})
     check_paths(cfg)
+    cfg._checked = True
     return cfg
 
 
@@ -532,8 +554,10 @@ def check_paths(cfg: Config) -> None:
 
 
 def ensure_config(cfg) -> Config:
-    """The API boundary: a ``Config`` (re-validated, since fields can be edited after loading) or a
-    plain dict of sections."""
+    """The API boundary: a ``Config`` as it is when the driver built it (``from_user``: frozen, so
+    nothing changed since), else validated now, as a plain dict of sections is."""
+    if isinstance(cfg, Config) and cfg._checked:
+        return cfg
     if isinstance(cfg, Config):
         try:
             raw = cfg.to_dict()

@@ -50,7 +50,11 @@ NotBool = BeforeValidator(_not_bool)
 class Section(BaseModel):
     """One YAML section (``data:``, ``method:``...): strict types, no unknown keys, finite floats."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, use_attribute_docstrings=True)
+    # frozen: a config is validated once, on the driver, and travels as it is to every worker; a
+    # changed value is a new config (``Config.with_overrides``), validated as a whole again.
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, use_attribute_docstrings=True, frozen=True
+    )
 
 
 def _expected(error: Any, model: type[BaseModel]) -> str:

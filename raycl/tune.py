@@ -30,8 +30,6 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.train import RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 
@@ -41,10 +39,12 @@ from raycl.errors import ConfigError, RayclError
 from raycl.files import write_atomic
 from raycl.log import get as get_logger
 from raycl.methods import REGISTRY, MethodConfig
+from raycl.train import launch
 from raycl.train.console import attached, quiet_trial_errors, verbose
 from raycl.train.engine import env_set
+from raycl.train.launch import raycl_error
 from raycl.train.storage import storage
-from raycl.train.trainer import init_ray, worker_error, worker_slots
+from raycl.train.trainer import init_ray, start_bank_server, worker_slots
 from raycl.train.worker import train_loop
 
 KINDS = ("grid", "choice", "uniform", "loguniform")
@@ -202,14 +202,12 @@ def load_sweep(path: str, overrides: list[str] | None = None, sweep_path: str | 
         found = ", ".join(sorted(map(str, holder)))
         raise ConfigError(f"{sweep_path}: a sweep file beside a config holds a 'sweep:' section only; found {found}")
     base = resolve_paths(apply_overrides(raw, overrides or []))  # trials run in directories of their own
-    from_user(base)
+    from_user(base)  # the config swept, checked with its paths before its sweep section
     return base, parse_sweep(sweep_raw, base)
 
 
-def check_sweep_data(base: dict, spec: SweepSpec) -> None:
+def check_sweep_data(cfg: Config, spec: SweepSpec) -> None:
     """The data every trial reads is checked once; a sweep on knn_top1 needs labeled rows."""
-
-    cfg = from_dict(base)
     check_data(cfg)
     if spec.metric == "knn_top1":
         why = eval_ready(*build_sources(cfg))
@@ -253,14 +251,6 @@ def _overrides(trial_config: dict) -> list[str]:
     return [f"{k}={json.dumps(v)}" for k, v in sorted(trial_config.items())]
 
 
-def raycl_error(error: BaseException | None) -> RayclError | None:
-    """The raycl error a trial failed with (Ray wraps it: ``RayTaskError(DataError)`` is both), else None."""
-    if isinstance(error, RayclError):
-        cause = getattr(error, "cause", None)
-        return cause if isinstance(cause, RayclError) else error
-    return None
-
-
 def error_line(error: BaseException) -> str:
     err = raycl_error(error)
     return " ".join(str(err).split()) if err is not None else str(error).splitlines()[0]
@@ -278,31 +268,15 @@ def no_trial_finished(grid, metric: str) -> RayclError:
     return RayclError(f"sweep: no trial reported {metric}; first failure: {first}")
 
 
-def _trial(trial_config: dict, base: dict, storage_path: str) -> None:
-
+def _trial(trial_config: dict, base: dict) -> None:
+    """One trial: the swept config with this trial's values, launched as a plain run of it would be
+    (same storage, checkpoints, restarts and BankServer), reporting each epoch to Tune."""
     trial = f"trial-{tune.get_context().get_trial_id()}"
-    # each trial its own run name: its own logged run (run.log_dir) and its own BankServer
+    # each trial its own run name: its own run directory, logged run (run.log_dir) and BankServer
     cfg = from_dict(apply_overrides(base, _overrides(trial_config) + [f"run.name={trial}"]))
-    d = cfg.distributed
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config=cfg.to_dict(),
-        scaling_config=ScalingConfig(
-            num_workers=d.workers, use_gpu=d.use_gpu, resources_per_worker={"CPU": d.cpus_per_worker}
-        ),
-        run_config=RunConfig(
-            name=trial,
-            storage_path=storage_path,
-            callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # Ray stubs type it as a Tune callback
-        ),
-    )
-    try:
-        trainer.fit()
-    except ray.train.TrainingFailedError as e:
-        err = worker_error(e)
-        if err is e:
-            raise
-        raise err from None  # Tune records the raycl error itself: one line in the sweep's table
+    start_bank_server(cfg)
+    # Tune records the raycl error a worker raised (launch.fit unwraps it): one line in the sweep's table
+    launch.fit(launch.for_run(cfg, train_loop, callbacks=[TuneReportCallback()]))
 
 
 def sweep(
@@ -323,8 +297,8 @@ def sweep_config(
 ) -> dict:
     """``sweep`` of a config already read (absolute paths) and its parsed ``sweep:`` section."""
 
-    check_sweep_data(base, spec)
     cfg = from_dict(base)
+    check_sweep_data(cfg, spec)
     st = storage(cfg)
     root = st["storage_path"]
     name = spec.name or f"{cfg.run.name}-sweep"
@@ -334,9 +308,7 @@ def sweep_config(
         # The trial's own actor only waits on its TorchTrainer: it takes no CPU, so a cluster that
         # fits one worker group runs the sweep (with 0.1 CPU, 2 x 1-CPU workers never fit 2 CPUs).
         # Tune refuses a bundle with no resource at all: one byte of memory stands in.
-        trainable = tune.with_resources(
-            tune.with_parameters(_trial, base=base, storage_path=root), {"CPU": 0, "memory": 1}
-        )
+        trainable = tune.with_resources(tune.with_parameters(_trial, base=base), {"CPU": 0, "memory": 1})
         sweep_dir = os.path.join(root, name)
         tuner = _tuner(trainable, spec, name, root, cfg.run.epochs, resume)
 

@@ -348,9 +348,8 @@ def call(what, t):
     if kind == "train":
         return api.train(args[0])
     if kind == "train_edited":
-        cfg = load_config(api.demo_config_path())
-        cfg.optim.base_lr = -1.0
-        return api.train(cfg)
+        cfg = load_config(api.demo_config_path())  # frozen: a changed value is a new config, validated
+        return api.train(cfg.with_overrides("optim.base_lr=-1.0"))
     raise AssertionError(kind)
 
 

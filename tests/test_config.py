@@ -204,3 +204,17 @@ def test_overrides_may_follow_options_on_the_command_line():
     assert args.overrides == ["run.seed=1", "run.epochs=5", "optim.base_lr=0.05"] and args.label_fraction == 0.1
     with pytest.raises(ConfigError, match="unrecognized arguments: --bogus"):
         parse(["finetune", "ck", "--label-fraction", "0.1", "--bogus"])
+
+
+def test_a_loaded_config_is_frozen_and_a_changed_value_is_a_new_validated_config():
+    from pydantic import ValidationError
+
+    cfg = load_config(None, ["optim.base_lr=0.2"])
+    with pytest.raises(ValidationError, match="frozen"):
+        cfg.optim.base_lr = -1.0  # type: ignore[misc]
+    assert cfg.with_overrides("optim.base_lr=0.4").optim.base_lr == 0.4 and cfg.optim.base_lr == 0.2
+    with pytest.raises(ConfigError, match="optim.base_lr: must be >= 0"):
+        cfg.with_overrides("optim.base_lr=-1")
+    with pytest.raises(ConfigError, match="cannot train on 1 workers"):
+        cfg.plan(1)  # a fixed run of 2 workers
+    assert cfg.plan().micro_batch == 128 and cfg.plan().workers == 2

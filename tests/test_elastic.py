@@ -15,9 +15,8 @@ def test_every_count_in_the_range_keeps_the_global_batch_and_the_samples_per_for
     cfg = load_config(None, ["distributed.workers=[2, 4]", "data.batch_size=48", "distributed.grad_accum=2"])
     assert list(cfg.worker_counts()) == [2, 3, 4]
     for w in cfg.worker_counts():
-        run = cfg.at_world(w)
-        assert run.distributed.grad_accum == 2 and run.micro_batch * w == 24 and run.distributed.workers == w
-        assert run.data.batch_size == 48 and run.lr == cfg.lr
+        plan = cfg.plan(w)
+        assert plan.grad_accum == 2 and plan.micro_batch * w == 24 and plan.workers == w and plan.batch == 48
     assert load_config(None, ["distributed.workers=3", "data.batch_size=48"]).worker_counts() == range(3, 4)
 
 

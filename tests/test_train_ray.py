@@ -220,16 +220,15 @@ def test_a_corrupt_shard_run_through_the_cli_prints_one_error_line(tmp_path):
 
 def test_data_the_driver_sees_but_a_worker_cannot_is_one_error_naming_its_node(ray_cluster, tiny_cfg):
     """memory:// lives in one process: the driver finds the shards, the workers do not (as a local path
-    on a node that does not mount it). The workers' ConfigError reaches the caller as itself."""
+    on a node that does not mount it). The workers' DataError reaches the caller as itself."""
     from raycl import api
-    from raycl.errors import ConfigError
 
     url = "memory://raycl-worker-check/shards"
     write_digit_shards(url, 128)
     cfg = tiny_cfg("data.dataset=parquet", f"data.path={url}", "data.num_samples=null", "run.epochs=1",
                    "run.name=memory-path")
-    with pytest.raises(ConfigError, match=r"data.path: 'memory://raycl-worker-check/shards' does not exist on the "
-                                          r"node of this worker \([0-9.]+\), though the driver found it"):
+    with pytest.raises(DataError, match=r"no \.parquet shards under 'memory://raycl-worker-check/shards' on the "
+                                        r"node of this worker \([0-9.]+\), though the driver read it"):
         api.train(cfg)
 
 
@@ -279,3 +278,46 @@ def test_worker_memory_does_not_grow_with_the_dataset(ray_cluster, tiny_cfg, tmp
         rises[n] = res.metrics["data/rss_rise_mb"]
     print("worker RSS rise over the epoch, MB", rises)
     assert rises[4096] - rises[512] < 250, rises
+
+
+def counted_train_loop(config: dict) -> None:
+    """``train_loop``, counting the config validations it makes (``check_across`` ends every one) and
+    noting what it was given, in a file per worker beside the run."""
+    import json
+
+    import ray.train
+
+    import raycl.config
+    from raycl.train.storage import run_dir
+    from raycl.train.worker import train_loop
+
+    calls = []
+    original = raycl.config.check_across
+    raycl.config.check_across = lambda cfg: (calls.append(1), original(cfg))[1]
+    try:
+        train_loop(config)
+    finally:
+        raycl.config.check_across = original
+    cfg, rank = config["config"], ray.train.get_context().get_world_rank()
+    with open(os.path.join(run_dir(cfg), f"validations-{rank}.json"), "w") as fh:
+        json.dump({"validations": len(calls), "given": type(cfg).__name__}, fh)
+
+
+def test_a_config_is_validated_once_on_its_way_from_the_command_line_to_the_workers(ray_cluster, tmp_path, monkeypatch):
+    import json
+
+    import raycl.config
+    import raycl.train.trainer
+    from raycl.cli import main
+
+    calls = []
+    original = raycl.config.check_across
+    monkeypatch.setattr(raycl.config, "check_across", lambda cfg: (calls.append(1), original(cfg))[1])
+    monkeypatch.setattr(raycl.train.trainer, "train_loop", counted_train_loop)
+    argv = ["train", "recipe:demo", "data.num_samples=128", "data.batch_size=64", "model.width=8",
+            "model.proj_hidden_dim=32", "model.proj_out_dim=16", "run.epochs=1", "run.name=once",
+            "distributed.torch_threads=1", "optim.warmup_epochs=0", f"run.storage_path={tmp_path}"]
+    assert main(argv) == 0
+    assert len(calls) == 1  # the driver: read, overridden, validated, resolved, its data found, once
+    workers = [json.loads(p.read_text()) for p in sorted((tmp_path / "once").glob("validations-*.json"))]
+    assert workers == [{"validations": 0, "given": "Config"}] * 2

@@ -25,8 +25,8 @@ def _rank(rank, world, port, stage, phase, root):
     from raycl.train.worker import aug_generator
 
     tdist.init_process_group("gloo")
-    cfg = load_config(None, BASE + ["distributed.workers=[2, 3]", f"distributed.zero_stage={stage}"]).at_world(world)
-    engine = build_engine(cfg, 1, 4)
+    cfg = load_config(None, BASE + ["distributed.workers=[2, 3]", f"distributed.zero_stage={stage}"])
+    engine = build_engine(cfg, 1, 4, cfg.plan(world))
     views = make_views(cfg, engine.module)
     z = engine.optimizer
     if phase == "save":

@@ -9,47 +9,36 @@ alternating blocks of steps so drift hits both.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from typing import Any
 
 import ray.train
 import torch
-from ray.train import RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 
 from raycl.bench.measure import alternate, batch_of, measure_bank, measure_step
 from raycl.config import apply_overrides, from_dict
+from raycl.train import launch
 from raycl.train.engine import build_engine, make_views, train_step
+from raycl.train.launch import Launch, read_figures, report_figures
 from raycl.train.trainer import init_ray
 
 
-def _report(out: dict) -> None:
-    # Ray Train V2 keeps the metrics of checkpointed reports only: carry the figures in one.
-    with tempfile.TemporaryDirectory() as d:
-        if ray.train.get_context().get_world_rank() == 0:
-            with open(os.path.join(d, "bench.json"), "w") as fh:
-                json.dump(out, fh)
-        ray.train.report({"done": 1}, checkpoint=ray.train.Checkpoint.from_directory(d))
-
-
 def _overhead_worker(config: dict) -> None:
-    cfg = from_dict(config["cfg"])
+    cfg = config["cfg"]  # the validated config itself
     device = ray.train.torch.get_device()
-    _report(measure_step(cfg, device, config["steps"], config["repeats"], config.get("synthetic", False)))
+    report_figures(measure_step(cfg, device, config["steps"], config["repeats"], config.get("synthetic", False)))
 
 
 def _bank_worker(config: dict) -> None:
     """One InterCLR bank step (update + k-means + semi-hard negatives), timed on this worker's shard,
     against a naive semi-hard sampler (full sort of every anchor's similarities) on the same rows."""
-    _report(measure_bank(config, ray.train.torch.get_device()))
+    report_figures(measure_bank(config, ray.train.torch.get_device()))
 
 
 def _lars_worker(config: dict) -> None:
 
-    cfg = from_dict(config["cfg"])
+    cfg = config["cfg"]  # the validated config itself
     ctx = ray.train.get_context()
     device = ray.train.torch.get_device()
     images, index, labels = batch_of(cfg, ctx.get_world_rank(), ctx.get_world_size())
@@ -71,7 +60,7 @@ def _lars_worker(config: dict) -> None:
         if lars_opt is not None and getattr(lars_opt, "zero", None)
         else 0
     )
-    _report(
+    report_figures(
         {
             "sgd_step_s": t_sgd,
             "lars_step_s": t_lars,
@@ -89,19 +78,10 @@ def _run(worker, cfg, workers: int, extra: dict, address: str | None) -> tuple[d
         cpus = max(1, int(ray.cluster_resources().get("CPU", os.cpu_count())) // workers)
         dist = cfg.distributed.model_copy(update={"workers": workers, "torch_threads": None, "cpus_per_worker": cpus})
         cfg = cfg.model_copy(update={"distributed": dist})
-        trainer = TorchTrainer(
-            worker,
-            train_loop_config={"cfg": cfg.to_dict(), **extra},
-            scaling_config=ScalingConfig(num_workers=workers, use_gpu=dist.use_gpu, resources_per_worker={"CPU": cpus}),
-            run_config=RunConfig(
-                name=f"bench-{worker.__name__.strip('_')}-{int(time.time())}",
-                storage_path=os.path.abspath(os.path.expanduser(cfg.run.storage_path)),
-            ),
-        )
-        result = trainer.fit()
-        assert result.checkpoint is not None, "the benchmark worker reports its figures with a checkpoint"
-        with open(os.path.join(result.checkpoint.path, "bench.json")) as fh:
-            return json.load(fh), cfg
+        run = Launch(worker, {"cfg": cfg, **extra}, name=f"bench-{worker.__name__.strip('_')}-{int(time.time())}",
+                     storage={"storage_path": os.path.abspath(os.path.expanduser(cfg.run.storage_path))},
+                     workers=workers, use_gpu=dist.use_gpu, cpus_per_worker=cpus)  # fmt: skip
+        return read_figures(launch.fit(run)), cfg
     finally:
         if owned:
             ray.shutdown()

@@ -19,6 +19,7 @@ from raycl.data.plan import dealt_blocks_plan, global_batches_plan, resumed_rows
 from raycl.data.prefetch import Prefetcher
 from raycl.data.source import Source
 from raycl.errors import DataError
+from raycl.world import WorldPlan
 
 
 @dataclass
@@ -47,8 +48,7 @@ class EpochLoader:
         pin_memory: bool = False,
         grad_accum: int = 1,
     ):
-        if global_batch % world:
-            raise ValueError(f"global batch {global_batch} is not divisible by {world} workers")
+        WorldPlan(global_batch, world, grad_accum)  # refuses a batch that does not divide
         self.source, self.G, self.rank, self.world = source, global_batch, rank, world
         self.seed, self.drop_last, self.window, self.mix_blocks = seed, drop_last, shuffle_window, mix_blocks
         self.prefetch, self.decode_workers, self.encoded, self.pin = prefetch, decode_workers, encoded, pin_memory

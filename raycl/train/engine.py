@@ -16,14 +16,15 @@ from raycl.data.draws import SampleStream
 from raycl.data.views import views_for
 from raycl.methods import MethodBatch, build_method
 from raycl.optim import LARS, build_optimizer, build_schedule
+from raycl.world import WorldPlan
 
 
-def deepspeed_config(cfg) -> dict:
+def deepspeed_config(cfg, plan: WorldPlan) -> dict:
     d = cfg.distributed
     return {
-        "train_batch_size": cfg.data.batch_size,
-        "train_micro_batch_size_per_gpu": cfg.micro_batch,
-        "gradient_accumulation_steps": d.grad_accum,
+        "train_batch_size": plan.batch,
+        "train_micro_batch_size_per_gpu": plan.micro_batch,
+        "gradient_accumulation_steps": plan.grad_accum,
         "zero_optimization": {"stage": d.zero_stage},
         # raycl's optimizers are plain torch optimizers handed to DeepSpeed.
         "zero_allow_untested_optimizer": True,
@@ -36,8 +37,9 @@ def deepspeed_config(cfg) -> dict:
     }
 
 
-def build_engine(cfg, channels: int, steps_per_epoch: int):
-    """Method + optimizer + warm-up/cosine schedule, wrapped in a DeepSpeed engine.
+def build_engine(cfg, channels: int, steps_per_epoch: int, plan: WorldPlan | None = None):
+    """Method + optimizer + warm-up/cosine schedule, wrapped in a DeepSpeed engine that splits the
+    global batch as ``plan`` says (default: ``cfg.plan()``, at distributed.workers).
 
     deepspeed is imported here, not at module level: importing it on the CPU-only Train
     controller fails (ray#50406)."""
@@ -54,7 +56,7 @@ def build_engine(cfg, channels: int, steps_per_epoch: int):
     optimizer = build_optimizer(method, cfg.optim, cfg.lr)
     schedule = build_schedule(optimizer, cfg.optim, steps_per_epoch, cfg.run.epochs, cfg.lr)
     engine, _, _, _ = deepspeed.initialize(
-        model=method, optimizer=optimizer, lr_scheduler=schedule, config=deepspeed_config(cfg)
+        model=method, optimizer=optimizer, lr_scheduler=schedule, config=deepspeed_config(cfg, plan or cfg.plan())
     )
     attach_lars(engine, optimizer)
     return engine

@@ -9,7 +9,6 @@ worker finds its k nearest, the k-lists are gathered and merged and the merged k
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 
@@ -18,18 +17,17 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.nn.functional as F
-from ray.train import RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 
 from raycl import collectives as dist
 from raycl.data import eval_sources
-from raycl.errors import ConfigError, RayclError
+from raycl.errors import ConfigError
 from raycl.eval import extract
 from raycl.eval.features import rows_per_forward
 from raycl.eval.knn import merge_topk, shard_topk, vote
-from raycl.train import console
+from raycl.train import console, launch
 from raycl.train.checkpoint import load_checkpoint_model
-from raycl.train.trainer import init_ray, worker_error
+from raycl.train.launch import Launch, read_figures, report_figures
+from raycl.train.trainer import init_ray
 from raycl.train.worker import announcing_errors
 
 QUERY_CHUNK = 1024
@@ -71,14 +69,7 @@ def knn_loop(config: dict) -> None:
         "train_rows": rows, "queries": len(queries), "k": k, "temperature": config["temperature"],
         "classes": classes, "workers": world,
     }  # fmt: skip
-    # Ray Train V2 keeps the metrics of reports that carry a checkpoint: rank 0 attaches one (the figures)
-    with tempfile.TemporaryDirectory(prefix="raycl-knn-") as folder:
-        checkpoint = None
-        if dist.rank() == 0:
-            with open(os.path.join(folder, "knn.json"), "w") as fh:
-                json.dump(metrics, fh)
-            checkpoint = ray.train.Checkpoint.from_directory(folder)
-        ray.train.report(metrics, checkpoint=checkpoint)
+    report_figures(metrics)
 
 
 def knn(checkpoint: str, workers: int = 2, k: int | None = None, temperature: float | None = None,
@@ -92,18 +83,10 @@ def knn(checkpoint: str, workers: int = 2, k: int | None = None, temperature: fl
               "temperature": temperature or cfg.eval.knn_temperature}  # fmt: skip
     owned = init_ray(address, num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_worker)))
     try:
-        with tempfile.TemporaryDirectory(prefix="raycl-knn-") as storage, console.attached():
-            trainer = TorchTrainer(
-                knn_loop, train_loop_config=config,
-                scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
-                                             resources_per_worker={"CPU": cpus_per_worker}),
-                run_config=RunConfig(name="knn", storage_path=storage),
-            )  # fmt: skip
-            try:
-                return dict(trainer.fit().metrics or {}) | {"checkpoint": checkpoint}
-            except ray.train.TrainingFailedError as e:
-                err = worker_error(e)
-                raise (err if isinstance(err, RayclError) else e) from None
+        with tempfile.TemporaryDirectory(prefix="raycl-knn-") as folder, console.attached():
+            run = Launch(knn_loop, config, name="knn", storage={"storage_path": folder}, workers=workers,
+                         use_gpu=use_gpu, cpus_per_worker=cpus_per_worker)  # fmt: skip
+            return read_figures(launch.fit(run)) | {"checkpoint": checkpoint}
     finally:
         if owned:
             ray.shutdown()

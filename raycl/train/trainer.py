@@ -1,5 +1,6 @@
-"""The driver side: start or join Ray, check the run before any worker starts, fit a TorchTrainer,
-and turn a worker's failure into the one clear error that caused it."""
+"""The driver side of a training run: start or join Ray, check the run before any worker starts
+(resources, the checkpoint it resumes from, the BankServer it needs), then launch it
+(``raycl.train.launch``)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,12 @@ import math
 import os
 
 import ray
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 
 from raycl.collectives import free_port
-from raycl.errors import CheckpointError, ConfigError, RayclError
+from raycl.errors import CheckpointError, ConfigError
 from raycl.log import get as get_logger
 from raycl.methods import build_method
-from raycl.train import bank_server, console, loggers, zero_state
+from raycl.train import bank_server, console, launch, loggers, zero_state
 from raycl.train import checkpoint as ck
 from raycl.train.storage import log_dir, run_dir, storage
 from raycl.train.worker import train_loop
@@ -134,19 +133,6 @@ def check_resources(cfg) -> None:
         )
 
 
-def worker_error(e: Exception) -> Exception:
-    """The first raycl error inside a worker-group failure, else the failure itself."""
-    failures = getattr(e, "worker_failures", None) or {}
-    for exc in list(failures.values()) + [getattr(e, "controller_failure", None)]:
-        seen = 0
-        while exc is not None and seen < 10:
-            if isinstance(exc, RayclError):
-                return exc
-            exc = getattr(exc, "cause", None) or exc.__cause__
-            seen += 1
-    return e
-
-
 def fit(cfg, address: str | None = None):
     """Run ``cfg`` on Ray Train; returns the ray.train.Result."""
     d = cfg.distributed
@@ -171,38 +157,16 @@ def _fit(cfg, failure_log):
     resumed_from = check_resume(cfg)
     if resumed_from:
         log.info(f"run {cfg.run.name!r} has a checkpoint at {resumed_from}: resuming")
-    d = cfg.distributed
-    if cfg.method.bank_sync_steps:
-        st = storage(cfg)
-        # Snapshots go beside the run on local storage, else to a local directory of the head.
-        root = (
-            st["storage_path"]
-            if "storage_filesystem" not in st and "://" not in st["storage_path"]
-            else os.path.expanduser("~/.raycl/bank_server")
-        )
-        bank_server.start(cfg.run.name, os.path.join(root, cfg.run.name, "bank_server"))
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config=cfg.to_dict(),
-        scaling_config=ScalingConfig(
-            num_workers=(d.min_workers, d.workers) if d.min_workers else d.workers,
-            use_gpu=d.use_gpu,
-            resources_per_worker={"CPU": d.cpus_per_worker},
-            elastic_resize_monitor_interval_s=d.resize_check_s,
-        ),
-        run_config=RunConfig(
-            name=cfg.run.name,
-            **storage(cfg),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints),
-            failure_config=FailureConfig(max_failures=cfg.run.max_failures),
-        ),
-    )
-    try:
-        return trainer.fit()
-    except ray.train.TrainingFailedError as e:
-        err = worker_error(e)
-        if err is e:
-            raise
-        if os.path.exists(failure_log):
-            err.details = failure_log
-        raise err from None
+    start_bank_server(cfg)
+    return launch.fit(launch.for_run(cfg, train_loop, failure_log=failure_log))
+
+
+def start_bank_server(cfg) -> None:
+    """The run's BankServer, for a method that pushes per-sample state to one (a plain run and a
+    sweep's trial alike); its snapshots go beside the run on local storage, else to the head."""
+    if not cfg.method.bank_sync_steps:
+        return
+    st = storage(cfg)
+    local = "storage_filesystem" not in st and "://" not in st["storage_path"]
+    root = st["storage_path"] if local else os.path.expanduser("~/.raycl/bank_server")
+    bank_server.start(cfg.run.name, os.path.join(root, cfg.run.name, "bank_server"))

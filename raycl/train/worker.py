@@ -18,10 +18,10 @@ import ray.train.torch
 import torch
 
 from raycl import collectives as dist
-from raycl.config import Config, check_paths, from_dict
+from raycl.config import Config
 from raycl.data import EpochLoader, bank_rows, build_sources, eval_ready, eval_rounds
 from raycl.data.decode import decode_batch
-from raycl.errors import ConfigError, RayclError
+from raycl.errors import ConfigError, DataError, RayclError
 from raycl.eval import extract, knn_top1
 from raycl.eval.features import rows_per_forward
 from raycl.log import get as get_logger
@@ -31,6 +31,7 @@ from raycl.train.engine import build_engine, make_views, train_step
 from raycl.train.rss import peak_rss_mb, reset_peak_rss
 from raycl.train.run_state import resume, save_checkpoint
 from raycl.train.storage import log_dir
+from raycl.world import WorldPlan
 
 log = get_logger(__name__)
 INIT_CHUNK = 256  # rows per forward when the bank is initialised from features (fixed: layout-independent)
@@ -91,12 +92,12 @@ def aug_generator(seed: int, epoch: int, step: int, device) -> torch.Generator:
     return g
 
 
-def build_loader(cfg: Config, source, rank: int, world: int, device) -> EpochLoader:
+def build_loader(cfg: Config, plan: WorldPlan, source, rank: int, device) -> EpochLoader:
     d = cfg.data
     return EpochLoader(
-        source, d.batch_size, rank, world, cfg.run.seed, d.drop_last, d.shuffle_window, d.mix_row_groups,
+        source, plan.batch, rank, plan.workers, cfg.run.seed, d.drop_last, d.shuffle_window, d.mix_row_groups,
         d.prefetch, d.decode_workers or max(1, round(cfg.distributed.cpus_per_worker)),
-        encoded=d.decode == "gpu", pin_memory=device.type == "cuda", grad_accum=cfg.distributed.grad_accum,
+        encoded=d.decode == "gpu", pin_memory=device.type == "cuda", grad_accum=plan.grad_accum,
     )  # fmt: skip
 
 
@@ -133,14 +134,14 @@ class WorkerRun:
         ctx = ray.train.get_context()
         self.cfg, self.rank, self.world = cfg, ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
-        self.train_src, self.eval_src = build_sources(cfg)
+        self.train_src, self.eval_src = sources_here(cfg)
         self.no_eval = eval_ready(self.train_src, self.eval_src)  # why the kNN monitor cannot run, or None
         if self.no_eval:
             self.tell(self.no_eval)
-        self.loader = build_loader(cfg, self.train_src, self.rank, self.world, self.device)
+        self.plan = cfg.plan(self.world)  # this worker count's share of the global batch (elastic: any count)
+        self.loader = build_loader(cfg, self.plan, self.train_src, self.rank, self.device)
         self.steps_per_epoch = self.loader.steps_per_epoch
-        self.at_world = cfg.at_world(self.world)  # same global batch and schedule; this count's share
-        self.engine = build_engine(self.at_world, cfg.data.channels, self.steps_per_epoch)
+        self.engine = build_engine(cfg, cfg.data.channels, self.steps_per_epoch, self.plan)
         self.views = make_views(cfg, self.engine.module)
         self.state = resume(self.engine, self.rank, self.world)
         self.tell_resumed()
@@ -234,7 +235,7 @@ class WorkerRun:
         if batch.encoded is not None:
             images = decode_batch(batch.encoded, data.image_size, data.channels, self.device)
         loss, logs = train_step(self.engine, self.views, images, batch.index, batch.labels,
-                                self.at_world.distributed.grad_accum, generator, self.device)  # fmt: skip
+                                self.plan.grad_accum, generator, self.device)  # fmt: skip
         tally.add(loss, logs, batch.skipped)
         self.state.global_step += 1
         if self.pusher is not None:
@@ -322,24 +323,26 @@ def announcing_errors(loop):
 
 @announcing_errors
 def train_loop(config: dict) -> None:
-    """Train the run ``config`` (a config dict the driver resolved) on this worker."""
-    cfg = from_dict(config)
-    check_paths_here(cfg)
+    """Train the run ``config["config"]`` on this worker: the driver's validated, resolved Config
+    itself, never validated again here."""
+    cfg = config["config"]
+    if not isinstance(cfg, Config):
+        raise TypeError(f"train_loop: expected the driver's raycl Config, got {type(cfg).__name__}")
     quiet_libraries()
     if cfg.distributed.torch_threads:
         torch.set_num_threads(cfg.distributed.torch_threads)
     WorkerRun(cfg).train()
 
 
-def check_paths_here(cfg) -> None:
-    """The driver found the data; a worker on another node may not (a local path that is not on
-    storage every node shares)."""
+def sources_here(cfg: Config):
+    """The run's sources as this worker reads them. The driver read them before any worker started,
+    so a failure here is this node's: a local path that is not on storage every node shares."""
     try:
-        check_paths(cfg)
-    except ConfigError as e:
+        return build_sources(cfg)
+    except (ConfigError, DataError) as e:
         node = ray.util.get_node_ip_address()
-        raise ConfigError(
-            f"{e} on the node of this worker ({node}), though the driver found it: local paths must be on "
+        raise type(e)(
+            f"{e} on the node of this worker ({node}), though the driver read it: local paths must be on "
             "storage every node mounts at the same place, or use a URL (s3://, gs://, ...)"
         ) from None
 
