@@ -14,7 +14,7 @@ nb.cells = [
        "names another file."),
     code("import json, os\n"
          "import matplotlib.pyplot as plt\n"
-         "from raycl.bench.quality_summary import METRICS, format_orderings, format_summary, orderings, summarise\n\n"
+         "from raycl.quality.summary import METRICS, format_orderings, format_summary, orderings, summarise\n\n"
          "ROOT = os.environ.get('RAYCL_ROOT', '..')\n"
          "tables = [os.path.join(ROOT, 'jobs/results', f) for f in ('fmnist-quality-tuned.json', 'fmnist-quality.json')]\n"
          "path = os.environ.get('RAYCL_QUALITY_RESULTS') or next(\n"

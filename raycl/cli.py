@@ -471,8 +471,8 @@ def bench_quality(args) -> None:
     import dataclasses
 
     from raycl import api
-    from raycl.bench.quality import PRESETS, quality
-    from raycl.bench.quality_summary import format_orderings, format_summary
+    from raycl.quality.harness import presets, quality
+    from raycl.quality.summary import format_orderings, format_summary
 
     seeds = _int_list("--seeds", args.seeds)
     tune = None
@@ -487,7 +487,7 @@ def bench_quality(args) -> None:
         tune = {k: v for k, v in dataclasses.asdict(spec).items() if k != "name"}
     else:
         base = api.load_config(args.config or api.demo_config_path(), args.overrides).to_dict()
-    names = list(PRESETS) if args.methods == "all" else args.methods.split(",")
+    names = list(presets()) if args.methods == "all" else args.methods.split(",")
     out = quality(base, names, seeds, args.address, tune=tune, out=args.out, reuse=args.reuse)
     print(format_summary(out["summary"]))
     if out["orderings"]:
@@ -579,7 +579,7 @@ def _doctor_parser(sub) -> None:
 def doctor(args) -> None:
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ConfigError(f"--out: {args.out!r} is an existing file; give a folder")
-    from raycl.bench import doctor as bench
+    from raycl.doctor import run as bench
 
     rows = bench.doctor(args.quick, args.address, args.overrides)
     print(bench.table(rows))

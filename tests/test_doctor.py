@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from raycl.bench.doctor import plan, table
+from raycl.doctor.run import plan, table
 
 CPU_ROWS = [
     ("versions", "info"), ("GPUs seen by torch", "info"), ("GPUs seen by Ray", "info"),

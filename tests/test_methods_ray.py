@@ -113,7 +113,7 @@ def test_method_beats_the_random_init_encoder(ray_cluster, tmp_path, name):
     by luck, as MoCo v2's and TCL's do (QUALITY_SKIP). A method in BEATS_PIXELS must beat the raw
     pixels' kNN too (the stronger floor, where it holds at this budget)."""
     from raycl import api
-    from raycl.bench.quality import preset
+    from raycl.quality.harness import preset
     from raycl.config import load_config
 
     margins, figures = [], []

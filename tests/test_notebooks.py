@@ -53,7 +53,7 @@ def test_sweep_notebook_asha_stops_a_trial_and_the_best_config_trains(tmp_path):
 def test_quality_notebook_draws_a_table_still_being_measured(tmp_path):
     """Seed 1 has runs but no floors yet: the summary is seed 0's alone, every run is drawn, the
     effective ranks in a third panel, CLSA >= MoCo v2 judged on the means."""
-    from raycl.bench.quality import save_state
+    from raycl.quality.harness import save_state
 
     def run(method, seed, knn, linear):
         return {"method": method, "seed": seed, "knn_top1": knn, "linear_top1": linear, "images_per_s": 300.0,

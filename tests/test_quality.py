@@ -1,4 +1,4 @@
-"""raycl.bench.quality without Ray: presets sized to the data, variants, the summary's arithmetic and
+"""raycl.quality.harness without Ray: presets sized to the data, variants, the summary's arithmetic and
 the results file (the end-to-end run is tests/test_methods_ray.py)."""
 import json
 import math
@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from raycl.bench import quality as bench_quality
-from raycl.bench.quality import load_state, method_config, portable, preset, save_state
-from raycl.bench.quality_summary import format_orderings, format_summary, orderings, summarise
+from raycl.quality import harness as bench_quality
+from raycl.quality.harness import load_state, method_config, portable, preset, save_state
+from raycl.quality.summary import format_orderings, format_summary, orderings, summarise
 from raycl.config import from_dict, load_config
 from raycl.data.parquet import encode_png, write_shards
 from raycl.errors import ConfigError

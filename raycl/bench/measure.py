@@ -1,5 +1,5 @@
 """What the benchmarks time, in whatever process runs them: no Ray here. A Ray Train worker
-(``raycl.bench.step``) or a doctor task (``raycl.bench.doctor``) calls these with its device.
+(``raycl.bench.step``) or a doctor task (``raycl.doctor.run``) calls these with its device.
 
 - ``measure_step``: raycl's step (DeepSpeed engine, method loss) against a bare PyTorch loop with
   the same model, batch, views, loss, optimizer and precision, timed alternately.

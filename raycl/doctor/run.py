@@ -1,7 +1,7 @@
 """``raycl doctor``: is this node (or every node of a cluster) healthy, and is raycl fast on it?
 
 One Ray task per node (on a cluster, per node with GPUs; pinned there, holding its GPUs) runs the
-checks of ``raycl.bench.doctor_checks`` in one process and returns rows; the driver adds what Ray
+checks of ``raycl.doctor.checks`` in one process and returns rows; the driver adds what Ray
 sees, prints one table and writes ``doctor.json`` and ``doctor.md`` to ``--out``. Each figure comes
 with a bare reference measured in the same process. ``--quick`` sizes every check to fit in about
 8 minutes on one GPU including start-up; on a CPU-only node the CPU branches run, smaller, and the
@@ -18,9 +18,9 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from raycl.bench import doctor_checks as checks
 from raycl.bench.step import ARCHS
 from raycl.config import apply_overrides, load_config
+from raycl.doctor import checks
 from raycl.files import write_atomic
 from raycl.train import console
 from raycl.train.trainer import init_ray

@@ -1,8 +1,9 @@
 """``raycl bench quality``: every method for the same budget over several seeds, one table, two floors.
 
 Each method runs the real path (``raycl train`` on Ray + DeepSpeed, then kNN and a linear probe on the
-frozen encoder) from one base config (the built-in digits, or shards); ``PRESETS`` holds the few method
-keys small images need (bank sizes, queue length, strong-view size). With a ``sweep:`` space (``tune``),
+frozen encoder) from one base config (the built-in digits, or shards); the recipe
+``quality/presets`` holds each row's method and the few keys small images need (bank sizes, queue
+length, strong-view size). With a ``sweep:`` space (``tune``),
 each method's values are first chosen by ``raycl sweep`` on a split of the training rows alone
 (``data.validation``): the held-out rows the table reports are never seen while choosing. Two floors
 close the table, measured per seed on the same rows by the same protocol: the encoder at random init,
@@ -20,58 +21,22 @@ from collections.abc import Callable
 from typing import Any
 
 from raycl import api
-from raycl.bench.quality_summary import format_runs, orderings, summarise
-from raycl.config import apply_overrides, from_dict, path_fields
+from raycl.config import apply_overrides, from_dict, path_fields, read_yaml
 from raycl.errors import ConfigError
 from raycl.files import write_atomic
 from raycl.methods import REGISTRY
+from raycl.quality.summary import format_runs, orderings, summarise
 
-# The memory/queue methods train at their papers' lr (0.03 at batch 256, wd 1e-4: MoCo v2, CLSA, InterCLR);
-# the demo's 0.3 is SimCLR's. DeepSpeed's default clipping of every gradient norm at 1.0 (off in raycl:
-# raycl/train/engine.py) hides the difference: unclipped, the three fall below their random-init kNN at
-# 0.3 (0.468, 0.520, 0.443 vs 0.524).
-PAPER_LR = ["optim.base_lr=0.03", "optim.weight_decay=1e-4"]
-INTERCLR = [
-    "method.bank_size={train_rows}",
-    "method.num_clusters=100",
-    "method.num_negatives=1024",
-    "method.temperature=0.1",
-    *PAPER_LR,
-]
-PRESETS: dict[str, list[str]] = {
-    "simclr": [],
-    # Short schedules: a short queue (stale keys of a random encoder otherwise dominate the negatives) and
-    # shuffle-BN (without it the query finds its key through per-worker BN statistics).
-    "moco_v2": [
-        "method.queue_size=256",
-        "method.temperature=0.1",
-        "method.key_momentum=0.99",
-        "method.shuffle_bn=true",
-        *PAPER_LR,
-    ],
-    "clsa": [
-        "method.queue_size=256",
-        "method.temperature=0.1",
-        "method.key_momentum=0.99",
-        "method.shuffle_bn=true",
-        "method.strong_sizes=[16]",
-        *PAPER_LR,
-    ],
-    "supcon": ["method.temperature=0.1"],
-    "tcl": ["method.supervised=true", "method.k1=4000", "method.k2=1", "method.temperature=0.1"],
-    "tcl_self": ["method.supervised=false", "method.k1=1", "method.k2=1.5"],  # the paper's self-supervised TCL
-    "simclic": ["method.perturbation=noise", "method.noise_eps=0.5"],
-    "interclr": INTERCLR,
-    "interclr_intra": [*INTERCLR, "method.lam=1.0"],  # the intra-image branch alone: its paper's ablation
-    "imclr": ["method.concat_k=2"],
-    "supervised_ce": [],
-}
+PRESETS_RECIPE = "recipe:quality/presets"
+
+
+@functools.cache
+def presets() -> dict[str, dict]:
+    """The table's rows, in order: each row's name -> its config sections (``PRESETS_RECIPE``)."""
+    return read_yaml(PRESETS_RECIPE, "quality presets")
 
 
 PRINT = functools.partial(print, flush=True)  # a line per run, also when stdout is a file
-
-# Rows of the table that are one method with other settings: the row's name -> the method's.
-VARIANTS = {"tcl_self": "tcl", "interclr_intra": "interclr"}
 
 
 def quality(
@@ -173,24 +138,27 @@ def reused_run(others, untuned: dict, config: dict, name: str, seed: int) -> dic
 
 
 def method_config(base: dict, name: str) -> dict:
-    """The base config as ``name`` trains it: the base's keys that method has, then its preset."""
+    """The base config as row ``name`` trains it: the base's keys its method has, then its preset."""
     values = preset(name, base)  # first: an unknown name is one line
-    return apply_overrides(for_method(base, VARIANTS.get(name, name)), values)
+    return apply_overrides(for_method(base, presets()[name]["method"]["name"]), values)
 
 
 def preset(name: str, base: dict) -> list[str]:
-    """``PRESETS[name]`` for ``base``'s data: ``{train_rows}`` (a memory bank's size) becomes the
-    largest training sample index + 1, the bound ``check_data`` holds a per-sample store to."""
-    if name not in PRESETS:
-        raise ConfigError(f"bench quality: no preset for method {name!r}; known: {', '.join(PRESETS)}")
-    if not any("{train_rows}" in o for o in PRESETS[name]):
-        return PRESETS[name]
+    """Row ``name``'s preset as overrides for ``base``'s data: ``{train_rows}`` (a memory bank's size)
+    becomes the largest training sample index + 1, the bound ``check_data`` holds a per-sample store to."""
+    if name not in presets():
+        raise ConfigError(f"bench quality: no preset for method {name!r}; known: {', '.join(presets())}")
+    values = [
+        f"{section}.{key}={json.dumps(v)}" for section, keys in presets()[name].items() for key, v in keys.items()
+    ]
+    if not any("{train_rows}" in o for o in values):
+        return values
     from raycl.data import build_sources, check_data
 
     cfg = from_dict(base)
     scan = check_data(cfg).get("train")  # Parquet: the index column's scan, images unread
     rows = scan["max_index"] + 1 if scan else len(build_sources(cfg)[0])  # the digits: indexed 0..N-1
-    return [o.replace("{train_rows}", str(rows)) for o in PRESETS[name]]
+    return [o.replace('"{train_rows}"', str(rows)) for o in values]
 
 
 def run_once(raw: dict, name: str, seed: int, address: str | None) -> dict:
