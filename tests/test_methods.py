@@ -118,7 +118,7 @@ def test_simclic_perturbations():
 def test_simclic_history_loss_and_store():
     c = cfg("method.name=simclic", "method.perturbation=history", "method.bank_size=200", "method.history_tau=0.4")
     m = build_method(c, 1)
-    assert m.n_views == 1 and m.augmentation == "none"
+    assert m.n_views == 1 and [v.augment for v in m.views()] == ["none"]
     b = batch(1)
     m.eval()
     loss, _ = m(b)           # eval: nothing is stored, and with no history both targets are z

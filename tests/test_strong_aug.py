@@ -6,7 +6,6 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 from raycl.data import strong_aug as S
-from raycl.data.views import CLSAViews
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +86,19 @@ def test_strong_augment_is_reproducible_and_in_range():
     assert not torch.equal(a, S.strong_augment(x, torch.Generator().manual_seed(4)))
 
 
-def test_clsa_views_sizes():
+def test_clsa_views_are_two_weak_views_then_a_strong_view_per_size_drawn_in_that_order():
+    """CLSA's recipe made by the data pipeline equals the views composed by hand from SimCLR's
+    pipeline at its paper strengths and the strong augmentation, drawn from one generator in order."""
+    from raycl.config import load_config
+    from raycl.data.views import SimCLRViews, normalize, to_float, views_for
+    from raycl.methods import build_method
+
+    cfg = load_config(None, ["method.name=clsa", "method.strong_sizes=[20, 12]", "data.crop_scale=[0.9, 1]"])
     imgs = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
-    views = CLSAViews(28, [20, 12])(imgs, torch.Generator().manual_seed(0))
+    views = views_for(cfg, build_method(cfg, 1))(imgs, torch.Generator().manual_seed(0))
     assert [tuple(v.shape) for v in views] == [(4, 1, 28, 28), (4, 1, 28, 28), (4, 1, 20, 20), (4, 1, 12, 12)]
+    g, x = torch.Generator().manual_seed(0), to_float(imgs)
+    weak = SimCLRViews(28)  # the paper's strengths: data.crop_scale is not CLSA's
+    by_hand = [weak.view(x, g), weak.view(x, g)]
+    by_hand += [normalize(S.strong_augment(SimCLRViews(s).raw_view(x, g), g, 5)) for s in (20, 12)]
+    assert all(torch.equal(a, b) for a, b in zip(views, by_hand))

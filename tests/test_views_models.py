@@ -39,9 +39,12 @@ def test_a_samples_views_do_not_depend_on_how_many_workers_share_the_batch(kind)
     """Each worker draws for the whole global batch from the same seed and keeps its rows: the views
     of 3 workers' slices, put together, are the views one worker makes of the whole batch."""
     from raycl.data.draws import SampleStream
-    from raycl.data.views import AutoAugmentViews, CLSAViews
+    from raycl.config import load_config
+    from raycl.data.views import AutoAugmentViews, views_for
+    from raycl.methods import build_method
 
-    views = {"simclr": SimCLRViews(16), "clsa": CLSAViews(16, [8]),
+    clsa = load_config(None, ["method.name=clsa", "method.strong_sizes=[8]", "data.image_size=16"])
+    views = {"simclr": SimCLRViews(16), "clsa": views_for(clsa, build_method(clsa, 3)),
              "autoaugment": AutoAugmentViews(SimCLRViews(16, scale=(0.5, 1.0)))}[kind]
     x = torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8)
 
@@ -155,11 +158,11 @@ def test_the_data_section_sets_the_contrastive_augmentation_strengths():
     from raycl.methods import build_method
 
     cfg = load_config(None, ["data.crop_scale=[0.5, 1]", "data.flip_p=0", "data.jitter_p=0.25", "data.blur_p=0.1"])
-    views = views_for(cfg, build_method(cfg, 1))
-    assert isinstance(views, SimCLRViews)
-    assert (views.scale, views.flip_p, views.jitter_p, views.blur_p) == ([0.5, 1.0], 0.0, 0.25, 0.1)
-    default = views_for(load_config(None, []), build_method(load_config(None, []), 1))
-    assert (default.scale, default.flip_p, default.jitter_p, default.blur_p) == ((0.2, 1.0), 0.5, 0.8, 0.0)
+    views = views_for(cfg, build_method(cfg, 1)).pipelines
+    assert all(isinstance(v, SimCLRViews) for v in views) and len(views) == 2
+    assert [(list(v.scale), v.flip_p, v.jitter_p, v.blur_p) for v in views] == [([0.5, 1.0], 0.0, 0.25, 0.1)] * 2
+    default = views_for(load_config(None, []), build_method(load_config(None, []), 1)).pipelines
+    assert [(v.scale, v.flip_p, v.jitter_p, v.blur_p) for v in default] == [((0.2, 1.0), 0.5, 0.8, 0.0)] * 2
     # no flips: every view of a left-right asymmetric image keeps its orientation (crop at full scale)
     img = torch.zeros(64, 1, 28, 28, dtype=torch.uint8)
     img[..., :14] = 255

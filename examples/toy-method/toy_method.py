@@ -4,7 +4,7 @@ Installed, it registers itself through the ``raycl.methods`` entry point group (
 and ``raycl train recipe:demo method.name=toy_contrast`` trains it on Ray workers, raycl unedited.
 
     for x in loader:                          # b samples on this worker
-        x1, x2 = aug(x), aug(x)               # the data pipeline makes the views (n_views, augmentation)
+        x1, x2 = aug(x), aug(x)               # the data pipeline makes the views (Method.views)
         z1, z2 = g(f(x1)), g(f(x2))
         Z1, Z2 = all_gather(z1), all_gather(z2)   # with gradient: the whole global batch
         loss = loss_weight * nt_xent(Z1, Z2, tau, anchors = this worker's rows)
@@ -37,8 +37,7 @@ class ToyConfig(MethodConfig):
 class ToyContrast(Method):
     name = "toy_contrast"  # method.name, equal to the entry point's name
     Config = ToyConfig
-    n_views = 2  # what the data pipeline makes of each sample (these two are the defaults)
-    augmentation = "simclr"
+    n_views = 2  # two views of SimCLR's pipeline at the data.* strengths: Method.views's default
 
     def __init__(self, cfg, channels: int):
         super().__init__()

@@ -127,14 +127,14 @@ def check_data(cfg) -> dict:
     if needs_every_label(cfg) and tr["labeled"] < tr["rows"]:
         raise DataError(
             f"data.path: method {m.name!r} learns from class labels, but {tr['rows'] - tr['labeled']} "
-            f"of {tr['rows']} rows are unlabeled (label -1); use a self-supervised method "
-            "(simclr, moco_v2, ...) or label every row"
+            f"of {tr['rows']} rows are unlabeled (label -1); use a method that "
+            "learns without labels or label every row"
         )
     store = method.sample_store_size(m)
     if store is not None and tr["max_index"] >= store:
         raise DataError(
-            f"method.bank_size: {store} rows, but the shards hold sample index {tr['max_index']}; "
-            f"set method.bank_size >= {tr['max_index'] + 1}"
+            f"method.{method.sample_store_key}: {store} rows, but the shards hold sample index "
+            f"{tr['max_index']}; set method.{method.sample_store_key} >= {tr['max_index'] + 1}"
         )
     return out
 

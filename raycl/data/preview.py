@@ -34,17 +34,9 @@ class Grid:
 def view_columns(cfg, method, images: torch.Tensor, g: torch.Generator) -> list[tuple[str, torch.Tensor]]:
     """(title, [n, C, h, w] in [0, 1]) per column: the input and what the method's pipeline makes."""
 
-    views = views_for(cfg, method)(images, g)
-    shown = [v.float() * STD + MEAN for v in views]
-    kind = method.augmentation
-    if kind == "none":
-        titles = ["input to the network"]
-        shown = shown[:1]
-    elif kind == "clsa":
-        titles = ["weak 1", "weak 2"] + [f"strong {s}px" for s in method.strong_sizes]
-    else:
-        titles = [f"view {i + 1}" for i in range(len(shown))]
-    cols = [("input", images.float() / 255.0)] + list(zip(titles, shown))
+    views = views_for(cfg, method)
+    shown = [v.float() * STD + MEAN for v in views(images, g)]
+    cols = [("input", images.float() / 255.0)] + [(v.title, x) for v, x in zip(views.views, shown)]
     composed = method.composed_view(shown[0])
     return cols + ([composed] if composed is not None else [])
 

@@ -141,23 +141,6 @@ class SimCLRViews:
         return [self.view(x, g) for _ in range(self.n_views)]
 
 
-class CLSAViews:
-    """CLSA's views: two weak (SimCLR) views at ``size``, then one strong view per entry of
-    ``strong_sizes`` (CLSA-Single: [96]; CLSA-Multi: [224, 192, 160, 128, 96]) — the weak pipeline
-    cropped to that size followed by the 14-op strong augmentation."""
-
-    def __init__(self, size: int, strong_sizes: list[int], n_ops: int = 5):
-
-        self.weak = SimCLRViews(size, n_views=2)
-        self.strong = [SimCLRViews(s, n_views=1) for s in strong_sizes]
-        self.augment, self.n_ops = strong_augment, n_ops
-
-    def __call__(self, images: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
-        x = to_float(images)
-        weak = [self.weak.view(x, g) for _ in range(2)]
-        return weak + [normalize(self.augment(s.raw_view(x, g), g, self.n_ops)) for s in self.strong]
-
-
 class AutoAugmentViews:
     """AutoAugment (Cubuk et al. 2019, CIFAR-10 policy; torchvision's implementation) on each uint8
     image, then ``base``'s views. Each image draws its own sub-policy; the draws come from a seed
@@ -188,18 +171,43 @@ def eval_view(images: torch.Tensor) -> torch.Tensor:
     return normalize(to_float(images))
 
 
-def views_for(cfg, method):
-    """``method.n_views`` views, SimCLR-augmented, CLSA weak + strong, supervised, or the plain images."""
-    kind = method.augmentation
-    if kind == "none":
-        return lambda images, g: [eval_view(images)] * method.n_views
-    if kind == "clsa":
-        return CLSAViews(cfg.data.image_size, method.strong_sizes)
-    if kind == "supervised":  # the usual supervised recipe: crop and flip only
-        views = SimCLRViews(
-            cfg.data.image_size, n_views=method.n_views, scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0, blur_p=0.0
-        )
-        return AutoAugmentViews(views) if method.autoaugment else views
-    d = cfg.data
-    return SimCLRViews(d.image_size, n_views=method.n_views, scale=d.crop_scale, flip_p=d.flip_p,
-                       jitter_p=d.jitter_p, blur_p=d.blur_p)  # fmt: skip
+def pipeline(cfg, view) -> SimCLRViews | None:
+    """The augmentation one ``View`` asks for at its size (None: the plain normalised image)."""
+    d, size = cfg.data, view.size or cfg.data.image_size
+    if view.augment == "configured":
+        return SimCLRViews(size, 1, scale=d.crop_scale, flip_p=d.flip_p, jitter_p=d.jitter_p, blur_p=d.blur_p)
+    if view.augment == "paper":
+        return SimCLRViews(size, 1)
+    if view.augment == "crop_flip":
+        return SimCLRViews(size, 1, scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0, blur_p=0.0)
+    return None
+
+
+class RecipeViews:
+    """uint8 [B, C, H, W] -> one normalised float view per ``View`` of a method's recipe, each drawn
+    from ``g`` in the recipe's order (so a view is a function of (seed, epoch, step) alone)."""
+
+    def __init__(self, cfg, views: list):
+        self.views = list(views)
+        self.pipelines = [pipeline(cfg, v) for v in self.views]
+        pairs = zip(self.views, self.pipelines)
+        self.auto = {i: AutoAugmentViews(p) for i, (v, p) in enumerate(pairs) if v.autoaugment and p is not None}
+
+    def one(self, i: int, images: torch.Tensor, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        view, pipe = self.views[i], self.pipelines[i]
+        if pipe is None:
+            return eval_view(images)
+        if i in self.auto:
+            return self.auto[i](images, g)[0]
+        if view.strong:
+            return normalize(strong_augment(pipe.raw_view(x, g), g, 5))
+        return pipe.view(x, g)
+
+    def __call__(self, images: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
+        x = to_float(images)
+        return [self.one(i, images, x, g) for i in range(len(self.views))]
+
+
+def views_for(cfg, method) -> RecipeViews:
+    """The views ``method.views()`` declares, made as each ``View`` says."""
+    return RecipeViews(cfg, method.views())

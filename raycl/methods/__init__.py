@@ -7,7 +7,7 @@ that name), found when this module is first imported in a process, driver and wo
 
 from importlib.metadata import entry_points
 
-from raycl.methods.base import Method, MethodBatch, MethodConfig
+from raycl.methods.base import Method, MethodBatch, MethodConfig, View
 from raycl.methods.clsa import CLSA
 from raycl.methods.imclr import ImCLR, SupervisedCE
 from raycl.methods.interclr import InterCLR
@@ -50,4 +50,4 @@ def build_method(cfg, channels: int) -> Method:
     return REGISTRY[cfg.method.name](cfg, channels)
 
 
-__all__ = ["BROKEN", "ENTRY_POINTS", "REGISTRY", "Method", "MethodBatch", "MethodConfig", "build_method"]
+__all__ = ["BROKEN", "ENTRY_POINTS", "REGISTRY", "Method", "MethodBatch", "MethodConfig", "View", "build_method"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
@@ -21,8 +21,8 @@ class MethodConfig(Section):
 
     name: str = Field(
         "simclr",
-        description="the method: simclr, moco_v2, supcon, tcl, simclic, interclr, "
-        "imclr, supervised_ce, clsa, or one registered by a `raycl.methods` entry point",
+        description="the method: a name in raycl's registry (an unknown name is refused with the list), "
+        "or one registered by a `raycl.methods` entry point",
     )
     temperature: Number = Field(0.5, gt=0.0, description="softmax temperature of the contrastive loss")
     views: int | None = Field(None, ge=2, le=64, description="augmented views per sample; default: the method's own")
@@ -37,6 +37,23 @@ class MethodConfig(Section):
         return 0
 
 
+@dataclass(frozen=True)
+class View:
+    """One view a method trains on, as data: the data pipeline makes what this says and nothing
+    else (``raycl.data.views.views_for``), and ``raycl views`` draws it under ``title``.
+
+    ``augment``: "configured", SimCLR's pipeline (random resized crop, flip, colour jitter,
+    grayscale, blur) at the strengths of the ``data.*`` keys; "paper", the same pipeline at SimCLR's
+    own strengths for the view's size, whatever ``data.*`` says; "crop_flip", a crop of area
+    [0.5, 1] and a flip only (the usual supervised recipe); "none", the normalised image itself."""
+
+    title: str
+    augment: Literal["configured", "paper", "crop_flip", "none"] = "configured"
+    size: int | None = None  # the view's side in pixels; None: data.image_size
+    strong: bool = False  # then the 14-op strong augmentation (CLSA), drawn 5 times an image
+    autoaugment: bool = False  # AutoAugment's CIFAR-10 policy on each image first (ImCLR's option)
+
+
 @dataclass
 class MethodBatch:
     views: list[torch.Tensor]  # augmented views, each [b, C, H, W]
@@ -47,8 +64,8 @@ class MethodBatch:
 class Method(nn.Module):
     """Subclasses build their networks in ``__init__(cfg, channels)`` and implement ``forward``.
 
-    ``backbone`` must be the encoder whose pooled features evaluation uses; ``n_views`` and
-    ``augmentation`` tell the data pipeline how many views per sample the method wants, and how made.
+    ``backbone`` must be the encoder whose pooled features evaluation uses; ``views`` tells the data
+    pipeline which views of each sample the method wants, as data (``View``).
     What else a method needs from the rest of raycl it declares here (the defaults suit a plain
     two-view contrastive method): the data, config and training loop ask, never test its name.
     """
@@ -56,8 +73,13 @@ class Method(nn.Module):
     name = "method"
     Config: type[MethodConfig] = MethodConfig  # its ``method:`` section
     n_views = 2
-    augmentation = "simclr"  # "none": the views are the normalised images themselves
-    autoaugment = False  # AutoAugment per image before the views (ImCLR's option)
+
+    def views(self) -> list[View]:
+        """The views of each sample this method trains on, in the order of ``batch.views``; the
+        default, ``n_views`` views of SimCLR's pipeline at the ``data.*`` strengths, suits a plain
+        contrastive method."""
+        return [View(f"view {i + 1}") for i in range(self.n_views)]
+
     backbone: nn.Module
 
     # -- what it needs of the data and the config (asked on the driver, before any worker starts) --
@@ -70,6 +92,8 @@ class Method(nn.Module):
     def largest_label(cls, method_cfg) -> int | None:
         """The largest class id the method can take (a classifier's outputs); None: any class id."""
         return None
+
+    sample_store_key = "bank_size"  # the method key that sizes its per-sample store, named in errors
 
     @classmethod
     def sample_store_size(cls, method_cfg) -> int | None:

@@ -22,7 +22,7 @@ from raycl import collectives as dist
 from raycl.errors import ConfigError
 from raycl.fields import Number
 from raycl.losses import ddm_loss
-from raycl.methods.base import MethodBatch
+from raycl.methods.base import MethodBatch, View
 from raycl.methods.moco_v2 import MoCoV2, MoCoV2Config
 
 
@@ -44,12 +44,18 @@ class CLSAConfig(MoCoV2Config):
 class CLSA(MoCoV2):
     name = "clsa"
     Config = CLSAConfig
-    augmentation = "clsa"
 
     def __init__(self, cfg, channels: int):
         super().__init__(cfg, channels)
         self.strong_sizes, self.beta = list(cfg.method.strong_sizes), cfg.method.ddm_weight
         self.n_views = 2 + len(self.strong_sizes)
+
+    def views(self) -> list[View]:
+        """Two weak views, then one strong view per entry of ``strong_sizes``: the weak pipeline
+        cropped to that size, then the 14-op strong augmentation. Both at SimCLR's own strengths,
+        as the paper's code makes them."""
+        weak = [View(f"weak {i}", augment="paper") for i in (1, 2)]
+        return weak + [View(f"strong {s}px", augment="paper", size=s, strong=True) for s in self.strong_sizes]
 
     def logits(self, z: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
         """sim(z, c) / tau over the candidates {k_i} U queue (column 0 is the positive key)."""

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from raycl.errors import ConfigError, DataError
 from raycl.fields import MAX_CLASSES, Number
-from raycl.methods.base import Method, MethodBatch, MethodConfig
+from raycl.methods.base import Method, MethodBatch, MethodConfig, View
 from raycl.models import build_backbone
 
 
@@ -101,7 +101,6 @@ class ImCLRConfig(ClassifierConfig):
 class ImCLR(Method):
     name = "imclr"
     Config: type[MethodConfig] = ImCLRConfig
-    augmentation = "supervised"
 
     @classmethod
     def needs_every_label(cls, method_cfg) -> bool:
@@ -120,6 +119,11 @@ class ImCLR(Method):
         self.n_views = 2 if self.pi_weight > 0 else 1
         self.backbone = build_backbone(cfg, channels, concat=self.k)
         self.classifier = nn.Linear(self.backbone.out_dim, self.num_classes)
+
+    def views(self) -> list[View]:
+        """The supervised recipe's crop and flip (AutoAugment first, with ``method.autoaugment``);
+        a second view for the Pi-model's consistency term."""
+        return [View(f"view {i + 1}", augment="crop_flip", autoaugment=self.autoaugment) for i in range(self.n_views)]
 
     @staticmethod
     def concat_k(cfg) -> int:

@@ -2,7 +2,7 @@
 the frozen features of a pre-trained backbone.
 
     f = the checkpoint's backbone: no gradient, eval mode (BatchNorm statistics frozen)
-    for x, y in loader:                              # random crop + flip (method.augmentation)
+    for x, y in loader:                              # random crop + flip (LinearEval.views)
         h = standardise(pool(f_layer(aug(x))))       # BatchNorm without affine parameters (MAE's probe)
         loss = cross_entropy(W h + b, y)
     every epoch: top-1 and top-5 of W standardise(f(x)) + b on the held-out rows (un-augmented)
@@ -34,7 +34,7 @@ from raycl.collectives.batchnorm import GlobalBatchNorm
 from raycl.errors import CheckpointError, ConfigError
 from raycl.fields import MAX_CLASSES
 from raycl.files import safe_load
-from raycl.methods.base import Method, MethodBatch, MethodConfig
+from raycl.methods.base import Method, MethodBatch, MethodConfig, View
 from raycl.models import build_backbone
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -94,7 +94,9 @@ class LinearEval(Method):
     name = "linear_eval"
     Config: type[ProtocolConfig] = LinearEvalConfig
     n_views = 1
-    augmentation = "supervised"
+
+    def views(self) -> list[View]:
+        return [View("view 1", augment="crop_flip")]  # the protocols' random crop and flip
 
     @classmethod
     def needs_every_label(cls, method_cfg) -> bool:

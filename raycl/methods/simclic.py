@@ -25,7 +25,7 @@ from raycl import collectives as dist
 from raycl.errors import ConfigError
 from raycl.fields import Number
 from raycl.losses import negative_cosine
-from raycl.methods.base import Method, MethodBatch, MethodConfig
+from raycl.methods.base import Method, MethodBatch, MethodConfig, View
 from raycl.models import build_backbone, mlp
 
 
@@ -63,9 +63,11 @@ class SimCLIC(Method):
     name = "simclic"
     Config = SimCLICConfig
     n_views = 1
-    augmentation = "none"
     history: torch.Tensor  # buffers, declared for type checkers
     seen: torch.Tensor
+
+    def views(self) -> list[View]:
+        return [View("input to the network", augment="none")]  # no augmentation: the paper's setting
 
     @classmethod
     def sample_store_size(cls, method_cfg) -> int | None:
