@@ -10,33 +10,41 @@ import logging
 import os
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
 from raycl.config import Config, apply_overrides, check_paths, ensure_config, load_config, read_yaml
-from raycl.data import build_sources, check_data, eval_ready, eval_sources, subset
+from raycl.data import check_data
+from raycl.data.label_subset import label_subset
 from raycl.data.parquet import convert_image_folder
 from raycl.data.preview import grid
 from raycl.data.torchvision_source import convert_torchvision, is_torchvision
 from raycl.errors import ConfigError, DataError
-from raycl.eval import effective_rank, extract, knn_top1, linear_probe
-from raycl.eval.features import rows_per_forward
-from raycl.eval.logreg import select_and_fit
-from raycl.eval.pixels import PREPROCESSINGS, StoredPixels, best, preprocess
-from raycl.eval.report import Ticker
+from raycl.eval.frozen import (
+    PIXEL_FLOOR_BYTES,
+    PROTOCOLS,
+    evaluate_backbone,
+    evaluate_features,
+    floors,
+    pixel_floor,
+    random_init_eval,
+    random_init_knn,
+)
+from raycl.eval.neighbours import neighbours as nearest
 from raycl.export import export_backbone
 from raycl.files import write_atomic
 from raycl.log import get as get_logger
-from raycl.methods import build_method
 from raycl.methods.linear_eval import divergence
 from raycl.train.checkpoint import load_checkpoint_model, model_file, read_state, registered_checkpoints
 from raycl.train.storage import run_dir
 
 log = get_logger(__name__)
 
-# How ``raycl eval`` fits its linear classifier (``evaluate_backbone``).
-PROTOCOLS = ("linear", "logreg")
+# The frozen-encoder protocols and floors (raycl.eval.frozen) and the label subset (raycl.data) are
+# part of the public face too.
+__all__ = [
+    "PIXEL_FLOOR_BYTES", "PROTOCOLS", "bank_server", "connect", "convert", "demo", "evaluate", "evaluate_backbone",
+    "evaluate_features", "export", "finetune", "finetune_config", "floors", "history", "knn", "label_subset",
+    "latest_checkpoint", "linear", "linear_config", "load_config", "neighbours", "pixel_floor", "random_init_eval",
+    "random_init_knn", "sweep", "train", "views",
+]  # fmt: skip
 
 
 def demo_config_path() -> str:
@@ -137,36 +145,9 @@ def latest_checkpoint(cfg: Config) -> str | None:
 def neighbours(checkpoint: str, queries: int = 5, k: int = 5, seed: int = 0) -> dict:
     """Nearest training images (cosine, frozen encoder) of ``queries`` random held-out images:
     {"query_images", "neighbour_images" [q, k, ...], "query_labels", "neighbour_labels"}."""
-
     cfg, method = load_checkpoint_model(checkpoint)
     check_stored_data(cfg)
-    e = cfg.eval
-    train_src, eval_src = eval_sources(cfg)
-    train_src, eval_src = (
-        subset(train_src, e.max_train_samples, cfg.run.seed),
-        subset(eval_src, e.max_eval_samples, cfg.run.seed),
-    )
-    tr, tr_y = extract(method.encoder(), train_src)
-    te, te_y = extract(method.encoder(), eval_src)
-    pick = np.random.default_rng(seed).choice(len(te), queries, replace=False)
-    sim = F.normalize(te[pick], dim=1) @ F.normalize(tr, dim=1).t()
-    nn_idx = sim.topk(k, dim=1).indices.numpy()
-
-    def images(src, feature_rows):  # extract() leaves corrupt rows out: map feature rows to positions
-        valid = (
-            np.concatenate([src.read_rows(b).valid for b in range(len(src.block_sizes))])
-            if cfg.data.on_corrupt == "skip"
-            else np.ones(len(src), bool)
-        )
-        got = src.read_positions(np.flatnonzero(valid)[np.asarray(feature_rows).reshape(-1)]).images
-        return got.reshape(np.shape(feature_rows) + got.shape[1:])
-
-    return {
-        "query_images": images(eval_src, pick),
-        "neighbour_images": images(train_src, nn_idx),
-        "query_labels": te_y[pick].numpy(),
-        "neighbour_labels": tr_y.numpy()[nn_idx],
-    }
+    return nearest(cfg, method, queries, k, seed)
 
 
 def bank_server(run_name: str, address: str | None = None):
@@ -180,90 +161,6 @@ def bank_server(run_name: str, address: str | None = None):
     if not ray.is_initialized():
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", logging_level=logging.WARNING)
     return get(run_name)
-
-
-def _features(cfg: Config, backbone: torch.nn.Module, sources, what: str = "encoder", quiet: bool = False):
-
-    train_src, eval_src = sources
-    e, seed, bs = cfg.eval, cfg.run.seed, rows_per_forward(cfg.data.channels, cfg.data.image_size)
-    out = []
-    for split, src, most in (("training", train_src, e.max_train_samples), ("held-out", eval_src, e.max_eval_samples)):
-        ticker = None if quiet else Ticker(f"{what} features of {split} rows", "rows")
-        out += list(extract(backbone, src, batch_size=bs, max_rows=most, seed=seed, progress=ticker))
-    return tuple(out)
-
-
-def evaluate_backbone(
-    cfg: Config,
-    backbone: torch.nn.Module,
-    linear: bool = True,
-    what: str = "encoder",
-    quiet: bool = False,
-    protocol: str = "linear",
-) -> dict:
-    """kNN monitor (cosine, k, T from cfg.eval), the held-out features' effective rank and, when
-    ``linear``, a linear classifier on frozen features: ``protocol`` "linear" (softmax by SGD,
-    ``linear_top1``) or "logreg" (regularised logistic regression, C chosen on held-out training
-    rows, ``logreg_*``). Progress lines on stderr unless ``quiet``."""
-
-    sources = eval_sources(cfg)  # once: opening Parquet shards reads every footer
-    skip = eval_ready(*sources)
-    if skip:
-        log.warning(skip)
-        return {"knn_top1": None, **({f"{protocol}_top1": None} if linear else {}), "skipped": skip}
-    tr, tr_y, te, te_y = _features(cfg, backbone, sources, what, quiet)
-    return evaluate_features(cfg, tr, tr_y, te, te_y, linear, what, quiet, protocol)
-
-
-def evaluate_features(cfg: Config, tr, tr_y, te, te_y, linear=True, what="encoder", quiet=False, protocol="linear"):
-    """The protocols of ``evaluate_backbone`` on features already extracted."""
-    out = {"knn_top1": knn_top1(tr, tr_y, te, te_y, cfg.eval.knn_k, cfg.eval.knn_temperature)}
-    out["effective_rank"] = effective_rank(te)  # of the held-out features: collapse shows without labels
-    if linear and protocol == "logreg":
-        ticker = None if quiet else Ticker(f"{what} logistic regression", "values of C", every_s=10.0)
-        out |= select_and_fit(tr, tr_y, te, te_y, seed=cfg.run.seed, progress=ticker) or {"logreg_top1": None}
-    elif linear:
-        ticker = None if quiet else Ticker(f"{what} linear probe", "epochs", every_s=10.0)
-        out["linear_top1"] = linear_probe(
-            tr, tr_y, te, te_y, cfg.eval.linear_epochs, cfg.eval.linear_lr, seed=cfg.run.seed, progress=ticker
-        )
-    return out
-
-
-# Raw pixels as features cost rows x C x H x W floats; past this the floor is skipped and said so.
-PIXEL_FLOOR_BYTES = 4 << 30
-
-
-def floors(cfg: Config, linear: bool = True, quiet: bool = False, protocol: str = "linear") -> dict:
-    """What a trained encoder must beat, on the same rows and protocol: the same encoder at random
-    init (seed ``run.seed``) and the raw pixels under their best plain preprocessing
-    (``random_init_*``, ``pixels_*``; ``pixels_knn_preprocessing`` and the like name the winner)."""
-    init = random_init_eval(cfg, linear=linear, quiet=quiet, protocol=protocol)
-    out = {f"random_init_{k}": v for k, v in init.items() if k != "skipped"}
-    rows = (cfg.eval.max_train_samples or 0) + (cfg.eval.max_eval_samples or 0)
-    pixel_bytes = 4 * cfg.data.channels * cfg.data.image_size**2 * rows
-    if not rows or pixel_bytes > PIXEL_FLOOR_BYTES:
-        log.warning(
-            f"raw-pixel floor skipped: {rows or 'every'} rows of {cfg.data.image_size} px would need more "
-            f"than {PIXEL_FLOOR_BYTES >> 30} GiB (lower eval.max_train_samples)"
-        )
-        return out
-    return out | {f"pixels_{k}": v for k, v in pixel_floor(cfg, linear, quiet, protocol).items()}
-
-
-def pixel_floor(cfg: Config, linear: bool = True, quiet: bool = False, protocol: str = "linear") -> dict:
-    """The raw pixels of the same rows under each plain preprocessing (stored, mean-centred,
-    standardised with training statistics; raycl.eval.pixels), every protocol on each; the floor
-    is the best per protocol, with ``<protocol>_preprocessing`` naming the one that gave it."""
-    sources = eval_sources(cfg)
-    if eval_ready(*sources):  # no labeled rows: the random-init floor has said why
-        return {"knn_top1": None, **({f"{protocol}_top1": None} if linear else {})}
-    tr, tr_y, te, te_y = _features(cfg, StoredPixels(), sources, "raw-pixel", quiet)
-    scores = {}
-    for how in PREPROCESSINGS:
-        a, b = preprocess(tr, te, how)
-        scores[how] = evaluate_features(cfg, a, tr_y, b, te_y, linear, f"raw-pixel ({how})", quiet, protocol)
-    return best(scores)
 
 
 def export(checkpoint: str, out: str, fmt: str = "safetensors") -> dict:
@@ -284,19 +181,15 @@ def knn(checkpoint: str, workers: int = 2, k: int | None = None, temperature: fl
     return run_knn(checkpoint, workers, k, temperature, address=address)
 
 
-# raycl linear's optimizer and schedule when no recipe is given: SGD on the head, no weight decay,
-# cosine from lr 0.1 (at batch 256) without warm-up, 10 epochs; the recipes recipe:linear/* hold the
-# papers' protocols (MoCo: lr 30, steps at 60/80 of 100 epochs; SimCLR: LARS, 90 epochs).
-LINEAR_DEFAULTS = {
-    "optim": {"name": "sgd", "base_lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "schedule": "cosine",
-              "warmup_epochs": 0, "final_lr": 0.0, "milestones": []},
-    "run": {"epochs": 10, "checkpoint_every": 1, "stop_after_epochs": None, "stop_after_steps": None},
-}  # fmt: skip
+# raycl linear's optimizer and schedule when no recipe is given (SGD on the head, cosine from lr 0.1
+# at batch 256, 10 epochs); recipe:linear/moco_imagenet and recipe:linear/simclr_imagenet hold the
+# papers' protocols.
+LINEAR_DEFAULT = "recipe:linear/default"
 
 
 def linear_config(checkpoint: str, recipe: str | None = None, overrides: list[str] | None = None) -> Config:
     """The config of a linear evaluation of ``checkpoint``: its run's data, model and workers,
-    ``method: linear_eval`` on its model.pt, ``LINEAR_DEFAULTS`` or the recipe's sections (its
+    ``method: linear_eval`` on its model.pt, the recipe's sections (default: ``LINEAR_DEFAULT``) (its
     ``model`` aside: the backbone is the checkpoint's), then ``overrides``."""
     path = model_file(checkpoint)
     pretrained, _ = load_checkpoint_model(path)
@@ -304,7 +197,7 @@ def linear_config(checkpoint: str, recipe: str | None = None, overrides: list[st
     classes = check_data(pretrained).get("train", {}).get("classes") or 10  # the built-in digits: 10
     raw["method"] = {"name": "linear_eval", "checkpoint": path, "num_classes": max(2, classes)}
     raw["run"]["name"] = f"{pretrained.run.name}-linear"
-    for section, values in (read_yaml(recipe, "linear recipe") if recipe else LINEAR_DEFAULTS).items():
+    for section, values in read_yaml(recipe or LINEAR_DEFAULT, "linear recipe").items():
         if section != "model" and isinstance(values, dict):
             raw[section] = {**raw.get(section, {}), **values}
     return ensure_config(apply_overrides(raw, overrides or []))
@@ -322,28 +215,6 @@ def linear(checkpoint: str, recipe: str | None = None, overrides: list[str] | No
     log.warning(reason)
     hidden = ("linear_top1", "linear_top5", "best_linear_top1", "best_linear_top5", "best_epoch")
     return out | dict.fromkeys(hidden) | {"diverged": reason}
-
-
-def label_subset(cfg: Config, fraction: float, seed: int) -> np.ndarray:
-    """Row positions of a class-balanced seeded subset of the training rows: ``fraction`` of each
-    class's labeled rows (at least one), as SimCLR's 1% / 10% ImageNet subsets are drawn."""
-    if not 0 < fraction <= 1:
-        raise ConfigError(f"--label-fraction: expected a fraction in (0, 1], got {fraction}")
-    train, _ = build_sources(cfg.model_copy(update={"data": cfg.data.model_copy(update={"rows": None})}))
-    labels = np.concatenate([train.labels_of(b) for b in range(len(train.block_sizes))])
-    classes = np.unique(labels[labels >= 0])
-    wanted = round(fraction * int((labels >= 0).sum()))
-    if wanted < len(classes):
-        raise ConfigError(
-            f"--label-fraction: {fraction} of {int((labels >= 0).sum())} labeled rows is {wanted} rows, fewer than "
-            f"the {len(classes)} classes; raise it to at least {len(classes) / max(1, int((labels >= 0).sum())):.2g}"
-        )
-    rng = np.random.default_rng([seed, 0xF17E])
-    picks = []
-    for c in classes:
-        rows = np.flatnonzero(labels == c)
-        picks.append(rng.choice(rows, max(1, round(fraction * len(rows))), replace=False))
-    return np.sort(np.concatenate(picks))
 
 
 def finetune_config(checkpoint: str, label_fraction: float, from_scratch: bool = False, recipe: str | None = None,
@@ -407,19 +278,6 @@ def evaluate(checkpoint: str, linear: bool = True, with_floors: bool = True, pro
     if with_floors and not out.get("skipped"):
         out |= floors(cfg, linear, protocol=protocol)
     return out
-
-
-def random_init_eval(cfg: Config, linear: bool = False, quiet: bool = False, protocol: str = "linear") -> dict:
-    """``evaluate_backbone`` of the config's method encoder at random init (seed ``run.seed``): the
-    floor a trained encoder must beat."""
-
-    torch.manual_seed(cfg.run.seed)
-    encoder = build_method(cfg, cfg.data.channels).encoder()
-    return evaluate_backbone(cfg, encoder, linear, "random-init", quiet, protocol)
-
-
-def random_init_knn(cfg: Config) -> float:
-    return random_init_eval(cfg, quiet=True)["knn_top1"]
 
 
 def demo(overrides: list[str] | None = None, address: str | None = None, resume: bool = False) -> dict:

@@ -287,17 +287,17 @@ def counted_train_loop(config: dict) -> None:
 
     import ray.train
 
-    import raycl.config
+    import raycl.config.model
     from raycl.train.storage import run_dir
     from raycl.train.worker import train_loop
 
     calls = []
-    original = raycl.config.check_across
-    raycl.config.check_across = lambda cfg: (calls.append(1), original(cfg))[1]
+    original = raycl.config.model.check_across
+    raycl.config.model.check_across = lambda cfg: (calls.append(1), original(cfg))[1]
     try:
         train_loop(config)
     finally:
-        raycl.config.check_across = original
+        raycl.config.model.check_across = original
     cfg, rank = config["config"], ray.train.get_context().get_world_rank()
     with open(os.path.join(run_dir(cfg), f"validations-{rank}.json"), "w") as fh:
         json.dump({"validations": len(calls), "given": type(cfg).__name__}, fh)
@@ -306,13 +306,13 @@ def counted_train_loop(config: dict) -> None:
 def test_a_config_is_validated_once_on_its_way_from_the_command_line_to_the_workers(ray_cluster, tmp_path, monkeypatch):
     import json
 
-    import raycl.config
+    import raycl.config.model
     import raycl.train.trainer
     from raycl.cli import main
 
     calls = []
-    original = raycl.config.check_across
-    monkeypatch.setattr(raycl.config, "check_across", lambda cfg: (calls.append(1), original(cfg))[1])
+    original = raycl.config.model.check_across
+    monkeypatch.setattr(raycl.config.model, "check_across", lambda cfg: (calls.append(1), original(cfg))[1])
     monkeypatch.setattr(raycl.train.trainer, "train_loop", counted_train_loop)
     argv = ["train", "recipe:demo", "data.num_samples=128", "data.batch_size=64", "model.width=8",
             "model.proj_hidden_dim=32", "model.proj_out_dim=16", "run.epochs=1", "run.name=once",
