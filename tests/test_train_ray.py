@@ -315,8 +315,8 @@ def test_a_config_is_validated_once_on_its_way_from_the_command_line_to_the_work
     monkeypatch.setattr(raycl.config.model, "check_across", lambda cfg: (calls.append(1), original(cfg))[1])
     monkeypatch.setattr(raycl.train.trainer, "train_loop", counted_train_loop)
     argv = ["train", "recipe:demo", "data.num_samples=128", "data.batch_size=64", "model.width=8",
-            "model.proj_hidden_dim=32", "model.proj_out_dim=16", "run.epochs=1", "run.name=once",
-            "distributed.torch_threads=1", "optim.warmup_epochs=0", f"run.storage_path={tmp_path}"]
+            "model.proj_hidden_dim=32", "model.proj_out_dim=16", "run.epochs=1", "run.checkpoint_every=1",
+            "run.name=once", "distributed.torch_threads=1", "optim.warmup_epochs=0", f"run.storage_path={tmp_path}"]
     assert main(argv) == 0
     assert len(calls) == 1  # the driver: read, overridden, validated, resolved, its data found, once
     workers = [json.loads(p.read_text()) for p in sorted((tmp_path / "once").glob("validations-*.json"))]
