@@ -1,16 +1,5 @@
 """raycl.train.launch: every Ray Train run raycl starts is built in one place."""
-import pathlib
-import re
-
 from tiny import tiny_config
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def test_raycl_builds_a_torch_trainer_in_one_place():
-    calls = [str(p.relative_to(ROOT)) for p in (ROOT / "raycl").rglob("*.py")
-             for _ in re.finditer(r"\bTorchTrainer\(", p.read_text())]
-    assert calls == ["raycl/train/launch.py"]
 
 
 def test_a_run_and_a_sweep_trial_launch_with_the_same_fault_tolerance_and_workers(tmp_path):

@@ -123,7 +123,7 @@ def _check_dimension(key: str, dist: Any, base: dict) -> None:
 def parse_sweep(raw: Any, base: dict) -> SweepSpec:
     """Validate a ``sweep:`` section against the config it sweeps, before any trial starts."""
     if not isinstance(raw, dict):
-        raise ConfigError("sweep: expected a mapping with a 'space' (see raycl/tune.py)")
+        raise ConfigError("sweep: expected a mapping with a 'space' (see docs/guides/sweeps.md)")
     allowed = [f.name for f in dataclasses.fields(SweepSpec)]
     unknown = sorted(set(raw) - set(allowed), key=str)
     if unknown:
@@ -161,7 +161,7 @@ def load_sweep(path: str, overrides: list[str] | None = None, sweep_path: str | 
     holder = raw if sweep_path is None else read_yaml(sweep_path, "sweep file")
     if "sweep" not in holder:
         where = sweep_path or path
-        raise ConfigError(f"{where}: no 'sweep' section; add one with a 'space' (see raycl/tune.py)")
+        raise ConfigError(f"{where}: no 'sweep' section; add one with a 'space' (see docs/guides/sweeps.md)")
     sweep_raw = holder.pop("sweep")
     if sweep_path is not None and holder:
         found = ", ".join(sorted(map(str, holder)))
