@@ -16,6 +16,9 @@ from raycl.api import demo_config_path
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "toy-method"
 GOOD = 'toy_contrast = "toy_method:ToyContrast"\n'
 BROKEN = 'toy_missing = "toy_method:NotThere"\n'  # added to the copy only: an entry point that does not import
+# and one whose method sets the view attribute an older raycl read (it would train on other views)
+STALE = 'toy_stale = "toy_method:Stale"\n'
+STALE_CLASS = '\n\nclass Stale(ToyContrast):\n    name = "toy_stale"\n    augmentation = "none"\n'
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,8 @@ def site(tmp_path_factory):
     shutil.copytree(EXAMPLE, pkg, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
     pyproject = (pkg / "pyproject.toml").read_text()
     assert GOOD in pyproject, "examples/toy-method/pyproject.toml no longer registers toy_contrast"
-    (pkg / "pyproject.toml").write_text(pyproject.replace(GOOD, GOOD + BROKEN))
+    (pkg / "pyproject.toml").write_text(pyproject.replace(GOOD, GOOD + BROKEN + STALE))
+    (pkg / "toy_method.py").write_text((pkg / "toy_method.py").read_text() + STALE_CLASS)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
                     str(root / "site"), str(pkg)], check=True, capture_output=True, timeout=300)
     return root / "site"
@@ -46,6 +50,8 @@ def test_a_broken_entry_point_is_one_line_for_the_config_that_names_it(site):
     assert "method.name: 'toy_missing': entry point 'toy_method:NotThere' does not import" in p.stderr
     ok = raycl_cli(site, "config", "show", demo_config_path(), "method.name=toy_contrast")
     assert ok.returncode == 0 and "name: toy_contrast" in ok.stdout, ok.stderr
+    stale = raycl_cli(site, "config", "show", demo_config_path(), "method.name=toy_stale")
+    assert stale.returncode == 2 and "sets 'augmentation', which raycl no longer reads" in stale.stderr, stale.stderr
 
 
 def test_a_method_from_another_package_brings_its_own_config_keys_bounds_rules_and_schema(site):

@@ -40,6 +40,13 @@ def _load_entry_points() -> None:
         if not (isinstance(cls, type) and issubclass(cls, Method)) or cls.name != ep.name:
             BROKEN[ep.name] = f"entry point {ep.value!r} is not a raycl Method subclass named {ep.name!r}"
             continue
+        stale = [a for a in ("augmentation", "autoaugment") if a in vars(cls)]
+        if stale:  # read by an older raycl: ignored now, it would silently train on other views
+            BROKEN[ep.name] = (
+                f"entry point {ep.value!r} sets {stale[0]!r}, which raycl no longer reads; "
+                "declare the method's views with `def views(self) -> list[View]` instead"
+            )
+            continue
         REGISTRY[ep.name] = cls
 
 
