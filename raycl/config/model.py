@@ -9,12 +9,20 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, create_model
 
+from raycl.config import plugins
 from raycl.config.overrides import apply_overrides
 from raycl.config.paths import check_paths, local_path, path_fields
-from raycl.config.sections import DataConfig, DistributedConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig
+from raycl.config.sections import (
+    DataConfig,
+    DistributedConfig,
+    EvalConfig,
+    MethodConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+)
 from raycl.errors import ConfigError
 from raycl.fields import Section, build
-from raycl.methods import BROKEN, REGISTRY, MethodConfig
 from raycl.world import WorldPlan
 
 
@@ -103,6 +111,7 @@ def _fitting_counts(cfg: Config) -> list[int]:
 def method_section(raw: Any) -> MethodConfig:
     """The ``method:`` mapping validated by the model of the method it names."""
     name = raw.get("name", MethodConfig.model_fields["name"].default) if isinstance(raw, dict) else None
+    REGISTRY, BROKEN = plugins.methods()
     if isinstance(name, str) and name in BROKEN:
         raise ConfigError(f"method.name: {name!r}: {BROKEN[name]}")
     if isinstance(name, str) and name not in REGISTRY:
@@ -139,7 +148,7 @@ def _with_literal_name(name: str, model: type[MethodConfig]) -> type[MethodConfi
 def schema() -> dict:
     """The JSON Schema of a config file (draft 2020-12): every section, and ``method`` as one model
     per registered method, told apart by ``name`` (an editor completes a method's own keys)."""
-    variants = [_with_literal_name(name, cls.Config) for name, cls in sorted(REGISTRY.items())]
+    variants = [_with_literal_name(name, cls.Config) for name, cls in sorted(plugins.methods()[0].items())]
     method: Any = Annotated[Union[tuple(variants)], Field(discriminator="name")]  # noqa: UP007 (a runtime tuple)
     whole = create_model("RayclConfig", __base__=Config, method=(method, variants[0]()))
     doc = whole.model_json_schema()

@@ -10,8 +10,9 @@ from typing import Any
 
 import fsspec
 
+from raycl.config import plugins
+from raycl.config.sections import MethodConfig
 from raycl.errors import ConfigError
-from raycl.methods import REGISTRY, MethodConfig
 
 # (section, key, read): read fields must exist when set; the others are where raycl writes.
 PATH_FIELDS = (
@@ -33,7 +34,8 @@ def local_path(url: str) -> str:
 
 def _method_model(raw_method: Any) -> type[MethodConfig]:
     name = raw_method.get("name", MethodConfig.model_fields["name"].default) if isinstance(raw_method, dict) else None
-    return REGISTRY[name].Config if isinstance(name, str) and name in REGISTRY else MethodConfig
+    registry = plugins.methods()[0]
+    return registry[name].Config if isinstance(name, str) and name in registry else MethodConfig
 
 
 def path_fields(raw_method: Any = None, read: bool | None = None) -> list[tuple[str, str]]:

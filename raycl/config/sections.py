@@ -4,13 +4,26 @@ pydantic models (``raycl.fields.Section``), each checking its own keys."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
 from raycl.errors import ConfigError
 from raycl.fields import NotBool, Number, Section
-from raycl.models import check_backbone
+
+# The backbones raycl.models builds, by name: torchvision's ResNets, VGG-16, PreAct ResNet-18 and the
+# Wide ResNets (depth and widening factor in the name). tests/test_views_models.py holds the two to
+# the same list.
+RESNETS = ("resnet18", "resnet50")
+BACKBONES = (*RESNETS, "vgg16", "preact_resnet18", "wrn<depth>_<k>")
+WRN = re.compile(r"wrn(\d+)_(\d+)$")
+
+
+def check_backbone(name: str) -> None:
+    if name in RESNETS or name in ("vgg16", "preact_resnet18") or WRN.match(name):
+        return
+    raise ConfigError(f"model.backbone: unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
+
 
 LOGGERS = ("tensorboard", "mlflow", "wandb")
 # What a user may write for distributed.workers (the model holds max, and min in min_workers).
@@ -256,3 +269,28 @@ class RunConfig(Section):
                 "no checkpoint would be written"
             )
         return self
+
+
+class MethodConfig(Section):
+    """The ``method:`` keys every method has. A method with keys of its own subclasses this in its
+    file and names it as its ``Config``; its cross-field rules go in ``check``; keys that name a file
+    go in ``path_fields`` (made absolute on the driver, checked to exist there and on the workers)."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ()
+
+    name: str = Field(
+        "simclr",
+        description="the method: a name in raycl's registry (an unknown name is refused with the list), "
+        "or one registered by a `raycl.methods` entry point",
+    )
+    temperature: Number = Field(0.5, gt=0.0, description="softmax temperature of the contrastive loss")
+    views: int | None = Field(None, ge=2, le=64, description="augmented views per sample; default: the method's own")
+
+    def check(self, cfg) -> None:
+        """Raise ConfigError (naming ``method.<key>``) for values fine one by one but not together,
+        here or with the other sections of ``cfg``."""
+
+    @property
+    def bank_sync_steps(self) -> int:
+        """Steps between pushes of per-sample state to the BankServer actor; 0: no server."""
+        return 0

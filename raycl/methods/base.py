@@ -3,38 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 import torch.nn as nn
-from pydantic import Field
 
-from raycl.fields import Number, Section
-
-
-class MethodConfig(Section):
-    """The ``method:`` keys every method has. A method with keys of its own subclasses this in its
-    file and names it as its ``Config``; its cross-field rules go in ``check``; keys that name a file
-    go in ``path_fields`` (made absolute on the driver, checked to exist there and on the workers)."""
-
-    path_fields: ClassVar[tuple[str, ...]] = ()
-
-    name: str = Field(
-        "simclr",
-        description="the method: a name in raycl's registry (an unknown name is refused with the list), "
-        "or one registered by a `raycl.methods` entry point",
-    )
-    temperature: Number = Field(0.5, gt=0.0, description="softmax temperature of the contrastive loss")
-    views: int | None = Field(None, ge=2, le=64, description="augmented views per sample; default: the method's own")
-
-    def check(self, cfg) -> None:
-        """Raise ConfigError (naming ``method.<key>``) for values fine one by one but not together,
-        here or with the other sections of ``cfg``."""
-
-    @property
-    def bank_sync_steps(self) -> int:
-        """Steps between pushes of per-sample state to the BankServer actor; 0: no server."""
-        return 0
+from raycl.config.sections import MethodConfig
 
 
 @dataclass(frozen=True)

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
-from raycl.errors import ConfigError
+from raycl.config.sections import BACKBONES, WRN, check_backbone
 from raycl.models.heads import mlp
 from raycl.models.preact import PreActResNet18
-from raycl.models.resnet import ARCHS, Backbone
+from raycl.models.resnet import Backbone
 from raycl.models.vgg import VGG
 from raycl.models.wrn import WideResNet
-
-BACKBONES = (*ARCHS, "vgg16", "preact_resnet18", "wrn<depth>_<k>")
-_WRN = re.compile(r"wrn(\d+)_(\d+)$")
-
-
-def check_backbone(name: str) -> None:
-    if name in ARCHS or name in ("vgg16", "preact_resnet18") or _WRN.match(name):
-        return
-    raise ConfigError(f"model.backbone: unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
-
 
 AnyBackbone = Backbone | PreActResNet18 | VGG | WideResNet
 
@@ -35,7 +23,7 @@ def build_backbone(cfg, channels: int, concat: int = 1) -> AnyBackbone:
         return VGG(channels, size, width=m.width)
     if m.backbone == "preact_resnet18":
         return PreActResNet18(channels, width=m.width)
-    wrn = _WRN.match(m.backbone)
+    wrn = WRN.match(m.backbone)
     if wrn:
         return WideResNet(int(wrn.group(1)), int(wrn.group(2)), channels, m.pool, size)
     return Backbone(m.backbone, in_channels=channels, stem=m.stem, width=m.width)
