@@ -9,6 +9,18 @@ process, driver and workers alike, and the registry here is its table.
 from raycl.config import plugins
 from raycl.methods.base import Method, MethodBatch, MethodConfig, View
 
+# raycl's methods, importable from here for a package that builds on one (the registry itself comes
+# from the entry points, after these imports)
+from raycl.methods.clsa import CLSA
+from raycl.methods.imclr import ImCLR, SupervisedCE
+from raycl.methods.interclr import InterCLR
+from raycl.methods.linear_eval import Finetune, LinearEval
+from raycl.methods.moco_v2 import MoCoV2
+from raycl.methods.simclic import SimCLIC
+from raycl.methods.simclr import SimCLR
+from raycl.methods.supcon import SupCon
+from raycl.methods.tcl import TCL
+
 ENTRY_POINTS = plugins.ENTRY_POINTS
 REGISTRY: dict[str, type[Method]]
 # Entry points that did not give a usable method: name -> why (said when a config asks for it).
@@ -20,4 +32,7 @@ def build_method(cfg, channels: int) -> Method:
     return REGISTRY[cfg.method.name](cfg, channels)
 
 
-__all__ = ["BROKEN", "ENTRY_POINTS", "REGISTRY", "Method", "MethodBatch", "MethodConfig", "View", "build_method"]
+__all__ = [
+    "BROKEN", "CLSA", "ENTRY_POINTS", "REGISTRY", "TCL", "Finetune", "ImCLR", "InterCLR", "LinearEval", "Method",
+    "MethodBatch", "MethodConfig", "MoCoV2", "SimCLIC", "SimCLR", "SupCon", "SupervisedCE", "View", "build_method",
+]  # fmt: skip
