@@ -6,6 +6,8 @@ method in another package in that package's. ``raycl.config.plugins`` loads the 
 process, driver and workers alike, and the registry here is its table.
 """
 
+from collections.abc import Iterator, Mapping
+
 from raycl.config import plugins
 from raycl.methods.base import Method, MethodBatch, MethodConfig, View
 
@@ -22,10 +24,32 @@ from raycl.methods.supcon import SupCon
 from raycl.methods.tcl import TCL
 
 ENTRY_POINTS = plugins.ENTRY_POINTS
-REGISTRY: dict[str, type[Method]]
+
+
+class _Table(Mapping):
+    """One of ``raycl.config.plugins``' tables, loaded from the entry points at its first use, not when
+    this package is imported: a worker unpickling a plugin method's config imports that package,
+    which imports this one, before the entry points may load it."""
+
+    def __init__(self, which: int):
+        self.which = which
+
+    def _table(self) -> dict:
+        return plugins.methods()[self.which]
+
+    def __getitem__(self, name: str):
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+REGISTRY: Mapping[str, type[Method]] = _Table(0)
 # Entry points that did not give a usable method: name -> why (said when a config asks for it).
-BROKEN: dict[str, str]
-REGISTRY, BROKEN = plugins.methods()
+BROKEN: Mapping[str, str] = _Table(1)
 
 
 def build_method(cfg, channels: int) -> Method:
