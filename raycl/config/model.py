@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, 
 
 from raycl.config import plugins
 from raycl.config.overrides import apply_overrides
-from raycl.config.paths import check_paths, local_path, path_fields
+from raycl.config.paths import check_paths, resolved
 from raycl.config.sections import (
     DataConfig,
     DistributedConfig,
@@ -158,14 +158,10 @@ def schema() -> dict:
 
 
 def from_user(raw: dict | None) -> Config:
-    """A config given on the driver (a file, overrides, a dict): its local paths resolved against the
-    working directory and the data paths checked to exist. Workers and trials rebuild the resolved
-    config with ``from_dict``, which touches no filesystem."""
-    cfg = from_dict(raw)
-    for section, key in path_fields(cfg.method.model_dump()):  # defaults included (run.storage_path)
-        value = getattr(getattr(cfg, section), key)
-        if value:
-            cfg = cfg.replace(section, **{key: local_path(value)})
+    """A config given on the driver (a file, overrides, a dict): validated, its local paths resolved
+    against the working directory and the data paths checked to exist, once. Workers and trials
+    receive the object itself and never validate it again."""
+    cfg = resolved(from_dict(raw))
     check_paths(cfg)
     cfg._checked = True
     return cfg

@@ -55,6 +55,16 @@ def resolve_paths(raw: dict) -> dict:
     return out
 
 
+def resolved(cfg):
+    """``cfg`` (a validated Config) with every path field made absolute, the defaults included
+    (``run.storage_path``): ``resolve_paths`` for a config object."""
+    for section, key in path_fields(cfg.method.model_dump()):
+        value = getattr(getattr(cfg, section), key)
+        if value:
+            cfg = cfg.replace(section, **{key: local_path(value)})
+    return cfg
+
+
 def check_paths(cfg) -> None:
     """Every place the config reads from exists (one ConfigError naming the field, else)."""
     for section, key in path_fields(cfg.method.model_dump(), read=True):

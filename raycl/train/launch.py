@@ -95,11 +95,6 @@ def fit(launch: Launch) -> ray.train.Result:
         raise err from None
 
 
-def worker_error(e: BaseException) -> BaseException:
-    """The first raycl error inside a worker-group failure, else ``e`` itself."""
-    return raycl_error(e) or e
-
-
 def raycl_error(e: BaseException | None) -> RayclError | None:
     """The raycl error behind ``e`` (a worker group's failure, a Tune trial's error), else None.
     Ray re-raises a task's error as a class that is both: ``RayTaskError(DataError)``, whose ``cause``
