@@ -34,7 +34,7 @@ nb.cells = [
          "                                           f'run.storage_path={STORAGE}', f'run.name=quickstart-{int(time.time())}', *size])\n"
          "started_here = api.connect()     # joins $RAY_ADDRESS if set, else starts Ray on this machine\n"
          "# what the trained encoder must beat, on the same rows: the same encoder at random init, and the raw pixels\n"
-         "floors = api.floors(cfg, linear=False, quiet=True)\n"
+         "floors = api.floors(cfg, ('knn', 'rank'), quiet=True)\n"
          "ray.cluster_resources(), floors"),
     md("## What the method trains on\n"
        "Four training digits and the view InterCLR's pipeline draws of each for one step (one view per sample: its "
@@ -91,15 +91,15 @@ nb.cells = [
          "plt.show()\n"
          "ray.get(server.stats.remote()), ray.get(server.neighbours.remote(0, 5))"),
     md("## Evaluation against the two floors\n"
-       "kNN and linear top-1 of the trained encoder, of the same encoder at random init and of the raw pixels, all on "
+       "kNN and linear-probe top-1 of the trained encoder, of the same encoder at random init and of the raw pixels, all on "
        "the same held-out digits (`raycl eval` prints the same table)."),
     code("from raycl.eval.report import floors_table\n"
          "ev = api.evaluate(result['checkpoint'])\n"
          "rows = [('encoder', ''), ('random init', 'random_init_'), ('raw pixels', 'pixels_')]\n"
          "fig, ax = plt.subplots(figsize=(6, 3))\n"
          "for i, (label, prefix) in enumerate(rows):\n"
-         "    ax.bar([i - 0.2, i + 0.2], [ev[prefix + 'knn_top1'], ev[prefix + 'linear_top1']], width=0.4,\n"
-         "           color=['tab:blue', 'tab:orange'], label=['kNN', 'linear'] if i == 0 else None)\n"
+         "    ax.bar([i - 0.2, i + 0.2], [ev[prefix + 'knn_top1'], ev[prefix + 'linear_probe_top1']], width=0.4,\n"
+         "           color=['tab:blue', 'tab:orange'], label=['kNN', 'linear probe'] if i == 0 else None)\n"
          "ax.set_xticks(range(3), [r[0] for r in rows]); ax.set_ylim(0, 1); ax.legend()\n"
          "ax.set_title('top-1 on the held-out digits'); plt.show()\n"
          "print(floors_table(ev))"),

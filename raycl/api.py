@@ -10,16 +10,21 @@ import logging
 import os
 import time
 
-from raycl.config import Config, apply_overrides, check_paths, ensure_config, load_config, read_yaml
+from raycl.config import Config, ensure_config, load_config
 from raycl.data import check_data
 from raycl.data.label_subset import label_subset
 from raycl.data.parquet import convert_image_folder
 from raycl.data.preview import grid
 from raycl.data.torchvision_source import convert_torchvision, is_torchvision
 from raycl.errors import ConfigError, DataError
-from raycl.eval.frozen import (
+from raycl.eval.neighbours import neighbours as nearest
+from raycl.export import export_backbone
+from raycl.log import get as get_logger
+from raycl.protocols import door, protocols
+from raycl.protocols.door import (
+    DEFAULT,
     PIXEL_FLOOR_BYTES,
-    PROTOCOLS,
+    check_stored_data,
     evaluate_backbone,
     evaluate_features,
     floors,
@@ -27,22 +32,22 @@ from raycl.eval.frozen import (
     random_init_eval,
     random_init_knn,
 )
-from raycl.eval.neighbours import neighbours as nearest
-from raycl.export import export_backbone
-from raycl.files import write_atomic
-from raycl.log import get as get_logger
-from raycl.methods.linear_eval import divergence
-from raycl.train.checkpoint import load_checkpoint_model, model_file, read_state, registered_checkpoints
+from raycl.protocols.finetune import finetune_config
+from raycl.protocols.linear_eval import linear_config
+from raycl.train import result
+from raycl.train.checkpoint import load_checkpoint_model, registered_checkpoints
+from raycl.train.result import history
 from raycl.train.storage import run_dir
 
 log = get_logger(__name__)
 
-# The frozen-encoder protocols and floors (raycl.eval.frozen) and the label subset (raycl.data) are
-# part of the public face too.
+# The protocols' door and floors (raycl.protocols.door) and the label subset (raycl.data) are part
+# of the public face too.
 __all__ = [
-    "PIXEL_FLOOR_BYTES", "PROTOCOLS", "bank_server", "connect", "convert", "demo", "evaluate", "evaluate_backbone",
+    "DEFAULT", "PIXEL_FLOOR_BYTES", "bank_server", "connect", "convert", "demo", "evaluate", "evaluate_backbone",
     "evaluate_features", "export", "finetune", "finetune_config", "floors", "history", "knn", "label_subset",
-    "latest_checkpoint", "linear", "linear_config", "load_config", "neighbours", "pixel_floor", "random_init_eval",
+    "latest_checkpoint", "linear", "linear_config", "load_config", "neighbours", "pixel_floor", "protocols",
+    "random_init_eval",
     "random_init_knn", "sweep", "train", "views",
 ]  # fmt: skip
 
@@ -55,15 +60,7 @@ def train(cfg: Config | dict, address: str | None = None) -> dict:
     """Pre-train on Ray Train; returns the last epoch's metrics plus ``run_dir`` and ``checkpoint``.
     ``cfg`` (a Config, or a dict of sections) and its data are checked before Ray starts."""
 
-    cfg = ensure_config(cfg)
-    check_data(cfg)
-    from raycl.train.trainer import fit  # imports Ray: only once the input is known to be good
-
-    result = fit(cfg, address)
-    out = dict(result.metrics or {})
-    out["run_dir"] = result.path
-    out["checkpoint"] = result.checkpoint.path if result.checkpoint else None
-    return out
+    return result.train(ensure_config(cfg), address)
 
 
 def convert(
@@ -173,111 +170,30 @@ def export(checkpoint: str, out: str, fmt: str = "safetensors") -> dict:
 def knn(checkpoint: str, workers: int = 2, k: int | None = None, temperature: float | None = None,
         address: str | None = None) -> dict:  # fmt: skip
     """Weighted kNN top-1/top-5 over every training row, on ``workers`` Ray Train workers that each
-    hold only their share of the features (see raycl.train.knn_run); the data is checked first."""
-    cfg, _ = load_checkpoint_model(checkpoint)
-    check_stored_data(cfg)
-    from raycl.train.knn_run import knn as run_knn  # imports Ray: only once the input is known to be good
-
-    return run_knn(checkpoint, workers, k, temperature, address=address)
-
-
-# raycl linear's optimizer and schedule when no recipe is given (SGD on the head, cosine from lr 0.1
-# at batch 256, 10 epochs); recipe:linear/moco_imagenet and recipe:linear/simclr_imagenet hold the
-# papers' protocols.
-LINEAR_DEFAULT = "recipe:linear/default"
-
-
-def linear_config(checkpoint: str, recipe: str | None = None, overrides: list[str] | None = None) -> Config:
-    """The config of a linear evaluation of ``checkpoint``: its run's data, model and workers,
-    ``method: linear_eval`` on its model.pt, the recipe's sections (default: ``LINEAR_DEFAULT``) (its
-    ``model`` aside: the backbone is the checkpoint's), then ``overrides``."""
-    path = model_file(checkpoint)
-    pretrained, _ = load_checkpoint_model(path)
-    raw = pretrained.to_dict()
-    classes = check_data(pretrained).get("train", {}).get("classes") or 10  # the built-in digits: 10
-    raw["method"] = {"name": "linear_eval", "checkpoint": path, "num_classes": max(2, classes)}
-    raw["run"]["name"] = f"{pretrained.run.name}-linear"
-    for section, values in read_yaml(recipe or LINEAR_DEFAULT, "linear recipe").items():
-        if section != "model" and isinstance(values, dict):
-            raw[section] = {**raw.get(section, {}), **values}
-    return ensure_config(apply_overrides(raw, overrides or []))
+    hold only their share of the features (the protocol ``knn_all``); the data is checked first."""
+    return evaluate(checkpoint, ["knn_all"], workers=workers, k=k, temperature=temperature, address=address)
 
 
 def linear(checkpoint: str, recipe: str | None = None, overrides: list[str] | None = None,
            address: str | None = None) -> dict:  # fmt: skip
-    """Linear evaluation of a checkpoint's frozen backbone as a Ray Train run (``linear_config``):
-    the last epoch's metrics plus the best epoch's top-1 and top-5."""
-    cfg = linear_config(checkpoint, recipe, overrides)
-    out = _with_best(train(cfg, address)) | {"pretrained": model_file(checkpoint)}
-    reason = divergence(history(out["checkpoint"]), getattr(cfg.method, "num_classes", 2))
-    if reason is None:
-        return out | {"diverged": None}
-    log.warning(reason)
-    hidden = ("linear_top1", "linear_top5", "best_linear_top1", "best_linear_top5", "best_epoch")
-    return out | dict.fromkeys(hidden) | {"diverged": reason}
-
-
-def finetune_config(checkpoint: str, label_fraction: float, from_scratch: bool = False, recipe: str | None = None,
-                    overrides: list[str] | None = None) -> Config:  # fmt: skip
-    """The config of fine-tuning ``checkpoint``'s whole network (or, ``from_scratch``, the same
-    architecture from random init) on a class-balanced ``label_fraction`` of the labeled rows; the
-    subset is written beside the runs (``<run>-rows-<F>-seed<S>.txt``) and named in ``data.rows``, so
-    the two runs, and any repeat, train on the same rows."""
-    base = linear_config(checkpoint, recipe, overrides)
-    check_data(base)  # unlabeled shards are refused here, with the reason, before a subset is drawn
-    rows = label_subset(base, label_fraction, base.run.seed)
-    pretrained = base.run.name.removesuffix("-linear")
-    path = os.path.join(base.run.storage_path, f"{pretrained}-rows-{label_fraction:g}-seed{base.run.seed}.txt")
-    os.makedirs(base.run.storage_path, exist_ok=True)
-    header = f"# {len(rows)} rows: {label_fraction:g} of each class's labeled rows, seed {base.run.seed}\n"
-    write_atomic(path, header + "\n".join(map(str, rows.tolist())) + "\n")
-    raw = base.to_dict()
-    keep = ("checkpoint", "layer", "num_classes")  # what the two protocols share (no feature standardiser)
-    raw["method"] = {**{k: raw["method"][k] for k in keep}, "name": "finetune", "from_scratch": from_scratch}
-    raw["data"]["rows"] = path
-    raw["run"]["name"] = f"{pretrained}-{'scratch' if from_scratch else 'finetune'}-{label_fraction:g}"
-    return ensure_config(apply_overrides(raw, overrides or []))
+    """Linear evaluation of a checkpoint's frozen backbone as a Ray Train run (the protocol
+    ``linear_eval``, configured by ``linear_config``): the last and best epochs' top-1 and top-5."""
+    return evaluate(checkpoint, ["linear_eval"], recipe=recipe, overrides=overrides, address=address)
 
 
 def finetune(checkpoint: str, label_fraction: float, from_scratch: bool = False, recipe: str | None = None,
              overrides: list[str] | None = None, address: str | None = None) -> dict:  # fmt: skip
-    """Fine-tune (or train from scratch) on a label subset as a Ray Train run; the last epoch's
-    metrics plus the best epoch's top-1 and top-5 on the held-out rows."""
-    return _with_best(train(finetune_config(checkpoint, label_fraction, from_scratch, recipe, overrides), address))
+    """Fine-tune (or train from scratch) on a label subset as a Ray Train run (the protocol
+    ``finetune``, configured by ``finetune_config``): the last and best epochs' top-1 and top-5."""
+    return evaluate(checkpoint, ["finetune"], label_fraction=label_fraction, from_scratch=from_scratch,
+                    recipe=recipe, overrides=overrides, address=address)  # fmt: skip
 
 
-def _with_best(out: dict) -> dict:
-    epochs = [h for h in history(out["checkpoint"]) if "linear_top1" in h]
-    best = max(epochs, key=lambda h: h["linear_top1"], default={})
-    return out | {"best_linear_top1": best.get("linear_top1"), "best_linear_top5": best.get("linear_top5"),
-                  "best_epoch": best.get("epoch")}  # fmt: skip
-
-
-def check_stored_data(cfg: Config) -> None:
-    """The data a checkpoint's run names still exists and passes the checks ``train`` runs."""
-
-    check_paths(cfg)
-    check_data(cfg)
-
-
-def history(checkpoint: str) -> list[dict]:
-    """Every epoch's metrics (loss, lr, images/s, kNN top-1) up to a checkpoint, across resumes."""
-
-    return read_state(os.path.expanduser(checkpoint)).get("history", [])
-
-
-def evaluate(checkpoint: str, linear: bool = True, with_floors: bool = True, protocol: str = "linear") -> dict:
-    """kNN and linear top-1 of a checkpoint's encoder on its run's held-out rows (``protocol``: see
-    ``evaluate_backbone``), and (``with_floors``) the random-init and raw-pixel floors measured the same
-    way. Data is checked before any is read."""
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"--protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
-    cfg, method = load_checkpoint_model(checkpoint)
-    check_stored_data(cfg)
-    out = evaluate_backbone(cfg, method.encoder(), linear, protocol=protocol)
-    if with_floors and not out.get("skipped"):
-        out |= floors(cfg, linear, protocol=protocol)
-    return out
+def evaluate(checkpoint: str, protocols=DEFAULT, with_floors: bool = True, **options) -> dict:
+    """The ``protocols`` (registered names, see ``raycl protocols``) of a checkpoint on its run's
+    held-out rows and, for the frozen ones (``with_floors``), the random-init and raw-pixel floors
+    measured the same way; ``options`` go to the trained protocols. Data is checked before any is read."""
+    return door.evaluate(checkpoint, protocols, with_floors, **options)
 
 
 def demo(overrides: list[str] | None = None, address: str | None = None, resume: bool = False) -> dict:

@@ -120,7 +120,7 @@ ROWS = [
     ("bench-data-index-duplicate", ["bench", "data", "{tmp}/d_dup"], "index 3 appears 2 times"),
     ("neighbours-label-null", ("neighbours", "{tmp}/ck_d_label_null"), "column 'label' is null at row 2"),
     # -- evaluation commands: refused on the driver, before Ray starts -----------------------------
-    ("eval-protocol-unknown", ["eval", "{tmp}/ck_good", "--protocol", "svm"], "--protocol: invalid choice: 'svm'"),
+    ("eval-protocol-unknown", ["eval", "{tmp}/ck_good", "--protocol", "svm"], "--protocol: 'svm' is not one of"),
     ("linear-layer-missing", ["linear", "{tmp}/ck_good", "method.layer=layer9"],
      "method.layer: 'layer9' is not a layer of resnet18"),
     ("linear-other-architecture", ["linear", "{tmp}/ck_width"], "does not match this model"),

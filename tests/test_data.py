@@ -232,7 +232,7 @@ def test_a_held_out_share_of_the_training_shards_is_not_in_the_knn_bank(tmp_path
     rest = np.setdiff1d(np.arange(300), q)
     flat = eval_view(torch.from_numpy(images)).flatten(1)
     expect = knn_top1(flat[rest], torch.from_numpy(labels[rest]), flat[q], torch.from_numpy(labels[q]), 5, 0.1)
-    got = evaluate_backbone(cfg, torch.nn.Flatten(), linear=False, quiet=True)["knn_top1"]
+    got = evaluate_backbone(cfg, torch.nn.Flatten(), ("knn",), quiet=True)["knn_top1"]
     assert got == pytest.approx(expect)
     with_itself = knn_top1(flat, torch.from_numpy(labels), flat[q], torch.from_numpy(labels[q]), 5, 0.1)
     assert with_itself > 0.9 and got < 0.3      # the bias this removes: a query voting for itself

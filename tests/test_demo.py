@@ -18,13 +18,13 @@ def test_demo_cli_beats_random_init(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     last = p.stdout.strip().splitlines()[-1]
     out = json.loads(last)
-    floors = ("random_init_knn_top1", "random_init_linear_top1", "pixels_knn_top1", "pixels_linear_top1")
+    floors = ("random_init_knn_top1", "random_init_linear_probe_top1", "pixels_knn_top1", "pixels_linear_probe_top1")
     ranks = ("effective_rank", "random_init_effective_rank", "pixels_effective_rank")
-    assert set(out) == {"method", "epochs", "workers", "knn_top1", "linear_top1", *floors, *ranks, "images_per_s",
-                        "run_dir", "checkpoint", "pixels_knn_preprocessing", "pixels_linear_preprocessing"}
-    assert {out["pixels_knn_preprocessing"], out["pixels_linear_preprocessing"]} <= {"stored", "centred", "standardised"}
+    assert set(out) == {"method", "epochs", "workers", "knn_top1", "linear_probe_top1", *floors, *ranks, "images_per_s",
+                        "run_dir", "checkpoint", "pixels_knn_preprocessing", "pixels_linear_probe_preprocessing"}
+    assert {out["pixels_knn_preprocessing"], out["pixels_linear_probe_preprocessing"]} <= {"stored", "centred", "standardised"}
     assert out["method"] == "simclr" and out["epochs"] == 3 and out["workers"] == 2
-    assert all(0.0 <= out[k] <= 1.0 for k in ("knn_top1", "linear_top1", *floors))
+    assert all(0.0 <= out[k] <= 1.0 for k in ("knn_top1", "linear_probe_top1", *floors))
     assert 1.0 <= out["effective_rank"] <= 128 and 1.0 <= out["pixels_effective_rank"] <= 28 * 28, out
     assert out["knn_top1"] > out["random_init_knn_top1"] + 0.05, out
     assert out["images_per_s"] > 0 and out["run_dir"].startswith(str(tmp_path / "demo-"))

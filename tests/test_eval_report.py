@@ -22,13 +22,16 @@ def test_long_work_shows_progress_with_rate_and_eta_and_short_work_prints_nothin
 
 
 def test_the_floors_table_lists_the_encoder_and_each_floor_measured():
-    result = {"knn_top1": 0.8095, "linear_top1": 0.8613, "random_init_knn_top1": 0.7569,
-              "random_init_linear_top1": 0.7967, "pixels_knn_top1": 0.812}
+    result = {"knn_top1": 0.8095, "linear_probe_top1": 0.8613, "random_init_knn_top1": 0.7569,
+              "random_init_linear_probe_top1": 0.7967, "pixels_knn_top1": 0.812}
     assert floors_table(result).splitlines() == [
-        "              kNN top-1  linear top-1",
+        "              kNN top-1  linear probe",
         "encoder          0.8095        0.8613",
         "random init      0.7569        0.7967",
         "raw pixels       0.8120             -"]
+    # a protocol the table has no title for (a plugin's) gets a column named from its metric
+    assert floors_table({"knn_top1": 0.5, "toy_centroid_top1": 0.25}).splitlines()[0].split() == [
+        "kNN", "top-1", "toy", "centroid", "top-1"]
     assert len(floors_table({"knn_top1": 0.5}).splitlines()) == 2   # no floors measured: no floor rows
     ranked = floors_table({**result, "effective_rank": 45.61, "pixels_effective_rank": 120.25}).splitlines()
     assert ranked[0].endswith("effective rank") and ranked[1].endswith("45.6") and ranked[2].endswith("-")

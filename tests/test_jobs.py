@@ -67,8 +67,9 @@ def test_ray_job_submit_runs_pretrain_with_token_auth(head, tmp_path):
                                          "--config", str(recipe), "distributed.torch_threads=1"]
     out = subprocess.run(linear, env=head["env"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    result = json.loads(next(line for line in out.stdout.splitlines() if '"best_linear_top1"' in line))
-    assert result["epoch"] == 1 and 0 <= result["best_linear_top1"] <= 1 and result["run_dir"].startswith(str(runs))
+    result = json.loads(next(line for line in out.stdout.splitlines() if '"best_linear_eval_top1"' in line))
+    assert result["linear_eval_best_epoch"] == 1 and 0 <= result["best_linear_eval_top1"] <= 1
+    assert result["linear_eval_run_dir"].startswith(str(runs))
     # without the token the job API refuses the same submission
     env = {k: v for k, v in head["env"].items() if k != "RAY_AUTH_TOKEN_PATH"}
     env["HOME"] = str(tmp_path)               # no ~/.ray/auth_token to fall back on

@@ -64,7 +64,7 @@ def test_raycl_knn_on_1_and_3_workers_equals_the_single_process_knn(ray_cluster,
             out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         else:
             out = api.knn(str(folder), workers, k=k)
-        assert out["workers"] == workers and out["k"] == (k or 20)
-        assert out["train_rows"] == len(feats) and out["queries"] == len(queries)
-        assert out["knn_top1"] == pytest.approx(expect, abs=1.5 / len(queries)), (workers, out, expect)
-        assert out["knn_top5"] >= out["knn_top1"]
+        assert out["knn_all_workers"] == workers and out["knn_all_k"] == (k or 20)
+        assert out["knn_all_train_rows"] == len(feats) and out["knn_all_queries"] == len(queries)
+        assert out["knn_all_top1"] == pytest.approx(expect, abs=1.5 / len(queries)), (workers, out, expect)
+        assert out["knn_all_top5"] >= out["knn_all_top1"]

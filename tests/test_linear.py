@@ -70,7 +70,9 @@ def test_a_checkpoint_that_does_not_fit_the_model_section_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_linear_evaluation_on_1_and_3_workers_trains_the_same_head(ray_cluster, tmp_path, capsys):
+    from raycl import api
     from raycl.cli import main
+    from raycl.protocols.linear_eval import LinearEvaluation
     from raycl.train.checkpoint import load_model_file
 
     folder, _, pretrained = checkpoint(tmp_path, "model.width=8", "data.num_samples=256", "data.batch_size=48",
@@ -80,11 +82,13 @@ def test_linear_evaluation_on_1_and_3_workers_trains_the_same_head(ray_cluster, 
         assert main(["linear", str(folder), f"distributed.workers={workers}", "run.epochs=2",
                      f"run.name=lin{workers}", "distributed.torch_threads=1", "run.log_every=100"]) == 0
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        assert out["workers"] == workers and out["epoch"] == 2 and 0 <= out["linear_top1"] <= out["linear_top5"] <= 1
-        assert out["best_linear_top1"] >= out["linear_top1"] and out["best_epoch"] in (1, 2)
-        state = load_model_file(out["checkpoint"])["state_dict"]
+        last = api.history(out["linear_eval_checkpoint"])[-1]
+        assert last["workers"] == workers and last["epoch"] == 2
+        assert 0 <= out["linear_eval_top1"] <= out["linear_eval_top5"] <= 1 and set(out) == set(LinearEvaluation.metrics)
+        assert out["best_linear_eval_top1"] >= out["linear_eval_top1"] and out["linear_eval_best_epoch"] in (1, 2)
+        state = load_model_file(out["linear_eval_checkpoint"])["state_dict"]
         heads.append(state["head.weight"])
-        tops.append(out["linear_top1"])
+        tops.append(out["linear_eval_top1"])
         backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
         assert all(torch.equal(backbone[k], v) for k, v in pretrained.backbone.state_dict().items())
     for head in heads[1:]:
@@ -167,8 +171,9 @@ def test_finetune_and_its_from_scratch_baseline_train_on_ray_on_the_same_subset(
                      "distributed.workers=2", "distributed.torch_threads=1", "run.log_every=100"]) == 0
         runs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
     for out in runs:   # 25 % of the 409 training digits is ~102 rows: 4 steps of 32 an epoch
-        assert out["epoch"] == 2 and out["global_step"] == 8 and 0 <= out["linear_top1"] <= out["linear_top5"] <= 1
-        assert out["best_linear_top1"] is not None
+        last = api.history(out["finetune_checkpoint"])[-1]
+        assert last["epoch"] == 2 and last["global_step"] == 8 and 0 <= out["finetune_top1"] <= out["finetune_top5"] <= 1
+        assert out["best_finetune_top1"] is not None and "linear_eval_top1" not in last
 
 
 @pytest.mark.slow
@@ -219,11 +224,11 @@ def test_a_briefly_trained_backbone_gets_a_standardised_head_and_a_bare_one_is_r
     # 10 epochs of 8 steps: the standardised head reaches about the kNN monitor's figure (0.41 vs 0.42)
     assert main([*base, "run.epochs=10", "run.name=standardised"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["diverged"] is None and out["best_linear_top1"] > max(0.3, pre["knn_top1"] - 0.1), (out, pre)
+    assert out["linear_eval_diverged"] is None and out["best_linear_eval_top1"] > max(0.3, pre["knn_top1"] - 0.1), (out, pre)
     with pytest.raises(SystemExit) as exit_code:  # the bare head's loss is in the hundreds of thousands by epoch 2
         main([*base, "run.epochs=2", "method.standardize=false", "run.name=bare"])
     printed = capsys.readouterr()
     bare = json.loads(printed.out.strip().splitlines()[-1])
-    assert exit_code.value.code == 1 and bare["diverged"].startswith("the linear head diverged")
-    assert bare["linear_top1"] is None and bare["best_linear_top1"] is None
-    assert "the linear head diverged" in printed.err and "linear top-1:" not in printed.out
+    assert exit_code.value.code == 1 and bare["linear_eval_diverged"].startswith("the linear head diverged")
+    assert bare["linear_eval_top1"] is None and bare["best_linear_eval_top1"] is None
+    assert "the linear head diverged" in printed.err and "top-1:" not in printed.out

@@ -122,13 +122,14 @@ def test_console_on_a_terminal_draws_one_bar_and_prints_lines_above_it():
 def test_summary_table_lists_every_epoch():
     hist = [{"epoch": 1, "loss": 6.1254, "knn_top1": 0.694, "images_per_s": 447.0, "epoch_time_s": 9.2},
             {"epoch": 2, "loss": 5.6121, "images_per_s": 549.0, "epoch_time_s": 7.0}]  # fmt: skip
-    rows = summary(hist, {"linear_top1": 0.908}).splitlines()
+    rows = summary(hist, {"linear_eval_top1": 0.908}).splitlines()
     assert rows[0].split() == ["epoch", "loss", "knn_top1", "images/s", "time"]
     assert rows[1].split() == ["1", "6.1254", "0.6940", "447", "0m09s"]
-    assert rows[2].split() == ["2", "5.6121", "-", "549", "0m07s"] and rows[3] == "linear_top1: 0.9080"
+    assert rows[2].split() == ["2", "5.6121", "-", "549", "0m07s"] and rows[3] == "linear_eval_top1: 0.9080"
     # a linear evaluation's epochs report its classifier's held-out top-1 instead of the kNN monitor
-    linear = summary([{"epoch": 1, "loss": 0.64, "linear_top1": 0.8231, "images_per_s": 3789.0, "epoch_time_s": 16}])
-    assert linear.splitlines()[0].split()[2] == "linear_top1" and linear.splitlines()[1].split()[2] == "0.8231"
+    linear = summary([{"epoch": 1, "loss": 0.64, "finetune_top1": 0.8231, "images_per_s": 3789.0, "epoch_time_s": 16,
+                       "method/train_top1": 0.9}])
+    assert linear.splitlines()[0].split()[2] == "finetune_top1" and linear.splitlines()[1].split()[2] == "0.8231"
 
 
 def test_a_bar_only_on_a_terminal_that_has_a_width():

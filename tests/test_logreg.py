@@ -82,7 +82,7 @@ def test_raycl_eval_protocol_logreg_equals_scikit_learn_on_the_checkpoints_featu
     from raycl.eval import effective_rank, extract
 
     folder, cfg, method = checkpoint(tmp_path, "model.width=8", "data.num_samples=320", "data.eval_fraction=0.25")
-    assert main(["eval", str(folder), "--protocol", "logreg", "--no-floors"]) == 0
+    assert main(["eval", str(folder), "--protocol", "knn,logreg,rank", "--no-floors"]) == 0
     *_, header, encoder_row, payload = capsys.readouterr().out.strip().splitlines()
     out = json.loads(payload)
     assert header.split() == ["kNN", "top-1", "logreg", "top-1", "effective", "rank"]
@@ -95,5 +95,5 @@ def test_raycl_eval_protocol_logreg_equals_scikit_learn_on_the_checkpoints_featu
                                             DEFAULT_GRID, 0.2, seed)
     assert out["logreg_c"] == c
     assert out["logreg_top1"] == pytest.approx(test_top1, abs=1.01 / len(te_y))
-    assert "linear_top1" not in out and out["knn_top1"] is not None
+    assert "linear_probe_top1" not in out and out["knn_top1"] is not None
     assert out["effective_rank"] == pytest.approx(effective_rank(te), rel=1e-6)   # of the held-out features

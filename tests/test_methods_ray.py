@@ -126,7 +126,7 @@ def test_method_beats_the_random_init_encoder(ray_cluster, tmp_path, name):
         if name == "interclr" and seed == 0:   # 2 workers, the bank sharded: 2,048 rows, 100 clusters, 48 steps
             assert_interclr_state(res, cfg.method.bank_size, cfg.method.num_clusters, res.metrics["global_step"])
             assert res.metrics["global_step"] == 48
-        ev = api.evaluate(res.checkpoint.path, linear=False)  # with both floors, on the same rows
+        ev = api.evaluate(res.checkpoint.path, ["knn"])  # with both floors, on the same rows
         if "knn_top1" in res.metrics:  # the monitor scored the model the checkpoint holds (rank 0's BN statistics)
             assert res.metrics["knn_top1"] == ev["knn_top1"], (name, seed, res.metrics["knn_top1"], ev["knn_top1"])
         assert ev["random_init_knn_top1"] == api.random_init_knn(cfg)   # the floor is the run's seed's encoder
@@ -182,27 +182,28 @@ def test_bench_quality_tunes_on_a_validation_split_then_two_seeds_against_both_f
         run_cfg = api.load_checkpoint_model(r["checkpoint"])[0]
         assert (run_cfg.run.seed, run_cfg.optim.base_lr, run_cfg.data.validation) == (r["seed"], chosen, False)
         again = api.evaluate(r["checkpoint"], with_floors=False)
-        assert (r["knn_top1"], r["linear_top1"]) == (round(again["knn_top1"], 4), round(again["linear_top1"], 4))
+        assert (r["knn_top1"], r["linear_probe_top1"]) == (round(again["knn_top1"], 4),
+                                                           round(again["linear_probe_top1"], 4))
     # the floors of each seed, measured here without raycl.bench: the seed's random encoder, the pixels
     floors = {}
     for seed in (0, 1):
         seeded = from_dict(apply_overrides(cfg.to_dict(), [f"run.seed={seed}"]))
         torch.manual_seed(seed)
-        init = api.evaluate_backbone(seeded, build_method(seeded, 1).backbone, linear=True, quiet=True)
-        pixels = api.pixel_floor(seeded, linear=True, quiet=True)   # tested against NumPy in test_pixel_floor
+        init = api.evaluate_backbone(seeded, build_method(seeded, 1).backbone, quiet=True)
+        pixels = api.pixel_floor(seeded, quiet=True)   # tested against NumPy in test_pixel_floor
         floors[seed] = {"random init": init, "raw pixels": pixels}
 
     def mean_sd(values):   # a hand-written mean and sample standard deviation of two values
         return round((values[0] + values[1]) / 2, 4), round(abs(values[0] - values[1]) / math.sqrt(2), 4)
 
-    expect = {"supervised_ce": {m: mean_sd([r[m] for r in runs]) for m in ("knn_top1", "linear_top1")}}
+    expect = {"supervised_ce": {m: mean_sd([r[m] for r in runs]) for m in ("knn_top1", "linear_probe_top1")}}
     for label in ("random init", "raw pixels"):
-        expect[label] = {m: mean_sd([floors[s][label][m] for s in (0, 1)]) for m in ("knn_top1", "linear_top1")}
+        expect[label] = {m: mean_sd([floors[s][label][m] for s in (0, 1)]) for m in ("knn_top1", "linear_probe_top1")}
     for row in summary:
-        for m in ("knn_top1", "linear_top1"):
+        for m in ("knn_top1", "linear_probe_top1"):
             assert (row[f"{m}_mean"], row[f"{m}_sd"]) == pytest.approx(expect[row["method"]][m], abs=1e-4), row
     beats = all(expect["supervised_ce"][m][0] > expect[f][m][0] for f in ("random init", "raw pixels")
-                for m in ("knn_top1", "linear_top1"))
+                for m in ("knn_top1", "linear_probe_top1"))
     assert summary[0]["beats_floors"] == beats and summary[0]["seeds"] == 2
     # run again with the same --out: nothing trains again, the same table
     trained = sorted(os.listdir(tmp_path / "runs"))

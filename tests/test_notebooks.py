@@ -56,11 +56,11 @@ def test_quality_notebook_draws_a_table_still_being_measured(tmp_path):
     from raycl.quality.harness import save_state
 
     def run(method, seed, knn, linear):
-        return {"method": method, "seed": seed, "knn_top1": knn, "linear_top1": linear, "images_per_s": 300.0,
+        return {"method": method, "seed": seed, "knn_top1": knn, "linear_probe_top1": linear, "images_per_s": 300.0,
                 "effective_rank": 40.0 + seed}
 
-    floors = {"random_init_knn_top1": 0.75, "random_init_linear_top1": 0.79, "random_init_effective_rank": 46.0,
-              "pixels_knn_top1": 0.81, "pixels_linear_top1": 0.84, "pixels_effective_rank": 410.0}
+    floors = {"random_init_knn_top1": 0.75, "random_init_linear_probe_top1": 0.79, "random_init_effective_rank": 46.0,
+              "pixels_knn_top1": 0.81, "pixels_linear_probe_top1": 0.84, "pixels_effective_rank": 410.0}
     state = {"base": {}, "seeds": [0, 1, 2], "tune": None, "tuned": {}, "floors": {"0": floors},
              "runs": [run("simclr", 0, 0.82, 0.87), run("moco_v2", 0, 0.80, 0.85), run("simclr", 1, 0.6, 0.6),
                       run("clsa", 0, 0.81, 0.84)]}
@@ -71,7 +71,7 @@ def test_quality_notebook_draws_a_table_still_being_measured(tmp_path):
     assert list(summary) == ["simclr", "moco_v2", "clsa", "random init", "raw pixels"]
     assert (summary["simclr"]["knn_top1_mean"], summary["simclr"]["seeds"]) == (0.82, 1)   # seed 1: no floors yet
     assert summary["simclr"]["beats_floors"] and not summary["moco_v2"]["beats_floors"]    # 0.80 < the pixels' 0.81
-    assert summary["raw pixels"]["linear_top1_mean"] == 0.84
+    assert summary["raw pixels"]["linear_probe_top1_mean"] == 0.84
     assert summary["raw pixels"]["effective_rank_mean"] == 410.0 and summary["clsa"]["effective_rank_mean"] == 40.0
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "clsa >= moco_v2: kNN by the means (one seed) (+0.0100); linear not shown (-0.0100)" in printed

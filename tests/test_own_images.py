@@ -81,7 +81,7 @@ def test_the_readme_own_images_lines_run_as_written_on_colour_photos(tmp_path):
     out = json.loads(train.stdout.strip().splitlines()[-1])
     assert out["epoch"] == 6 and np.isfinite(out["loss"]), out
     ev = json.loads(run(cmds[3]).stdout.strip().splitlines()[-1])
-    for key in ("knn_top1", "linear_top1", "random_init_knn_top1", "pixels_knn_top1"):
+    for key in ("knn_top1", "linear_probe_top1", "random_init_knn_top1", "pixels_knn_top1"):
         assert 0.0 <= ev[key] <= 1.0, ev
     from raycl.api import load_checkpoint_model
 

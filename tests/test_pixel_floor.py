@@ -32,14 +32,14 @@ def test_the_pixel_floor_is_never_below_any_plain_preprocessing_and_names_the_wi
     from raycl.api import pixel_floor
 
     cfg = load_config("recipe:demo", OVERRIDES)
-    floor = pixel_floor(cfg, linear=True, quiet=True)
+    floor = pixel_floor(cfg, ("knn", "rank", "linear_probe"), quiet=True)
     variants = by_hand(cfg)
     knn = {k: knn_top1(*v, cfg.eval.knn_k, cfg.eval.knn_temperature) for k, v in variants.items()}
     linear = {k: linear_probe(*v, cfg.eval.linear_epochs, cfg.eval.linear_lr, seed=cfg.run.seed) for k, v in variants.items()}
     assert floor["knn_top1"] == pytest.approx(max(knn.values()), abs=1e-6)
     assert knn[floor["knn_preprocessing"]] == pytest.approx(floor["knn_top1"], abs=1e-6)
-    assert floor["linear_top1"] >= max(linear.values()) - 1 / 1000  # one held-out digit: float order in the probe
-    assert floor["linear_preprocessing"] in knn
+    assert floor["linear_probe_top1"] >= max(linear.values()) - 1 / 1000  # one held-out digit: float order in the probe
+    assert floor["linear_probe_preprocessing"] in knn
     # on these digits the stored values beat the model's normalised input by far (0.905 vs 0.817 on all rows)
     normalised = variants["stored"]
     shifted = knn_top1((normalised[0] - 0.5) / 0.25, normalised[1], (normalised[2] - 0.5) / 0.25, normalised[3],
@@ -68,19 +68,19 @@ def test_the_preprocessings_use_training_statistics_only():
 def test_best_takes_the_highest_per_metric_and_the_first_on_a_tie():
     from raycl.eval.pixels import best
 
-    scores = {"stored": {"knn_top1": 0.90, "linear_top1": 0.80, "effective_rank": 3.0},
-              "centred": {"knn_top1": 0.85, "linear_top1": 0.81, "effective_rank": 4.0},
-              "standardised": {"knn_top1": 0.90, "linear_top1": 0.81, "effective_rank": 5.0}}
+    scores = {"stored": {"knn_top1": 0.90, "linear_probe_top1": 0.80, "effective_rank": 3.0},
+              "centred": {"knn_top1": 0.85, "linear_probe_top1": 0.81, "effective_rank": 4.0},
+              "standardised": {"knn_top1": 0.90, "linear_probe_top1": 0.81, "effective_rank": 5.0}}
     out = best(scores)
-    assert out == {"knn_top1": 0.90, "knn_preprocessing": "stored", "linear_top1": 0.81,
-                   "linear_preprocessing": "centred", "effective_rank": 3.0}
+    assert out == {"knn_top1": 0.90, "knn_preprocessing": "stored", "linear_probe_top1": 0.81,
+                   "linear_probe_preprocessing": "centred", "effective_rank": 3.0}
 
 
 def test_the_floors_table_names_the_winning_preprocessing():
     from raycl.eval.report import floors_table
 
-    text = floors_table({"knn_top1": 0.9, "linear_top1": 0.95, "pixels_knn_top1": 0.905, "pixels_linear_top1": 0.88,
-                         "pixels_knn_preprocessing": "stored", "pixels_linear_preprocessing": "standardised"})
+    text = floors_table({"knn_top1": 0.9, "linear_probe_top1": 0.95, "pixels_knn_top1": 0.905, "pixels_linear_probe_top1": 0.88,
+                         "pixels_knn_preprocessing": "stored", "pixels_linear_probe_preprocessing": "standardised"})
     assert "raw pixels       0.9050" in text
     assert text.splitlines()[-1] == ("raw pixels: the best of stored, mean-centred and standardised values "
-                                     "(kNN top-1 stored, linear top-1 standardised)")
+                                     "(kNN top-1 stored, linear probe standardised)")

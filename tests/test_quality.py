@@ -41,12 +41,12 @@ def test_variants_and_the_base_method_keys():
 
 
 def run(method, seed, knn, linear):
-    return {"method": method, "seed": seed, "knn_top1": knn, "linear_top1": linear, "images_per_s": 100.0 + seed, "wall_s": 60.0}
+    return {"method": method, "seed": seed, "knn_top1": knn, "linear_probe_top1": linear, "images_per_s": 100.0 + seed, "wall_s": 60.0}
 
 
 def test_the_summary_is_the_mean_and_sample_sd_over_seeds_against_both_floors():
-    floors = {str(s): {"random_init_knn_top1": 0.5 + s / 100, "random_init_linear_top1": 0.7,
-                       "pixels_knn_top1": 0.8, "pixels_linear_top1": 0.84} for s in (0, 1, 2)}
+    floors = {str(s): {"random_init_knn_top1": 0.5 + s / 100, "random_init_linear_probe_top1": 0.7,
+                       "pixels_knn_top1": 0.8, "pixels_linear_probe_top1": 0.84} for s in (0, 1, 2)}
     runs = [run("a", 0, 0.81, 0.86), run("a", 1, 0.83, 0.85), run("a", 2, 0.85, 0.87),
             run("b", 0, 0.90, 0.80), run("b", 1, 0.90, 0.80), run("b", 2, 0.90, 0.80), run("b", 3, 0.1, 0.1)]
     rows = summarise({"runs": runs, "floors": floors}, ["a", "b"], [0, 1, 2])
@@ -54,7 +54,7 @@ def test_the_summary_is_the_mean_and_sample_sd_over_seeds_against_both_floors():
     a, b, init, pixels = rows
     assert (a["knn_top1_mean"], a["knn_top1_sd"]) == (0.83, 0.02) and a["seeds"] == 3   # seed 3 of b: not asked
     sd = math.sqrt(((0.86 - 0.86) ** 2 + (0.85 - 0.86) ** 2 + (0.87 - 0.86) ** 2) / 2)
-    assert a["linear_top1_mean"] == 0.86 and a["linear_top1_sd"] == round(sd, 4)
+    assert a["linear_probe_top1_mean"] == 0.86 and a["linear_probe_top1_sd"] == round(sd, 4)
     assert a["beats_floors"] and not b["beats_floors"]        # b: linear 0.80 < the pixels' 0.84
     assert (init["knn_top1_mean"], init["knn_top1_sd"]) == (0.51, 0.01) and pixels["knn_top1_sd"] == 0.0
     assert "effective_rank_mean" not in a                 # runs without an effective rank: no rank column
@@ -82,11 +82,11 @@ def test_the_papers_orderings_against_the_differences_of_the_means_and_their_sta
     assert tcl["knn_top1"]["differences"] == [0.06, round(0.85 - 0.841, 4)]
     assert tcl["knn_top1"]["holds"] and tcl["knn_top1"]["clear"] == (0.85 - 0.841 > 2 * se(0.0, 0.001))
     assert tcl["knn_top1"]["clear"] and 0.06 > 2 * se(0.01, 0.0)
-    assert tcl["linear_top1"]["differences"] == [0.0, 0.02] and tcl["linear_top1"]["holds"]
-    assert tcl["linear_top1"]["clear"] is False                   # tcl = supcon's mean: no gap above its error
+    assert tcl["linear_probe_top1"]["differences"] == [0.0, 0.02] and tcl["linear_probe_top1"]["holds"]
+    assert tcl["linear_probe_top1"]["clear"] is False                   # tcl = supcon's mean: no gap above its error
     gap, error = 0.82 - 0.80, se(0.01, 0.0)
     assert clsa["knn_top1"]["differences"] == [round(gap, 4)] and clsa["knn_top1"]["clear"] == (gap > 2 * error)
-    assert not clsa["linear_top1"]["holds"] and clsa["linear_top1"]["differences"] == [-0.01]
+    assert not clsa["linear_probe_top1"]["holds"] and clsa["linear_probe_top1"]["differences"] == [-0.01]
     text = format_orderings([tcl, clsa])
     assert "tcl >= supcon >= supervised_ce: kNN shown (+0.0600, +0.0090); linear by the means only" in text
     assert "clsa >= moco_v2: kNN shown (+0.0200); linear not shown (-0.0100)" in text
@@ -159,8 +159,8 @@ def test_reuse_copies_the_runs_and_floors_of_the_same_config_and_trains_the_othe
     """A tuned table copies what the untuned one measured wherever the sweep chose the preset's value
     (training is reproducible from its seed); a chosen value that differs trains again."""
     base = load_config(None, ["data.num_samples=300"]).to_dict()
-    floors = {"pixels_knn_top1": 0.9, "pixels_knn_preprocessing": "stored", "pixels_linear_top1": 0.88,
-              "pixels_linear_preprocessing": "centred", "random_init_knn_top1": 0.6, "random_init_linear_top1": 0.8}
+    floors = {"pixels_knn_top1": 0.9, "pixels_knn_preprocessing": "stored", "pixels_linear_probe_top1": 0.88,
+              "pixels_linear_probe_preprocessing": "centred", "random_init_knn_top1": 0.6, "random_init_linear_probe_top1": 0.8}
     untuned = {"base": portable(base), "seeds": [0], "tune": None, "tuned": {}, "floors": {"0": floors},
                "runs": [run("simclr", 0, 0.91, 0.92), run("moco_v2", 0, 0.85, 0.9)]}
     (tmp_path / "untuned.json").write_text(json.dumps(untuned))
@@ -196,16 +196,16 @@ def test_a_pixel_floor_of_one_preprocessing_is_measured_again_and_the_random_ini
     """A results file whose pixel floor was measured under one preprocessing holds a weaker floor than
     the floor: the table measures the pixels again (the best of the three) and keeps the rest."""
     base = load_config(None, ["data.num_samples=300"]).to_dict()
-    old = {"pixels_knn_top1": 0.81, "pixels_linear_top1": 0.83, "random_init_knn_top1": 0.6,
-           "random_init_linear_top1": 0.8}
+    old = {"pixels_knn_top1": 0.81, "pixels_linear_probe_top1": 0.83, "random_init_knn_top1": 0.6,
+           "random_init_linear_probe_top1": 0.8}
     state = {"base": portable(base), "seeds": [0], "tune": None, "tuned": {}, "floors": {"0": old},
              "runs": [run("simclr", 0, 0.82, 0.86)]}
     out = tmp_path / "old.json"
     out.write_text(json.dumps(state))
     measured = []
 
-    best = {"pixels_knn_top1": 0.83, "pixels_knn_preprocessing": "standardised", "pixels_linear_top1": 0.84,
-            "pixels_linear_preprocessing": "stored"}
+    best = {"pixels_knn_top1": 0.83, "pixels_knn_preprocessing": "standardised", "pixels_linear_probe_top1": 0.84,
+            "pixels_linear_probe_preprocessing": "stored"}
 
     def pixels_here(raw, seed):   # stands in for the pixel floor's feature extraction and probes
         measured.append(seed)
@@ -213,8 +213,21 @@ def test_a_pixel_floor_of_one_preprocessing_is_measured_again_and_the_random_ini
 
     monkeypatch.setattr(bench_quality, "measure_pixel_floor", pixels_here)
     state = bench_quality.quality(base, ["simclr"], [0], out=str(out), log=lambda line: None)
-    assert measured == [0] and state["floors"]["0"] == {"random_init_knn_top1": 0.6, "random_init_linear_top1": 0.8,
+    assert measured == [0] and state["floors"]["0"] == {"random_init_knn_top1": 0.6, "random_init_linear_probe_top1": 0.8,
                                                         **best}
     assert not next(r for r in state["summary"] if r["method"] == "simclr")["beats_floors"]   # 0.82 < 0.83 now
     again = bench_quality.quality(base, ["simclr"], [0], out=str(out), log=lambda line: None)
     assert measured == [0] and again["floors"] == state["floors"]   # measured once, then kept
+
+
+def test_a_results_file_from_before_the_probe_was_named_for_its_protocol_reads_with_the_new_names(tmp_path):
+    from raycl.quality.harness import read_results
+
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"runs": [{"method": "simclr", "seed": 0, "knn_top1": 0.8, "linear_top1": 0.85}],
+                                "floors": {"0": {"pixels_linear_top1": 0.83, "pixels_linear_preprocessing": "centred",
+                                                 "random_init_linear_top1": 0.7, "pixels_knn_top1": 0.81}}}))
+    saved = read_results(str(path), "--reuse")
+    assert saved["runs"] == [{"method": "simclr", "seed": 0, "knn_top1": 0.8, "linear_probe_top1": 0.85}]
+    assert saved["floors"]["0"] == {"pixels_linear_probe_top1": 0.83, "pixels_linear_probe_preprocessing": "centred",
+                                    "random_init_linear_probe_top1": 0.7, "pixels_knn_top1": 0.81}

@@ -93,7 +93,7 @@ def test_flat_folder_of_images_trains_and_checkpoints(ray_cluster, tiny_cfg, tmp
     assert api.latest_checkpoint(cfg) == out["checkpoint"]
     capsys.readouterr()
     ev = api.evaluate(out["checkpoint"])
-    assert ev["knn_top1"] is None and ev["linear_top1"] is None and "no labeled rows" in ev["skipped"]
+    assert ev["knn_top1"] is None and ev["linear_probe_top1"] is None and "no labeled rows" in ev["skipped"]
     assert "no labeled rows in the training split" in capsys.readouterr().err
 
 

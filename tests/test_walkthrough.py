@@ -81,7 +81,7 @@ def test_the_docs_walkthrough_runs_as_written_with_relative_paths(tmp_path):
     assert model["epoch"] == 2 and model["knn_top1"] > 0.3
     ev = run(cmds[5])
     out = json.loads(ev.stdout.strip().splitlines()[-1])
-    for key in ("knn_top1", "linear_top1", "random_init_knn_top1", "pixels_knn_top1", "pixels_linear_top1"):
+    for key in ("knn_top1", "linear_probe_top1", "random_init_knn_top1", "pixels_knn_top1", "pixels_linear_probe_top1"):
         assert 0.1 < out[key] <= 1.0, out
     assert "Traceback" not in ev.stderr   # (work this small prints no progress lines: tests/test_eval_report.py)
     assert re.search(r"^raw pixels\s+0\.\d{4}\s+0\.\d{4}\s+\d+\.\d$", ev.stdout, re.M), ev.stdout
@@ -91,7 +91,7 @@ def test_the_docs_walkthrough_runs_as_written_with_relative_paths(tmp_path):
     cfg, _ = load_checkpoint_model(ckpt[0])
     assert cfg.data.path == str(work / "shards" / "train") and cfg.data.eval_path == str(work / "shards" / "test")
     logreg = json.loads(run(cmds[6] + " --no-floors").stdout.strip().splitlines()[-1])
-    assert cmds[6].endswith("--protocol logreg") and 0.1 < logreg["logreg_top1"] <= 1.0 and logreg["logreg_c"] > 0
+    assert cmds[6].endswith("--protocol knn,logreg") and 0.1 < logreg["logreg_top1"] <= 1.0 and logreg["logreg_c"] > 0
     assert logreg["knn_top1"] == out["knn_top1"]
     bench = run(cmds[7] + " --no-ray-data --no-train")
     assert json.loads(bench.stdout.strip().splitlines()[-1])["raycl"]["images_per_s"] > 0
@@ -100,13 +100,14 @@ def test_the_docs_walkthrough_runs_as_written_with_relative_paths(tmp_path):
     # tests/test_linear.py, here its two command lines are checked to parse as the page writes them)
     linear = json.loads(run(cmds[8] + " run.epochs=1").stdout.strip().splitlines()[-1])
     # one epoch is 4 steps here: the command's output is checked, not the head's accuracy (tests/test_linear.py)
-    assert linear["epoch"] == 1 and linear["diverged"] is None, linear
-    assert 0.0 <= linear["linear_top1"] <= linear["linear_top5"] <= 1.0, linear
+    assert linear["linear_eval_best_epoch"] == 1 and linear["linear_eval_diverged"] is None, linear
+    assert 0.0 <= linear["linear_eval_top1"] <= linear["linear_eval_top5"] <= 1.0, linear
     from raycl.cli import parse
 
     tuned, scratch = (parse(c.replace("~/raycl_runs", str(runs)).split()[1:]) for c in cmds[9:11])
     assert (tuned.label_fraction, tuned.from_scratch, scratch.from_scratch) == (0.1, False, True)
     knn = json.loads(run(cmds[11]).stdout.strip().splitlines()[-1])
-    assert knn["train_rows"] == 1024 and knn["queries"] == 256 and knn["knn_top1"] == out["knn_top1"], (knn, out)
+    assert knn["knn_all_train_rows"] == 1024 and knn["knn_all_queries"] == 256, knn
+    assert knn["knn_all_top1"] == out["knn_top1"], (knn, out)
     run(cmds[12])
     assert (work / "backbone.safetensors").stat().st_size > 100_000

@@ -21,11 +21,11 @@ def linear_vs_pretraining(cfg: Config, epochs: int = 1, address: str | None = No
     pre = api.train(pre_cfg, address)
     lin = api.linear(pre["checkpoint"], overrides=[f"run.epochs={epochs}", f"run.checkpoint_every={epochs}"],
                      address=address)  # fmt: skip
-    pre_rate, lin_rate = mean_rate(pre["checkpoint"]), mean_rate(lin["checkpoint"])
+    pre_rate, lin_rate = mean_rate(pre["checkpoint"]), mean_rate(lin["linear_eval_checkpoint"])
     return {
         "method": cfg.method.name, "workers": cfg.distributed.workers, "batch": cfg.data.batch_size,
         "epochs": epochs, "pretraining_images_per_s": round(pre_rate, 1), "linear_images_per_s": round(lin_rate, 1),
-        "linear_over_pretraining": round(lin_rate / pre_rate, 2), "linear_top1": lin.get("linear_top1"),
+        "linear_over_pretraining": round(lin_rate / pre_rate, 2), "linear_eval_top1": lin.get("linear_eval_top1"),
     }  # fmt: skip
 
 

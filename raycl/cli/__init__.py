@@ -26,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
         run._sweep_parser,
         run._views_parser,
         evaluate._eval_parser,
+        evaluate._protocols_parser,
         evaluate._export_parser,
         evaluate._knn_parser,
         evaluate._linear_parser,

@@ -1,4 +1,4 @@
-"""Subcommands that evaluate or export a checkpoint: eval, linear, finetune, knn, export."""
+"""Subcommands that evaluate or export a checkpoint: eval, protocols, linear, finetune, knn, export."""
 
 from __future__ import annotations
 
@@ -10,19 +10,23 @@ from raycl.errors import ConfigError
 
 
 def _eval_parser(sub) -> None:
-    p = sub.add_parser("eval", help="kNN and linear probe of a checkpoint")
+    p = sub.add_parser("eval", help="evaluate a checkpoint by any registered protocol (raycl protocols)")
     p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (its newest)")
-    p.add_argument("--no-linear", action="store_true", help="kNN only")
     p.add_argument(
         "--protocol",
-        default="linear",
-        choices=["linear", "logreg"],
-        help="linear: softmax by SGD (the kNN monitor's companion); logreg: L2-regularised logistic regression, "
-        "its strength chosen on a held-out fifth of the training rows (Kornblith et al.)",
+        default=None,
+        help="protocols to run, comma-separated (default knn,rank,linear_probe; `raycl protocols` lists them), "
+        "e.g. knn,logreg for Kornblith et al.'s regularised logistic regression",
     )
+    p.add_argument("--no-linear", action="store_true", help="kNN and effective rank only (--protocol knn,rank)")
     p.add_argument(
         "--no-floors", action="store_true", help="skip the random-init and raw-pixel floors (one extraction less)"
     )
+    p.add_argument("--config", default=None, help="linear_eval, finetune: a recipe (recipe:linear/NAME)")
+    p.add_argument("--label-fraction", type=float, default=None, help="finetune: share of each class's labeled rows")
+    p.add_argument("--from-scratch", action="store_true", help="finetune: the same network from random init")
+    p.add_argument("--workers", type=int, default=None, help="knn_all: Ray Train workers (default 2)")
+    _address(p)
     p.set_defaults(handler=evaluate)
 
 
@@ -30,9 +34,27 @@ def evaluate(args) -> None:
     from raycl import api
     from raycl.eval.report import floors_table
 
-    out = api.evaluate(args.checkpoint, not args.no_linear, not args.no_floors, args.protocol)
+    if args.no_linear and args.protocol:
+        raise ConfigError("--no-linear: give either it or --protocol")
+    names = "knn,rank" if args.no_linear else (args.protocol or ",".join(api.DEFAULT))
+    options = {"recipe": args.config, "label_fraction": args.label_fraction, "from_scratch": args.from_scratch,
+               "workers": args.workers, "address": args.address}  # fmt: skip
+    out = api.evaluate(args.checkpoint, names, not args.no_floors, **options)
     print(floors_table(out))
     print(json.dumps(out))
+
+
+def _protocols_parser(sub) -> None:
+    p = sub.add_parser("protocols", help="the evaluation protocols raycl eval --protocol takes")
+    p.set_defaults(handler=list_protocols)
+
+
+def list_protocols(args) -> None:
+    from raycl import api
+
+    for name, cls in sorted(api.protocols().items()):
+        kind = "frozen features" if cls.frozen else "a Ray Train run"
+        print(f"{name:<14} {kind:<16} {cls.metrics[0]:<18} {cls.summary}")
 
 
 def _linear_parser(sub) -> None:
@@ -48,19 +70,27 @@ def _linear_parser(sub) -> None:
 
 def linear(args) -> None:
     from raycl import api
-    from raycl.train.console import summary
 
     out = api.linear(args.checkpoint, args.config, args.overrides, args.address)
-    epochs = api.history(out["checkpoint"])
-    if out["diverged"]:  # the epochs' losses stay; a diverged head's top-1 is chance, never a figure
-        epochs = [{k: v for k, v in m.items() if not k.startswith("linear_top")} for m in epochs]
-    print(summary(epochs, {"run_dir": out["run_dir"], "checkpoint": out["checkpoint"]}))
-    if out["best_linear_top1"] is not None:  # None: the held-out rows hold no label, or the head diverged
-        print(f"linear top-1: last {out['linear_top1']:.4f}, best {out['best_linear_top1']:.4f} "
-              f"(epoch {out['best_epoch']}); top-5: last {out['linear_top5']:.4f}")  # fmt: skip
-    print(json.dumps(out))
-    if out["diverged"]:
+    trained_summary(out, "linear_eval")
+    if out["linear_eval_diverged"]:
         sys.exit(1)
+
+
+def trained_summary(out: dict, metric: str) -> None:
+    """The epochs of a trained protocol's run, its last and best top-1, and the result as JSON."""
+    from raycl import api
+    from raycl.train.console import summary
+
+    epochs = api.history(out[f"{metric}_checkpoint"])
+    if out[f"{metric}_diverged"]:  # the epochs' losses stay; a diverged head's top-1 is chance, never a figure
+        epochs = [{k: v for k, v in m.items() if not k.startswith(f"{metric}_top")} for m in epochs]
+    where = {"run_dir": out[f"{metric}_run_dir"], "checkpoint": out[f"{metric}_checkpoint"]}
+    print(summary(epochs, where))
+    if out[f"best_{metric}_top1"] is not None:  # None: the held-out rows hold no label, or the head diverged
+        print(f"{metric} top-1: last {out[f'{metric}_top1']:.4f}, best {out[f'best_{metric}_top1']:.4f} "
+              f"(epoch {out[f'{metric}_best_epoch']}); top-5: last {out[f'{metric}_top5']:.4f}")  # fmt: skip
+    print(json.dumps(out))
 
 
 def _finetune_parser(sub) -> None:
@@ -76,12 +106,10 @@ def _finetune_parser(sub) -> None:
 
 def finetune(args) -> None:
     from raycl import api
-    from raycl.train.console import summary
 
     out = api.finetune(args.checkpoint, args.label_fraction, args.from_scratch, args.config, args.overrides,
                        args.address)  # fmt: skip
-    print(summary(api.history(out["checkpoint"]), {"run_dir": out["run_dir"], "checkpoint": out["checkpoint"]}))
-    print(json.dumps(out))
+    trained_summary(out, "finetune")
 
 
 def _knn_parser(sub) -> None:
@@ -103,8 +131,9 @@ def knn(args) -> None:
         raise ConfigError(f"--temperature: expected a number > 0, got {args.temperature}")
     out = api.knn(args.checkpoint, args.workers, args.k, args.temperature, args.address)
     print(
-        f"kNN over {out['train_rows']:,} training rows ({out['workers']} workers, k {out['k']}): "
-        f"top-1 {out['knn_top1']:.4f}, top-5 {out['knn_top5']:.4f} on {out['queries']:,} held-out rows"
+        f"kNN over {out['knn_all_train_rows']:,} training rows ({out['knn_all_workers']} workers, "
+        f"k {out['knn_all_k']}): top-1 {out['knn_all_top1']:.4f}, top-5 {out['knn_all_top5']:.4f} on "
+        f"{out['knn_all_queries']:,} held-out rows"
     )
     print(json.dumps(out))
 

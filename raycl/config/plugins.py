@@ -5,10 +5,10 @@ tables here, so a method is loaded once per process."""
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Any
 
 from raycl.config.sections import MethodConfig
+from raycl.entry_points import load_group
 from raycl.errors import ConfigError
 
 ENTRY_POINTS = "raycl.methods"
@@ -33,41 +33,15 @@ def methods() -> tuple[dict[str, Any], dict[str, str]]:
     return METHODS, BROKEN
 
 
-def _raycl_first(ep) -> tuple[bool, str]:
-    dist = getattr(ep, "dist", None)
-    return (dist is None or dist.name != "raycl", ep.name)
-
-
 def load() -> None:
     """Every method of the entry-point group; an entry point that fails is kept in ``BROKEN`` (said when
     a config names it), never allowed to break the others."""
     global _loading
     _loading = True
     try:
-        _load_group()
+        load_group(ENTRY_POINTS, unusable, METHODS, BROKEN)
     finally:
         _loading = False
-
-
-def _load_group() -> None:
-    seen: dict[str, str] = {}
-    for ep in sorted(entry_points(group=ENTRY_POINTS), key=_raycl_first):  # raycl's own names first
-        if seen.get(ep.name) == ep.value:  # the same package found twice on the path
-            continue
-        seen.setdefault(ep.name, ep.value)
-        if ep.name in METHODS or ep.name in BROKEN:
-            BROKEN.setdefault(ep.name, f"entry point {ep.value!r} repeats the name of a registered method")
-            continue
-        try:
-            cls = ep.load()
-        except Exception as e:  # a user's package: its import error must not break raycl's own methods
-            BROKEN[ep.name] = f"entry point {ep.value!r} does not import ({type(e).__name__}: {e})"
-            continue
-        why = unusable(cls, ep.name)
-        if why:
-            BROKEN[ep.name] = f"entry point {ep.value!r} {why}"
-        else:
-            METHODS[ep.name] = cls
 
 
 def unusable(cls: Any, name: str) -> str | None:

@@ -39,7 +39,7 @@ ROWS = (("encoder", ""), ("random init", "random_init_"), ("raw pixels", "pixels
 
 COLUMNS = (
     ("knn_top1", "kNN top-1"),
-    ("linear_top1", "linear top-1"),
+    ("linear_probe_top1", "linear probe"),
     ("logreg_top1", "logreg top-1"),
     ("effective_rank", "effective rank"),
 )
@@ -49,6 +49,12 @@ def floors_table(result: dict) -> str:
     """kNN / linear (or logistic-regression) top-1 and the effective rank of the encoder and of the
     floors it is compared with, one row each."""
     columns = [(key, title) for key, title in COLUMNS if key in result]
+    known = {key for key, _ in COLUMNS} | {"logreg_val_top1"}  # the C-choosing split's score: no column
+    columns += [
+        (key, key.removesuffix("_top1").replace("_", " ") + " top-1")
+        for key in result
+        if key.endswith("_top1") and key not in known and not key.startswith(("random_init_", "pixels_"))
+    ]
     widths = [len(title) + 1 for _, title in columns]
     lines = [f"{'':<12}" + "".join(f" {title:>{w}}" for (_, title), w in zip(columns, widths))]
     for label, prefix in ROWS:

@@ -94,8 +94,11 @@ class Method(nn.Module):
 
     def held_out_scores(self) -> nn.Module | None:
         """A module from normalised images to class scores, scored (top-1, top-5) on the held-out
-        rows every epoch in place of the kNN monitor (a classifier under evaluation); None: kNN."""
+        rows every epoch in place of the kNN monitor (a classifier under evaluation), reported as
+        ``<held_out_metric>_top1`` and ``_top5``; None: kNN."""
         return None
+
+    held_out_metric = "classifier"  # the name of the protocol whose classifier ``held_out_scores`` gives
 
     def composed_view(self, view: torch.Tensor) -> tuple[str, torch.Tensor] | None:
         """(title, images) of what the network really sees when the method combines views further

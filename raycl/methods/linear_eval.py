@@ -92,6 +92,7 @@ class LinearEvalConfig(ProtocolConfig):
 
 class LinearEval(Method):
     name = "linear_eval"
+    held_out_metric = "linear_eval"
     Config: type[ProtocolConfig] = LinearEvalConfig
     n_views = 1
 
@@ -196,6 +197,7 @@ class Finetune(LinearEval):
     """
 
     name = "finetune"
+    held_out_metric = "finetune"
     Config = FinetuneConfig
 
     def __init__(self, cfg, channels: int):

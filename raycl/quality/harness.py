@@ -28,6 +28,7 @@ from raycl.methods import REGISTRY
 from raycl.quality.summary import format_runs, orderings, summarise
 
 PRESETS_RECIPE = "recipe:quality/presets"
+PROTOCOLS = ("knn", "rank", "linear_probe")  # what the table reports, for each run and each floor
 
 
 @functools.cache
@@ -100,13 +101,13 @@ def is_number(v) -> bool:
 
 
 def measure_floors(base: dict, seed: int) -> dict:
-    return api.floors(from_dict(apply_overrides(base, [f"run.seed={seed}"])), linear=True)
+    return api.floors(from_dict(apply_overrides(base, [f"run.seed={seed}"])), PROTOCOLS)
 
 
 def measure_pixel_floor(base: dict, seed: int) -> dict:
     """The raw-pixel floor alone, the best of its plain preprocessings (``pixels_*``)."""
     cfg = from_dict(apply_overrides(base, [f"run.seed={seed}"]))
-    return {f"pixels_{k}": v for k, v in api.pixel_floor(cfg, linear=True).items()}
+    return {f"pixels_{k}": v for k, v in api.pixel_floor(cfg, PROTOCOLS).items()}
 
 
 def with_chosen(raw: dict, chosen: dict) -> dict:
@@ -166,12 +167,12 @@ def run_once(raw: dict, name: str, seed: int, address: str | None) -> dict:
     cfg = from_dict(apply_overrides(raw, [f"run.name=quality-{name}-s{seed}-{int(time.time())}", f"run.seed={seed}"]))
     t0 = time.perf_counter()
     metrics = api.train(cfg, address)
-    ev = api.evaluate(metrics["checkpoint"], with_floors=False)
+    ev = api.evaluate(metrics["checkpoint"], PROTOCOLS, with_floors=False)
     return {
         "method": name,
         "seed": seed,
         "knn_top1": round(ev["knn_top1"], 4),
-        "linear_top1": round(ev["linear_top1"], 4),
+        "linear_probe_top1": round(ev["linear_probe_top1"], 4),
         "effective_rank": round(ev["effective_rank"], 2),
         "images_per_s": round(metrics["images_per_s"], 1),
         "wall_s": round(time.perf_counter() - t0, 1),
@@ -228,7 +229,17 @@ def read_results(path: str, flag: str) -> dict:
         raise ConfigError(f"{flag}: {path!r} is not a bench quality results file ({e})") from None
     if not isinstance(saved, dict) or not isinstance(saved.get("runs"), list):
         raise ConfigError(f"{flag}: {path!r} is not a bench quality results file (no 'runs' list)")
+    saved["runs"] = [probe_named(r) for r in saved["runs"]]
+    saved["floors"] = {seed: probe_named(f) for seed, f in (saved.get("floors") or {}).items()}
     return saved
+
+
+def probe_named(figures: dict) -> dict:
+    """A results file written before the frozen linear probe's figures were named for their protocol
+    (``linear_top1`` -> ``linear_probe_top1``, and the floors' and preprocessings' keys alike)."""
+    old = ("linear_top1", "linear_preprocessing")
+    return {next((k.replace(o, "linear_probe" + o[6:]) for o in old if k.endswith(o)), k): v
+            for k, v in figures.items()}  # fmt: skip
 
 
 def load_state(out: str | None, args: dict) -> dict:

@@ -7,7 +7,7 @@ import math
 import statistics
 from typing import Any
 
-METRICS = ("knn_top1", "linear_top1")
+METRICS = ("knn_top1", "linear_probe_top1")
 
 # The papers' orderings a table of these rows can test, each row at least the next: TCL's (supervised TCL,
 # SupCon, cross-entropy), CLSA's over its MoCo v2 baseline, InterCLR's over its intra-image branch alone.
@@ -93,7 +93,7 @@ def summary_row(label: str, runs: list[dict]) -> dict:
     return row
 
 
-RUN_COLUMNS = ("method", "seed", "knn_top1", "linear_top1", "images_per_s", "wall_s")
+RUN_COLUMNS = ("method", "seed", "knn_top1", "linear_probe_top1", "images_per_s", "wall_s")
 
 
 def format_runs(rows: list[dict], header: bool = True) -> str:
@@ -112,11 +112,11 @@ def format_summary(rows: list[dict]) -> str:
         return f"{row[metric + '_mean']:.4f} +- {row[metric + '_sd']:.4f}"
 
     fmt = "{:<16} {:>5} {:>18} {:>18} {:>8} {:>9}"
-    lines = [fmt.format("method", "seeds", "kNN top-1", "linear top-1", "rank", "images/s")]
+    lines = [fmt.format("method", "seeds", "kNN top-1", "linear probe", "rank", "images/s")]
     for row in rows:
         speed = f"{row['images_per_s_mean']:.0f}" if "images_per_s_mean" in row else "-"
         rank = f"{row['effective_rank_mean']:.1f}" if "effective_rank_mean" in row else "-"
         mark = " *" if row.get("beats_floors") else ""
-        knn, linear = cell(row, "knn_top1"), cell(row, "linear_top1")
+        knn, linear = cell(row, "knn_top1"), cell(row, "linear_probe_top1")
         lines.append(fmt.format(row["method"] + mark, row["seeds"], knn, linear, rank, speed))
     return "\n".join(lines)

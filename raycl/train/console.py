@@ -269,14 +269,16 @@ def quiet_trial_errors():
 
 
 def summary(history: list[dict], extra: dict | None = None) -> str:
-    """A small table: one row per epoch (loss, the held-out figure: kNN top-1, or a classifier's
-    linear_top1 under evaluation, images/s, time), then ``extra`` lines."""
-    key = "linear_top1" if any("linear_top1" in m for m in history) else "knn_top1"
-    rows = [f"{'epoch':>5} {'loss':>8} {key:>11} {'images/s':>9} {'time':>8}"]
+    """A small table: one row per epoch (loss, the held-out figure: kNN top-1, or the top-1 of a
+    classifier under evaluation, images/s, time), then ``extra`` lines."""
+    scored = [k for m in history for k in m if k.endswith("_top1") and "/" not in k and k != "knn_top1"]
+    key = scored[0] if scored else "knn_top1"
+    w = max(11, len(key))
+    rows = [f"{'epoch':>5} {'loss':>8} {key:>{w}} {'images/s':>9} {'time':>8}"]
     for m in history:
         knn = f"{m[key]:.4f}" if m.get(key) is not None else "-"
         t = fmt_duration(m.get("epoch_time_s", 0.0))
-        rows.append(f"{m['epoch']:>5} {m['loss']:>8.4f} {knn:>11} {m.get('images_per_s', 0.0):>9.0f} {t:>8}")
+        rows.append(f"{m['epoch']:>5} {m['loss']:>8.4f} {knn:>{w}} {m.get('images_per_s', 0.0):>9.0f} {t:>8}")
     for k, v in (extra or {}).items():
         rows.append(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
     return "\n".join(rows)

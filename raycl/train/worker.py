@@ -55,9 +55,9 @@ def knn_monitor(backbone, train_src, eval_src, cfg, device) -> float | None:
     return knn_top1(bank, bank_y, test, test_y, cfg.eval.knn_k, cfg.eval.knn_temperature)
 
 
-def classifier_monitor(scores, eval_src, cfg, device) -> dict:
+def classifier_monitor(scores, eval_src, cfg, device, metric: str) -> dict:
     """Top-1 and top-5 of ``scores`` (images -> class scores) over every labeled held-out row, each
-    worker scoring its share."""
+    worker scoring its share: ``<metric>_top1``, ``<metric>_top5``."""
     batch = rows_per_forward(cfg.data.channels, cfg.data.image_size)
     logits, labels = extract(scores, eval_src, (dist.rank(), dist.world_size()), batch, device)
     logits, labels = logits[labels >= 0].to(device), labels[labels >= 0].to(device)
@@ -65,7 +65,7 @@ def classifier_monitor(scores, eval_src, cfg, device) -> dict:
     hits = torch.stack([(ranked[:, :1] == labels[:, None]).any(1).sum(), (ranked == labels[:, None]).any(1).sum()])
     counts = dist.all_reduce_sum(torch.cat([hits.float(), torch.tensor([float(len(labels))], device=device)]))
     rows = max(float(counts[2]), 1.0)
-    return {"linear_top1": float(counts[0]) / rows, "linear_top5": float(counts[1]) / rows}
+    return {f"{metric}_top1": float(counts[0]) / rows, f"{metric}_top5": float(counts[1]) / rows}
 
 
 def data_metrics(decoded: int, waited_s: float, rss_start_mb: float, device) -> dict:
@@ -295,7 +295,8 @@ class WorkerRun:
             dist.broadcast_buffers(self.engine.module.encoder())
             scores = self.engine.module.held_out_scores()
             if scores is not None:  # a classifier under evaluation: its own top-1 and top-5
-                metrics.update(classifier_monitor(scores, self.eval_src, cfg, device))
+                metric = self.engine.module.held_out_metric
+                metrics.update(classifier_monitor(scores, self.eval_src, cfg, device, metric))
             else:
                 knn = knn_monitor(self.engine.module.encoder(), self.train_src, self.eval_src, cfg, device)
                 if knn is not None:  # None: the rows the monitor took hold no label on one side

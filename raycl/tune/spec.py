@@ -49,9 +49,11 @@ METRICS = (
     "knn_top1",
     "epoch",
     "global_step",
-    "linear_top1",
-    "linear_top5",
-)  # the last two: linear_eval runs (raycl linear)
+    "linear_eval_top1",
+    "linear_eval_top5",
+    "finetune_top1",
+    "finetune_top5",
+)  # the last four: the runs of raycl linear and raycl finetune
 MAX_GRID_POINTS = 4096  # grid x choice combinations checked one by one before the first trial
 
 
