@@ -8,15 +8,13 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import os
-import time
 
 from raycl.config import Config, ensure_config, load_config
-from raycl.data import check_data
 from raycl.data.label_subset import label_subset
 from raycl.data.parquet import convert_image_folder
-from raycl.data.preview import grid
+from raycl.data.preview import write_grid
 from raycl.data.torchvision_source import convert_torchvision, is_torchvision
-from raycl.errors import ConfigError, DataError
+from raycl.errors import DataError
 from raycl.eval.neighbours import neighbours as nearest
 from raycl.export import export_backbone
 from raycl.log import get as get_logger
@@ -35,9 +33,9 @@ from raycl.protocols.door import (
 from raycl.protocols.finetune import finetune_config
 from raycl.protocols.linear_eval import linear_config
 from raycl.train import result
-from raycl.train.checkpoint import load_checkpoint_model, registered_checkpoints
+from raycl.train.checkpoint import load_checkpoint_model
 from raycl.train.result import history
-from raycl.train.storage import run_dir
+from raycl.train.run_names import demo_run_name
 
 log = get_logger(__name__)
 
@@ -91,22 +89,7 @@ def convert(
 def views(cfg: Config | dict, out: str = "views.png", samples: int = 6) -> dict:
     """Write a grid of ``samples`` training images and each view the method makes of them (see
     raycl.data.preview) to ``out`` (PNG); returns the path, the columns and the image size."""
-
-    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 64:
-        raise ConfigError(f"--samples: expected an integer in 1..64, got {samples!r}")
-    path = os.path.abspath(os.path.expanduser(out))
-    parent = os.path.dirname(path)
-    if os.path.isdir(path) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        why = "is a directory" if os.path.isdir(path) else f"folder {parent} does not exist or is not writable"
-        raise ConfigError(f"--out: cannot write {out!r}: {why}")
-    cfg = ensure_config(cfg)
-    check_data(cfg)
-    g = grid(cfg, samples)
-    try:
-        g.image.save(path, format="PNG")
-    except OSError as e:
-        raise ConfigError(f"--out: cannot write {out!r}: {e.strerror or e}") from None
-    return {"out": path, "columns": g.columns, "samples": len(g.cells), "size": list(g.image.size)}
+    return write_grid(cfg, out, samples)
 
 
 def sweep(
@@ -218,33 +201,3 @@ def demo(overrides: list[str] | None = None, address: str | None = None, resume:
         "run_dir": metrics["run_dir"],
         "checkpoint": metrics["checkpoint"],
     }
-
-
-def demo_run_name(cfg: Config, resume: bool) -> tuple[str, str]:
-    """(run name, the line that says which): the newest ``demo-*`` run with a checkpoint when
-    ``resume``, else a new ``demo-<time>`` whose folder this call creates, so two demos started at
-    once never share one."""
-
-    root = os.path.dirname(run_dir(cfg) or "") or None
-    if resume:
-        folder = root or ""
-        names = os.listdir(folder) if folder and os.path.isdir(folder) else []
-        runs = sorted(
-            (n for n in names if n.startswith("demo-") and registered_checkpoints(os.path.join(folder, n))),
-            key=lambda n: os.path.getmtime(os.path.join(folder, n)),
-        )
-        if not runs:
-            where = cfg.run.storage_path
-            raise ConfigError(f"--resume: no demo run with a checkpoint under run.storage_path {where!r}")
-        return runs[-1], f"demo: resuming run {runs[-1]!r} in {root}"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"demo-{stamp}"
-    if root is not None:  # local storage: reserve the folder; a demo started in the same second takes -2, -3, ...
-        for n in range(2, 1000):
-            try:
-                os.makedirs(os.path.join(root, name))
-                break
-            except FileExistsError:
-                name = f"demo-{stamp}-{n}"
-    where = root or cfg.run.storage_path
-    return name, f"demo: new run {name!r} in {where} (continue it later with: raycl demo --resume)"

@@ -161,6 +161,7 @@ def test_a_rows_file_that_is_not_a_list_of_training_rows_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_finetune_and_its_from_scratch_baseline_train_on_ray_on_the_same_subset(ray_cluster, tmp_path, capsys):
+    from raycl import api
     from raycl.cli import main
 
     folder, _, _ = checkpoint(tmp_path, "model.width=8", "data.num_samples=512", "data.batch_size=32",

@@ -9,6 +9,7 @@ generator seeded by ``run.seed`` exactly as a training step draws them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +17,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from raycl.data import build_sources
+from raycl.config import ensure_config
+from raycl.data import build_sources, check_data
 from raycl.data.source import subset
 from raycl.data.views import MEAN, STD, views_for
+from raycl.errors import ConfigError
 from raycl.methods import build_method
 
 PAD, HEADER = 4, 14  # pixels between cells, and for the column titles
@@ -72,3 +75,22 @@ def grid(cfg, samples: int = 6, zoom: int | None = None) -> Grid:
             cells[r].append((x, y, x + tile.width, y + tile.height))
         x += w + PAD
     return Grid(canvas, [t for t, _ in cols], cells)
+
+
+def write_grid(cfg, out: str, samples: int) -> dict:
+    """``grid`` of the checked ``cfg`` written to ``out`` (PNG): the path, the columns, the image size."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 64:
+        raise ConfigError(f"--samples: expected an integer in 1..64, got {samples!r}")
+    path = os.path.abspath(os.path.expanduser(out))
+    parent = os.path.dirname(path)
+    if os.path.isdir(path) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        why = "is a directory" if os.path.isdir(path) else f"folder {parent} does not exist or is not writable"
+        raise ConfigError(f"--out: cannot write {out!r}: {why}")
+    cfg = ensure_config(cfg)
+    check_data(cfg)
+    g = grid(cfg, samples)
+    try:
+        g.image.save(path, format="PNG")
+    except OSError as e:
+        raise ConfigError(f"--out: cannot write {out!r}: {e.strerror or e}") from None
+    return {"out": path, "columns": g.columns, "samples": len(g.cells), "size": list(g.image.size)}
