@@ -56,12 +56,14 @@ def tiny_cfg(tmp_path):
     return lambda *overrides: tiny_config(tmp_path / "runs", *overrides)
 
 
-# The fast tier (`pytest -m "not slow"`, README "Tests") leaves out everything that starts Ray or
-# trains through Ray Train: a test that takes the shared Ray instance is slow by definition; tests
-# that start Ray themselves (a CLI in a subprocess, a `ray start` cluster, a notebook) say so with
-# @pytest.mark.slow or sit in a module listed here.
+# The fast tier (`pytest -m "not slow"`, CONTRIBUTING "Checks") runs in this one process: it leaves out
+# everything that starts Ray or trains through Ray Train, and everything that starts other Python
+# processes (a CLI in a subprocess, a pip install, a group of gloo processes). A test that takes the
+# shared Ray instance is slow by definition; the others say so with @pytest.mark.slow or sit in a
+# module listed here.
 SLOW_MODULES = {"test_demo", "test_jobs", "test_notebooks", "test_elastic_cluster", "test_methods_ray",
-                "test_train_ray", "test_walkthrough"}
+                "test_train_ray", "test_walkthrough", "test_zero_state", "test_method_plugin",
+                "test_protocol_plugin"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -114,6 +114,7 @@ def test_config_file_errors(tmp_path):
         load_config(str(bad))
 
 
+@pytest.mark.slow  # a CLI in a subprocess
 def test_cli_config_show_prints_resolved_config(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("optim:\n  base_lr: 0.2\n")
@@ -124,6 +125,7 @@ def test_cli_config_show_prints_resolved_config(tmp_path):
     assert set(shown) == {"data", "model", "method", "optim", "distributed", "eval", "run"}
 
 
+@pytest.mark.slow  # a CLI in a subprocess
 def test_cli_bad_value_is_one_line_without_traceback(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("method:\n  temperature: 0.1\n")

@@ -124,6 +124,7 @@ def test_drop_last_and_start_step():
     assert np.array_equal(list(ld.batches(0, start_step=2))[0].index, batches[2].index)
 
 
+@pytest.mark.slow  # a CLI in a subprocess
 def test_data_convert_cli(tmp_path):
     from PIL import Image
 

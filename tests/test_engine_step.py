@@ -173,6 +173,7 @@ print("after", mlflow.__name__, torch.compile(double) is not double)  # TorchDyn
 """
 
 
+@pytest.mark.slow  # a CLI in a subprocess
 def test_deepspeed_starts_without_mlflow_or_inductor_and_both_work_afterwards(tmp_path):
     """DeepSpeed's autotuner imports mlflow when installed (1.2 s) and ZeRO's optimizer check imports
     Muon, whose torch.compile decorators load inductor (1.9 s): a ZeRO-2 engine built and stepped in a

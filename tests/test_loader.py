@@ -311,6 +311,7 @@ def test_preload_decodes_the_shards_once_into_memory_with_the_same_rows(shards, 
         load_config(None, ["data.preload=true"])
 
 
+@pytest.mark.slow  # a CLI in a subprocess
 def test_bench_data_prints_the_loader_against_one_process_decode(shards):
     import subprocess
     import sys

@@ -55,6 +55,7 @@ def test_clsa_imclr_and_simclic_show_their_own_views(tmp_path):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
+@pytest.mark.slow  # a CLI in a subprocess
 def test_views_cli_writes_the_png(tmp_path):
     p = subprocess.run([sys.executable, "-m", "raycl", "views", api.demo_config_path(), "--out", str(tmp_path / "g.png"),
                         "--samples", "2"], capture_output=True, text=True, timeout=300)  # fmt: skip
