@@ -33,7 +33,7 @@ def chosen(names, field: str = "--protocol") -> list[Protocol]:
     """The protocols ``names`` (a list, or one comma-separated string), each once, in order; an unknown
     or broken name is one error that lists the registered ones."""
     if isinstance(names, str):
-        names = [n for n in names.split(",")]
+        names = [n for n in names.split(",") if n.strip()]
     table, out = protocols(), list[Protocol]()
     for name in names:
         name = name.strip()
