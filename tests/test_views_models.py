@@ -169,3 +169,33 @@ def test_the_data_section_sets_the_contrastive_augmentation_strengths():
     cfg = load_config(None, ["data.crop_scale=[1, 1]", "data.flip_p=0", "data.jitter_p=0"])
     v1, v2 = views_for(cfg, build_method(cfg, 1))(img, torch.Generator().manual_seed(0))
     assert bool((v1[..., 3:11].mean((1, 2, 3)) > v1[..., 17:25].mean((1, 2, 3))).all())
+
+
+def test_imclrs_autoaugment_option_reaches_its_views_drawn_as_a_hand_composition():
+    """method.autoaugment: each of ImCLR's views is AutoAugment (torchvision's CIFAR-10 policy, a seed
+    per image drawn from the step's generator), then the supervised recipe's crop and flip."""
+    from torchvision.transforms import v2
+
+    from raycl.config import load_config
+    from raycl.data.demo import demo_sources
+    from raycl.data.draws import draw_int
+    from raycl.data.views import to_float, views_for
+    from raycl.methods import build_method
+
+    images = torch.from_numpy(demo_sources(0.2, num_samples=64)[0].read_positions(torch.arange(8).numpy()).images)
+    drawn = {}
+    for auto in (True, False):
+        cfg = load_config(None, ["method.name=imclr", f"method.autoaugment={str(auto).lower()}", "model.width=8"])
+        drawn[auto] = views_for(cfg, build_method(cfg, 1))(images, torch.Generator().manual_seed(3))
+    g, policy = torch.Generator().manual_seed(3), v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
+    crop_flip = SimCLRViews(28, 1, scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0, blur_p=0.0)
+    by_hand = []
+    for _ in drawn[True]:
+        seeds = draw_int(g, 2**62, len(images), images.device).tolist()
+        augmented = []
+        for im, s in zip(images, seeds):
+            torch.manual_seed(s)
+            augmented.append(policy(im))
+        by_hand.append(crop_flip.view(to_float(torch.stack(augmented)), g))
+    assert len(by_hand) == len(drawn[True]) >= 1 and all(torch.equal(a, b) for a, b in zip(drawn[True], by_hand))
+    assert not torch.equal(drawn[True][0], drawn[False][0])
