@@ -1,7 +1,20 @@
 import os
+import pathlib
+import sys
 
 import pytest
-from tiny import tiny_config
+
+# tests/ mirrors the package: tests/<room>/ for each room of raycl/, tests/product/ for what spans it
+# (the CLI's bad input, the docs' commands, notebooks, jobs), tests/helpers/ apart. Test modules import
+# helpers and each other's fixtures by module name, and the processes a test starts (a CLI, a Ray
+# worker unpickling a function defined in a test module, a notebook) do too: every folder goes on
+# sys.path here and on PYTHONPATH for them.
+TESTS = pathlib.Path(__file__).resolve().parent
+FOLDERS = [str(p) for p in sorted(TESTS.iterdir()) if p.is_dir() and not p.name.startswith((".", "__"))]
+sys.path[:0] = [f for f in FOLDERS if f not in sys.path]
+os.environ["PYTHONPATH"] = os.pathsep.join([*FOLDERS, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+from tiny import tiny_config  # noqa: E402  (tests/helpers/, on the path from here on)
 
 os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 # Train V2's controller polls its workers every 2 s by default, so every fit() waits ~2-4 s after the
@@ -39,9 +52,8 @@ def ray_cluster():
     """One real local Ray instance shared by the tests that need it (ray.init costs ~7 s)."""
     import ray
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    # Workers unpickle training functions defined in test modules: let them import tests/.
-    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    # Workers unpickle training functions defined in test modules: let them import every test folder.
+    path = os.environ["PYTHONPATH"]
     from raycl.train.trainer import local_ray_options
 
     ctx = ray.init(**local_ray_options(4, {"PYTHONPATH": path}))

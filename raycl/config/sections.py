@@ -12,7 +12,7 @@ from raycl.errors import ConfigError
 from raycl.fields import NotBool, Number, Section
 
 # The backbones raycl.models builds, by name: torchvision's ResNets, VGG-16, PreAct ResNet-18 and the
-# Wide ResNets (depth and widening factor in the name). tests/test_views_models.py holds the two to
+# Wide ResNets (depth and widening factor in the name). tests/models/test_views_models.py holds the two to
 # the same list.
 RESNETS = ("resnet18", "resnet50")
 BACKBONES = (*RESNETS, "vgg16", "preact_resnet18", "wrn<depth>_<k>")

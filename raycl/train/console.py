@@ -37,7 +37,7 @@ NOISE = [
     r"Setting accelerator to CPU",
     r"No CUDA runtime is found",
     r"deepspeed_shm_comm_op built successfully",
-    r"ZeRO with an untested optimizer",  # LARS: raycl tests it under ZeRO (tests/test_lars_zero.py)
+    r"ZeRO with an untested optimizer",  # LARS: raycl tests it under ZeRO (tests/optim/test_lars_zero.py)
     r"^Reporting training result \d+: TrainingReport\(",
     r"^Using network interface",
     r"Token authentication is enabled for this Ray cluster",

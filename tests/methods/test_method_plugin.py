@@ -13,7 +13,7 @@ import pytest
 
 from raycl.api import demo_config_path
 
-EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "toy-method"
+EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "toy-method"
 GOOD = 'toy_contrast = "toy_method:ToyContrast"\n'
 BROKEN = 'toy_missing = "toy_method:NotThere"\n'  # added to the copy only: an entry point that does not import
 # and one whose method sets the view attribute an older raycl read (it would train on other views)

@@ -28,7 +28,7 @@ def test_zero_stages_train_alike(ray_cluster, tiny_cfg):
     """2 workers, a few SGD steps: ZeRO-2 partitions the optimizer and the gradients, here with NHWC
     inputs, but must give the parameters that the unpartitioned engine (stage 0) gives on NCHW (to
     1e-4: the layouts sum in different orders), and every parameter moves. (ZeRO-1 and 2 at 2 and 3
-    workers against one process, to 1e-5: tests/test_lars_zero.py, with LARS, whose step needs the
+    workers against one process, to 1e-5: tests/optim/test_lars_zero.py, with LARS, whose step needs the
     layers ZeRO cuts.)"""
     states = {}
     for stage, layout in ((0, "false"), (2, "true")):

@@ -14,7 +14,7 @@ import pytest
 
 from test_export import checkpoint
 
-EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "toy-protocol"
+EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "toy-protocol"
 GOOD = 'toy_centroid = "toy_protocol:NearestCentroid"\n'
 BROKEN = 'toy_gone = "toy_protocol:NotThere"\n'  # added to the copy only: an entry point that does not import
 

@@ -7,7 +7,7 @@ import pytest
 
 from raycl.config import load_config
 
-RECIPES = sorted((pathlib.Path(__file__).resolve().parents[1] / "raycl" / "recipes").glob("*.yaml"))
+RECIPES = sorted((pathlib.Path(__file__).resolve().parents[2] / "raycl" / "recipes").glob("*.yaml"))
 
 
 BANK_ON_CPU = {"bank_size": 192, "num_clusters": 10, "num_negatives": 32}

@@ -33,7 +33,7 @@ def test_method_trains_on_ray(ray_cluster, tiny_cfg, case):
     if case in TRAINED_BY_THE_QUALITY_CHECK:
         pytest.skip("trains on Ray in test_method_beats_the_random_init_encoder")
     if case in ("linear_eval", "finetune"):
-        pytest.skip("evaluates a pre-trained checkpoint: tests/test_linear.py trains it on 1, 2 and 3 workers")
+        pytest.skip("evaluates a pre-trained checkpoint: tests/protocols/test_linear.py trains it on 1, 2 and 3 workers")
     name = case.split("-")[0]
     cfg = tiny_cfg(f"method.name={name}", "run.epochs=1", f"run.name=m-{case}", *EXTRA[case])
     res = fit(cfg)
@@ -80,8 +80,8 @@ QUALITY_SEEDS = {"interclr": [0, 1, 2]}
 # reach; the Fashion-MNIST quality table (BENCHMARKS.md) measures every method against it.
 BEATS_PIXELS: set[str] = set()
 QUALITY_SKIP = {
-    "linear_eval": "not a pre-training method: it evaluates a checkpoint (tests/test_linear.py)",
-    "finetune": "not a pre-training method: it fine-tunes a checkpoint (tests/test_linear.py)",
+    "linear_eval": "not a pre-training method: it evaluates a checkpoint (tests/protocols/test_linear.py)",
+    "finetune": "not a pre-training method: it fine-tunes a checkpoint (tests/protocols/test_linear.py)",
     "simclic": "SimCLIC (no augmentation) does not end above the random-init kNN at any budget tried. Unclipped, "
                "at this budget: 0.444 / 0.464 / 0.464 vs floors 0.524 / 0.585 / 0.570 (seeds 0-2, "
                "noise eps 0.5); the paper's lr 0.05, wd 1e-3 with dropout: 0.475 / 0.497 / 0.427. Its features "

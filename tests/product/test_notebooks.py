@@ -5,7 +5,7 @@ import json
 import os
 import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def execute(name, tmp_path, **extra_env):

@@ -1,7 +1,7 @@
 import pathlib
 import re
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def quick_start_commands():
@@ -66,7 +66,7 @@ def _prose() -> dict[str, str]:
 
 def test_no_text_a_reader_meets_narrates_the_projects_history():
     found = [f"{name}: {m.group(0)!r}" for name, text in _prose().items() for m in HISTORY.finditer(text)
-             if name != "tests/test_readme.py"]
+             if name != "tests/product/test_readme.py"]
     assert found == []
 
 

@@ -131,7 +131,7 @@ def test_every_torch_load_in_raycl_is_weights_only():
     import pathlib
     import re
 
-    root = pathlib.Path(__file__).resolve().parents[1] / "raycl"
+    root = pathlib.Path(__file__).resolve().parents[2] / "raycl"
     loads = {str(p.relative_to(root)): len(re.findall(r"torch\.load\(", p.read_text())) for p in root.rglob("*.py")}
     assert {k: v for k, v in loads.items() if v} == {"files.py": 1}
     src = (root / "files.py").read_text()

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parents[1] / "cluster"
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "cluster"
 LAUNCHER = ["local.yaml", "aws.yaml", "gcp.yaml"]
 KUBERAY = ["kuberay/raycluster.yaml", "kuberay/rayjob.yaml"]
 

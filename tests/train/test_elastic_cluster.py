@@ -1,12 +1,12 @@
 """Elasticity on real Ray: a multi-node local cluster loses a node mid-run and gets one back
-(tests/elastic_cluster_run.py drives it in a process of its own)."""
+(tests/helpers/elastic_cluster_run.py drives it in a process of its own)."""
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")
 
 
 def test_an_elastic_run_shrinks_when_a_node_dies_and_grows_when_one_returns(tmp_path):
@@ -14,7 +14,7 @@ def test_an_elastic_run_shrinks_when_a_node_dies_and_grows_when_one_returns(tmp_
     # suite's own Ray instance; short, since Ray's socket paths must stay under 108 characters.
     private_tmp = tempfile.mkdtemp(prefix="rcl-", dir="/tmp")
     env = {**os.environ, "TMPDIR": private_tmp, "PYTHONPATH": os.pathsep.join(
-               p for p in (HERE, os.path.join(HERE, "elastic_pace"), os.environ.get("PYTHONPATH")) if p),
+               p for p in (HELPERS, os.path.join(HELPERS, "elastic_pace"), os.environ.get("PYTHONPATH")) if p),
            # without it Train waits 60 s for the 3rd worker's node before starting with 2
            "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "10",
            # the GCS declares the removed node dead after 3 missed 1 s health checks, not 5 of 3 s: Train
@@ -22,7 +22,7 @@ def test_an_elastic_run_shrinks_when_a_node_dies_and_grows_when_one_returns(tmp_
            "RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
            "RAY_health_check_failure_threshold": "3"}
     env.pop("RAY_ADDRESS", None)
-    p = subprocess.run([sys.executable, os.path.join(HERE, "elastic_cluster_run.py"), str(tmp_path)],
+    p = subprocess.run([sys.executable, os.path.join(HELPERS, "elastic_cluster_run.py"), str(tmp_path)],
                        capture_output=True, text=True, timeout=900, env=env)
     assert p.returncode == 0, p.stderr[-4000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])

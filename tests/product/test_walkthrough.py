@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEB = "/usr/share/datasets/fashion-mnist"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not os.path.exists(f"{DEB}/t10k-images-idx3-ubyte.gz"),
@@ -83,7 +83,7 @@ def test_the_docs_walkthrough_runs_as_written_with_relative_paths(tmp_path):
     out = json.loads(ev.stdout.strip().splitlines()[-1])
     for key in ("knn_top1", "linear_probe_top1", "random_init_knn_top1", "pixels_knn_top1", "pixels_linear_probe_top1"):
         assert 0.1 < out[key] <= 1.0, out
-    assert "Traceback" not in ev.stderr   # (work this small prints no progress lines: tests/test_eval_report.py)
+    assert "Traceback" not in ev.stderr   # (work this small prints no progress lines: tests/eval/test_eval_report.py)
     assert re.search(r"^raw pixels\s+0\.\d{4}\s+0\.\d{4}\s+\d+\.\d$", ev.stdout, re.M), ev.stdout
     # the shards hold paths relative to nothing: what was trained on is the slice, in this folder
     from raycl.api import load_checkpoint_model
@@ -97,9 +97,9 @@ def test_the_docs_walkthrough_runs_as_written_with_relative_paths(tmp_path):
     assert json.loads(bench.stdout.strip().splitlines()[-1])["raycl"]["images_per_s"] > 0
     assert np.isfinite(out["knn_top1"])
     # the evaluation protocols on the same checkpoint (1 epoch each here; finetune is run by
-    # tests/test_linear.py, here its two command lines are checked to parse as the page writes them)
+    # tests/protocols/test_linear.py, here its two command lines are checked to parse as the page writes them)
     linear = json.loads(run(cmds[8] + " run.epochs=1").stdout.strip().splitlines()[-1])
-    # one epoch is 4 steps here: the command's output is checked, not the head's accuracy (tests/test_linear.py)
+    # one epoch is 4 steps here: the command's output is checked, not the head's accuracy (tests/protocols/test_linear.py)
     assert linear["linear_eval_best_epoch"] == 1 and linear["linear_eval_diverged"] is None, linear
     assert 0.0 <= linear["linear_eval_top1"] <= linear["linear_eval_top5"] <= 1.0, linear
     from raycl.cli import parse

@@ -1,4 +1,4 @@
-"""InterCLR held back on 2 workers, for tests/elastic_cluster_run.py.
+"""InterCLR held back on 2 workers, for tests/helpers/elastic_cluster_run.py.
 
 A returned node reaches Ray Train's elastic policy through Ray's autoscaling coordinator, which
 refreshes what the cluster holds every 20 s (``TICK_INTERVAL_S``, Ray 2.60): a fast machine can

@@ -1,7 +1,7 @@
 """Prints how far apart runs at different worker counts end (BENCHMARKS.md, "Elastic runs"):
 relative L2 distance over the parameters after 12 steps of ZeRO-2 + LARS with sync BN, for
 uninterrupted runs on 1, 2 and 3 workers, a run moved from 3 to 2 workers at step 4, and same-count
-stop-and-resume runs. Usage: PYTHONPATH=tests python tests/exactness_across_counts.py [overrides...],
+stop-and-resume runs. Usage: PYTHONPATH=tests/helpers:tests/train python tests/helpers/exactness_across_counts.py [overrides...],
 e.g. optim.base_lr=0.02."""
 import sys
 import tempfile

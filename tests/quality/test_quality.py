@@ -1,5 +1,5 @@
 """raycl.quality.harness without Ray: presets sized to the data, variants, the summary's arithmetic and
-the results file (the end-to-end run is tests/test_methods_ray.py)."""
+the results file (the end-to-end run is tests/methods/test_methods_ray.py)."""
 import json
 import math
 

@@ -16,7 +16,7 @@ import time
 import pytest
 from ray_heads import start_head, stop_head
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
 
 

@@ -6,7 +6,7 @@ check). The method is InterCLR (``interclr_paced``: tests/elastic_pace/, each st
 grow is seen before the run ends on any machine), so a memory bank and its k-means labels are
 re-sharded at every resize.
 Prints one JSON line: the run's restarts, per-epoch worker counts, final step and a summary of the
-final bank. Run by tests/test_elastic_cluster.py in a process of its own, with TMPDIR pointing at a
+final bank. Run by tests/train/test_elastic_cluster.py in a process of its own, with TMPDIR pointing at a
 private directory: ``Cluster`` writes its address to $TMPDIR/ray/ray_current_cluster, where a plain
 ``ray.init()`` elsewhere would otherwise find it and connect."""
 import json

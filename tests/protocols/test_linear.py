@@ -102,7 +102,7 @@ def test_each_linear_recipe_makes_a_valid_linear_evaluation(tmp_path, recipe):
 
     from raycl.api import linear_config
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "raycl" / "recipes" / "linear" / f"{recipe}.yaml"
+    path = pathlib.Path(__file__).resolve().parents[2] / "raycl" / "recipes" / "linear" / f"{recipe}.yaml"
     folder, _, _ = checkpoint(tmp_path, "model.width=8", "distributed.workers=2", f"run.storage_path={tmp_path}")
     cfg = linear_config(str(folder), f"recipe:linear/{recipe}", ["distributed.workers=2"])  # named as users do
     as_written = __import__("yaml").safe_load(path.read_text())
