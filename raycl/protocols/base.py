@@ -9,6 +9,7 @@ checkpoint) and read what they need from the subject's checkpoint and options.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 import torch
@@ -34,16 +35,14 @@ class Subject:
     options: dict = field(default_factory=dict)
     quiet: bool = False
     extracted: tuple | None = None  # (train features, train labels, held-out features, held-out labels)
-    _sources: tuple | None = None
 
-    @property
+    @cached_property
     def sources(self) -> tuple:
-        if self._sources is None:  # once: opening Parquet shards reads every footer
-            self._sources = eval_sources(self.cfg)
-        return self._sources
+        return eval_sources(self.cfg)  # once: opening Parquet shards reads every footer
 
+    @cached_property
     def unready(self) -> str | None:
-        """Why the rows cannot be scored (no labeled rows on a side), or None."""
+        """Why the rows cannot be scored (no labeled rows on a side), or None; asked once per subject."""
         return None if self.extracted is not None else eval_ready(*self.sources)
 
     def features(self) -> tuple:

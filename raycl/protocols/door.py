@@ -33,10 +33,15 @@ def evaluate(checkpoint: str, protocols=DEFAULT, with_floors: bool = True, quiet
     cfg, method = load_checkpoint_model(checkpoint)
     check_stored_data(cfg)
     out = run(todo, Subject(cfg, method.encoder(), checkpoint=checkpoint, options=options, quiet=quiet))
-    frozen = [p.name for p in todo if p.frozen]
-    if with_floors and frozen and not out.get("skipped"):
-        out |= floors(cfg, frozen, quiet)
+    on_features = [p.name for p in todo if p.frozen]
+    if with_floors and on_features and not out.get("skipped"):
+        out |= floors(cfg, on_features, quiet)
     return out
+
+
+def frozen(protocols) -> list[Protocol]:
+    """The frozen ones of ``protocols`` (names): what runs on a backbone's features and on the floors."""
+    return [p for p in chosen(protocols) if p.frozen]
 
 
 def check_stored_data(cfg) -> None:
@@ -50,7 +55,7 @@ def run(todo: list[Protocol], subject: Subject) -> dict:
     for each metric, and ``skipped`` says why."""
     out: dict = {}
     for protocol in todo:
-        skip = subject.unready() if protocol.frozen else None
+        skip = subject.unready if protocol.frozen else None
         if skip:
             if "skipped" not in out:
                 log.warning(skip)
@@ -63,14 +68,12 @@ def run(todo: list[Protocol], subject: Subject) -> dict:
 def evaluate_backbone(cfg, backbone: torch.nn.Module, protocols=DEFAULT, what: str = "encoder",
                       quiet: bool = False) -> dict:  # fmt: skip
     """The frozen ``protocols`` of ``backbone`` (images -> features) on ``cfg``'s rows."""
-    todo = [p for p in chosen(protocols) if p.frozen]
-    return run(todo, Subject(cfg, backbone, what, quiet=quiet))
+    return run(frozen(protocols), Subject(cfg, backbone, what, quiet=quiet))
 
 
 def evaluate_features(cfg, tr, tr_y, te, te_y, protocols=DEFAULT, what: str = "features", quiet: bool = False):
     """The frozen ``protocols`` on features already extracted."""
-    todo = [p for p in chosen(protocols) if p.frozen]
-    return run(todo, Subject(cfg, None, what, quiet=quiet, extracted=(tr, tr_y, te, te_y)))
+    return run(frozen(protocols), Subject(cfg, None, what, quiet=quiet, extracted=(tr, tr_y, te, te_y)))
 
 
 def floors(cfg, protocols=DEFAULT, quiet: bool = False) -> dict:
@@ -94,9 +97,9 @@ def pixel_floor(cfg, protocols=DEFAULT, quiet: bool = False) -> dict:
     """The raw pixels of the same rows under each plain preprocessing (stored, mean-centred,
     standardised with training statistics; raycl.eval.pixels), every protocol on each; the floor
     is the best per protocol, with ``<protocol>_preprocessing`` naming the one that gave it."""
-    todo = [p for p in chosen(protocols) if p.frozen]
+    todo = frozen(protocols)
     pixels = Subject(cfg, StoredPixels(), "raw-pixel", quiet=quiet)
-    if pixels.unready():  # no labeled rows: the random-init floor has said why
+    if pixels.unready:  # no labeled rows: the random-init floor has said why
         return {m: None for p in todo for m in p.metrics}
     tr, tr_y, te, te_y = pixels.features()
     scores = {}

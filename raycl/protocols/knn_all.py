@@ -31,5 +31,4 @@ class KNNAllRows(Protocol):
         from raycl.train.knn_run import knn  # imports Ray: only once the input is known to be good
 
         start = subject.trained_from(self.name)
-        out = knn(start, workers, o.get("k"), o.get("temperature"), address=o.get("address"))
-        return {f"knn_all_{k.removeprefix('knn_')}": out[k] for k in out if k != "checkpoint"}
+        return knn(start, workers, o.get("k"), o.get("temperature"), address=o.get("address"))

@@ -65,9 +65,9 @@ def knn_loop(config: dict) -> None:
         truth = query_labels[start : start + QUERY_CHUNK].view(-1, 1)
         correct += torch.stack([(ranked[:, :1] == truth).any(1).sum(), (ranked == truth).any(1).sum()]).float()
     metrics = {
-        "knn_top1": float(correct[0]) / len(queries), "knn_top5": float(correct[1]) / len(queries),
-        "train_rows": rows, "queries": len(queries), "k": k, "temperature": config["temperature"],
-        "classes": classes, "workers": world,
+        "knn_all_top1": float(correct[0]) / len(queries), "knn_all_top5": float(correct[1]) / len(queries),
+        "knn_all_train_rows": rows, "knn_all_queries": len(queries), "knn_all_k": k,
+        "knn_all_temperature": config["temperature"], "knn_all_classes": classes, "knn_all_workers": world,
     }  # fmt: skip
     report_figures(metrics)
 
@@ -86,7 +86,7 @@ def knn(checkpoint: str, workers: int = 2, k: int | None = None, temperature: fl
         with tempfile.TemporaryDirectory(prefix="raycl-knn-") as folder, console.attached():
             run = Launch(knn_loop, config, name="knn", storage={"storage_path": folder}, workers=workers,
                          use_gpu=use_gpu, cpus_per_worker=cpus_per_worker)  # fmt: skip
-            return read_figures(launch.fit(run)) | {"checkpoint": checkpoint}
+            return read_figures(launch.fit(run))
     finally:
         if owned:
             ray.shutdown()
